@@ -1,0 +1,198 @@
+package resilient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Outcome is what an attempt's result means to the executor.
+//
+// A [Classifier] returns [Unclassified] to leave the decision to the next
+// classifier in a chain, or to the default rule when none is left.
+type Outcome uint8
+
+const (
+	// Unclassified means "no opinion": the next classifier, or the default
+	// rule, decides. The executor never acts on Unclassified itself.
+	Unclassified Outcome = iota
+	// Success ends the call and counts as a success for every policy (a
+	// breaker records it as healthy). An error classified as Success is still
+	// returned to the caller.
+	Success
+	// Retry marks a transient failure: the call is retried if attempts, time
+	// and policies allow.
+	Retry
+	// Fail marks a permanent failure: the call ends at once and the failure
+	// is recorded against the upstream.
+	Fail
+	// Ignore ends the call without counting it for or against the upstream;
+	// it is what the caller's own cancellation is.
+	Ignore
+)
+
+// String returns the outcome's lower-case name.
+func (o Outcome) String() string {
+	switch o {
+	case Unclassified:
+		return "unclassified"
+	case Success:
+		return "success"
+	case Retry:
+		return "retry"
+	case Fail:
+		return "fail"
+	case Ignore:
+		return "ignore"
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// A Classifier decides what a non-nil error returned by an attempt means.
+// It is only called while the caller's context is alive (a done context is
+// always [Ignore]) and never for errors marked with [Permanent] (always
+// [Fail]). Return [Unclassified] to defer to the default rule, which retries.
+//
+// Classifiers must be safe for concurrent use; they run on every failed
+// attempt.
+type Classifier func(err error) Outcome
+
+// Classifiers chains classifiers: the first one that returns anything but
+// [Unclassified] decides. Nil entries are skipped.
+func Classifiers(cs ...Classifier) Classifier {
+	chain := make([]Classifier, 0, len(cs))
+	for _, c := range cs {
+		if c != nil {
+			chain = append(chain, c)
+		}
+	}
+	return func(err error) Outcome {
+		for _, c := range chain {
+			if o := c(err); o != Unclassified {
+				return o
+			}
+		}
+		return Unclassified
+	}
+}
+
+// RetryOn returns a classifier that marks errors matching any of targets
+// (by [errors.Is]) as [Retry] and leaves every other error unclassified.
+func RetryOn(targets ...error) Classifier {
+	return matching(Retry, targets)
+}
+
+// FailOn returns a classifier that marks errors matching any of targets (by
+// [errors.Is]) as [Fail] and leaves every other error unclassified.
+func FailOn(targets ...error) Classifier {
+	return matching(Fail, targets)
+}
+
+func matching(o Outcome, targets []error) Classifier {
+	targets = append([]error(nil), targets...)
+	return func(err error) Outcome {
+		for _, t := range targets {
+			if errors.Is(err, t) {
+				return o
+			}
+		}
+		return Unclassified
+	}
+}
+
+// Permanent marks err as not worth retrying: the executor stops at once and
+// the caller gets err back (the returned error wraps err itself, not the
+// marker, so [errors.Is] and [errors.As] see the original). Permanent(nil)
+// is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// RetryAfter marks err as retryable no sooner than d from now: a server's
+// hint, such as HTTP's Retry-After. The hint is a floor for the next delay
+// (jitter never takes the delay below it) and is never clamped: a hint
+// beyond [WithMaxDelay] or past the context's deadline ends the call at once
+// with err. A d <= 0 adds no hint. RetryAfter(nil, d) is nil.
+//
+// Any error in the chain that has a method RetryAfter() time.Duration gives
+// a hint the same way, so errors of other packages can carry one too.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &hintError{err: err, after: d}
+}
+
+type hintError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *hintError) Error() string             { return e.err.Error() }
+func (e *hintError) Unwrap() error             { return e.err }
+func (e *hintError) RetryAfter() time.Duration { return e.after }
+
+// unmark is implemented by the package's own markers (Permanent, RetryAfter).
+func (e *hintError) unmark() error      { return e.err }
+func (e *permanentError) unmark() error { return e.err }
+
+type hinter interface{ RetryAfter() time.Duration }
+
+// hintOf returns the first server hint found in err's chain, or 0.
+func hintOf(err error) time.Duration {
+	var h hinter
+	if errors.As(err, &h) {
+		if d := h.RetryAfter(); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// stripMarkers removes the Permanent and RetryAfter markers at the top of
+// err's chain, so the caller receives its own error back.
+func stripMarkers(err error) error {
+	for {
+		m, ok := err.(interface{ unmark() error })
+		if !ok {
+			return err
+		}
+		err = m.unmark()
+	}
+}
+
+// classify decides what an attempt's error means. callCtx is the context of
+// the whole call: once it is done nothing is retried, and the attempt is
+// ignored only when the caller's own context (parent) ended it.
+//
+// Decision (DESIGN 9): the caller's cancellation is never retried and never
+// counts against the upstream. It is told apart by the caller's context, not
+// by the error: a per-attempt timeout returns context.DeadlineExceeded too,
+// but leaves the caller's context alive, so it is an ordinary Retry.
+func (ex *Executor) classify(parent context.Context, err error) Outcome {
+	if err == nil {
+		return Success
+	}
+	if parent.Err() != nil {
+		return Ignore
+	}
+	var p *permanentError
+	if errors.As(err, &p) {
+		return Fail
+	}
+	if ex.classifier != nil {
+		if o := ex.classifier(err); o != Unclassified {
+			return o
+		}
+	}
+	return Retry
+}

@@ -1,0 +1,640 @@
+package resilient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// Unlimited, given to [WithAttempts], retries until the call succeeds, fails
+// permanently, is rejected by a policy, or runs out of time.
+const Unlimited = -1
+
+// Defaults of an executor built with no options, and of [Do] without
+// options.
+const (
+	DefaultAttempts = 3
+	DefaultMaxDelay = time.Minute
+)
+
+// DefaultBackoff is the schedule of an executor built without
+// [WithBackoff]: 100ms, 200ms, 400ms, … up to 5s, with [FullJitter].
+var DefaultBackoff = Exponential(100*time.Millisecond, 5*time.Second)
+
+// ErrPanicked is the error a [Policy] is told about when an attempt
+// panicked. The panic itself goes on, in the caller's goroutine.
+var ErrPanicked = errors.New("resilient: attempt panicked")
+
+// Executor runs functions with retries, backoff and the policies it was
+// built with. It is immutable and safe for concurrent use: build one per
+// upstream with [New] and share it by every call to that upstream. Its
+// stateful parts (a breaker, a budget) are shared by every copy derived
+// from it.
+//
+// An *Executor is itself an [Option]: Do(ctx, fn, ex) runs fn with ex's
+// policy at no cost (no allocation), and options after it derive a copy.
+type Executor struct {
+	name           string
+	attempts       int // >= 1; math.MaxInt for Unlimited
+	backoff        Backoff
+	jitter         Jitter
+	maxDelay       time.Duration // 0: not set; resolved at build
+	maxElapsed     time.Duration // 0: no limit
+	attemptTimeout time.Duration // 0: none
+	classifier     Classifier
+	check          func(any) error
+	discard        func(any)
+	random         func() float64
+	hooks          Hooks
+	policies       []Policy
+	gates          []RetryGate
+
+	timed bool // read the clock per attempt: hooks or a DurationPolicy
+}
+
+// Option configures an [Executor]. Options are applied in order; an
+// *Executor given as an option replaces every setting made before it.
+type Option interface {
+	apply(*Executor) error
+}
+
+type optionFunc func(*Executor) error
+
+func (f optionFunc) apply(e *Executor) error { return f(e) }
+
+func (e *Executor) apply(dst *Executor) error {
+	*dst = *e
+	// Later options append to these: never into the shared arrays.
+	dst.policies = dst.policies[:len(dst.policies):len(dst.policies)]
+	dst.gates = dst.gates[:len(dst.gates):len(dst.gates)]
+	return nil
+}
+
+// defaultExecutor serves Do without options. It is immutable.
+var defaultExecutor = MustNew()
+
+// New builds an executor. With no options it makes up to [DefaultAttempts]
+// attempts, waits [DefaultBackoff] with [FullJitter] between them, retries
+// every error but [Permanent] ones and the caller's own cancellation, and
+// never waits longer than [DefaultMaxDelay]. An invalid option is an error
+// that names it; nothing is built.
+func New(opts ...Option) (*Executor, error) {
+	e := &Executor{
+		attempts: DefaultAttempts,
+		backoff:  DefaultBackoff,
+		jitter:   FullJitter,
+	}
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("resilient: New: nil option")
+		}
+		if err := o.apply(e); err != nil {
+			return nil, err
+		}
+	}
+	if e.maxDelay == 0 {
+		e.maxDelay = max(DefaultMaxDelay, e.backoff.max)
+	}
+	e.timed = e.hooks.OnAttempt != nil || e.hooks.OnRetry != nil || e.hooks.OnDone != nil
+	e.gates = e.gates[:0:0]
+	for _, p := range e.policies {
+		if d, ok := p.(DurationPolicy); ok && d.NeedsDuration() {
+			e.timed = true
+		}
+		if g, ok := p.(RetryGate); ok {
+			e.gates = append(e.gates, g)
+		}
+	}
+	return e, nil
+}
+
+// MustNew is like [New] but panics on an invalid option. It serves
+// package-level variables, like regexp.MustCompile.
+func MustNew(opts ...Option) *Executor {
+	e, err := New(opts...)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// Name returns the executor's name (see [WithName]).
+func (e *Executor) Name() string { return e.name }
+
+// Policies returns the executor's policies, in the order they run.
+func (e *Executor) Policies() []Policy {
+	return append([]Policy(nil), e.policies...)
+}
+
+// WithName names the executor in errors and events (an upstream's name,
+// such as "users-api"). Default "".
+func WithName(name string) Option {
+	return optionFunc(func(e *Executor) error {
+		e.name = name
+		return nil
+	})
+}
+
+// WithAttempts sets how many times the function may be called in all,
+// counting the first call: n >= 1, or [Unlimited]. Default 3. WithAttempts(1)
+// never retries; 0 and other negative values are invalid.
+func WithAttempts(n int) Option {
+	return optionFunc(func(e *Executor) error {
+		switch {
+		case n == Unlimited:
+			e.attempts = math.MaxInt
+		case n >= 1:
+			e.attempts = n
+		default:
+			return fmt.Errorf("resilient: WithAttempts: n must be >= 1 or Unlimited, got %d", n)
+		}
+		return nil
+	})
+}
+
+// WithBackoff sets the schedule of waits between attempts, such as
+// Exponential(100*time.Millisecond, 5*time.Second) (the default) or
+// Constant(0). A schedule from a constructor given invalid arguments is
+// refused, with the constructor's message.
+func WithBackoff(b Backoff) Option {
+	return optionFunc(func(e *Executor) error {
+		if b.err != nil {
+			return fmt.Errorf("resilient: WithBackoff: %w", b.err)
+		}
+		e.backoff = b
+		return nil
+	})
+}
+
+// WithJitter sets how waits are randomised: [NoJitter], [FullJitter] (the
+// default), [EqualJitter], [DecorrelatedJitter] or [ProportionalJitter]. A
+// ProportionalJitter fraction outside [0, 1], or NaN, is refused.
+func WithJitter(j Jitter) Option {
+	return optionFunc(func(e *Executor) error {
+		if err := j.validate(); err != nil {
+			return fmt.Errorf("resilient: WithJitter: %w", err)
+		}
+		e.jitter = j
+		return nil
+	})
+}
+
+// WithMaxDelay sets the longest single wait between attempts: computed
+// waits are capped at d, and a server's hint ([RetryAfter]) longer than d
+// ends the call at once with the last result and [ErrHintTooLong] (the
+// executor never sleeps for hours, and never retries sooner than the
+// upstream asked). d must be > 0. Default: the larger of [DefaultMaxDelay]
+// and the backoff's max.
+func WithMaxDelay(d time.Duration) Option {
+	return optionFunc(func(e *Executor) error {
+		if d <= 0 {
+			return fmt.Errorf("resilient: WithMaxDelay: d must be > 0, got %v", d)
+		}
+		e.maxDelay = d
+		return nil
+	})
+}
+
+// WithMaxElapsed bounds the whole call, attempts and waits together, to d
+// from its start: a running attempt is cancelled when d passes, and no wait
+// starts that would end after it. The call then ends with
+// [ErrMaxElapsed]. d must be > 0. Default: no limit but the context's.
+// Setting it costs one context and one clock read per call.
+func WithMaxElapsed(d time.Duration) Option {
+	return optionFunc(func(e *Executor) error {
+		if d <= 0 {
+			return fmt.Errorf("resilient: WithMaxElapsed: d must be > 0, got %v", d)
+		}
+		e.maxElapsed = d
+		return nil
+	})
+}
+
+// WithAttemptTimeout bounds each attempt to d: the function gets a context
+// that is cancelled after d, or when the attempt ends. An attempt that times
+// out while the caller's context is alive is an ordinary retryable failure.
+// d must be > 0. Default: none (the attempt runs on the caller's context,
+// which keeps the success path free of allocations).
+func WithAttemptTimeout(d time.Duration) Option {
+	return optionFunc(func(e *Executor) error {
+		if d <= 0 {
+			return fmt.Errorf("resilient: WithAttemptTimeout: d must be > 0, got %v", d)
+		}
+		e.attemptTimeout = d
+		return nil
+	})
+}
+
+// WithClassifier sets how errors are classified (see [Classifier]). Nil
+// restores the default: every error is retried but [Permanent] ones and the
+// caller's own cancellation. Use [Classifiers] to chain several.
+func WithClassifier(c Classifier) Option {
+	return optionFunc(func(e *Executor) error {
+		e.classifier = c
+		return nil
+	})
+}
+
+// CheckValue classifies values: check is called with every value returned
+// with a nil error, and a non-nil result is treated as that attempt's error
+// (wrap it in [Permanent] or [RetryAfter] as needed) while the value is kept.
+// When the call ends on such an attempt, the caller gets its value together
+// with an error that wraps check's. This is how an HTTP 503 response is
+// retried without being lost.
+//
+// T must be the type of the calls the executor runs; a call of another type
+// fails permanently with an error that says so. Nil removes the check. With
+// a check set, each value is converted to an interface, which allocates for
+// values that are not pointer-shaped.
+func CheckValue[T any](check func(T) error) Option {
+	return optionFunc(func(e *Executor) error {
+		if check == nil {
+			e.check = nil
+			return nil
+		}
+		e.check = func(v any) error {
+			t, ok := v.(T)
+			if !ok {
+				return Permanent(fmt.Errorf("resilient: CheckValue: check for %T given a %T", t, v))
+			}
+			return check(t)
+		}
+		return nil
+	})
+}
+
+// OnDiscard sets the release hook for values the caller never sees: the
+// value of every attempt that is followed by another one (an HTTP response
+// whose body must be closed). It runs before the wait for the next attempt,
+// on the caller's goroutine, and may receive zero values. T must be the type
+// of the calls the executor runs; values of other types are not passed to
+// it. Nil removes the hook.
+func OnDiscard[T any](release func(T)) Option {
+	return optionFunc(func(e *Executor) error {
+		if release == nil {
+			e.discard = nil
+			return nil
+		}
+		e.discard = func(v any) {
+			if t, ok := v.(T); ok {
+				release(t)
+			}
+		}
+		return nil
+	})
+}
+
+// WithRandom replaces the source of jitter: random must return uniformly
+// distributed values in [0, 1) and be safe for concurrent use. It serves
+// deterministic tests and simulations; nil restores the default,
+// math/rand/v2's lock-free global generator.
+func WithRandom(random func() float64) Option {
+	return optionFunc(func(e *Executor) error {
+		e.random = random
+		return nil
+	})
+}
+
+// WithPolicy adds policies that guard every attempt, after those already
+// added (see [Policy] for the order). Nil policies are refused.
+func WithPolicy(ps ...Policy) Option {
+	return optionFunc(func(e *Executor) error {
+		for _, p := range ps {
+			if p == nil {
+				return errors.New("resilient: WithPolicy: nil policy")
+			}
+		}
+		e.policies = append(e.policies[:len(e.policies):len(e.policies)], ps...)
+		return nil
+	})
+}
+
+// resolve returns the executor for a call's options without allocating in
+// the two common cases: no options, and one prebuilt executor.
+func resolve(opts []Option) (*Executor, error) {
+	switch len(opts) {
+	case 0:
+		return defaultExecutor, nil
+	case 1:
+		if e, ok := opts[0].(*Executor); ok && e != nil {
+			return e, nil
+		}
+	}
+	return New(opts...)
+}
+
+// Do calls fn until it succeeds, fails permanently, or the executor's
+// policy says stop, and returns its last value and error.
+//
+// Without options it uses [New]'s defaults: 3 attempts, exponential backoff
+// with full jitter. Pass a prebuilt [*Executor] to use its policy (no
+// allocation), or options to configure this call alone; invalid options are
+// returned as an error without calling fn, and so are a nil ctx or fn.
+//
+// fn receives the context to use for the attempt: ctx itself, or a context
+// derived from it when a per-attempt timeout or a time limit is set.
+//
+// On success Do returns fn's value and nil. Otherwise the error is an
+// [*Error]: it wraps the last attempt's error and tells how many attempts
+// were made and why the call stopped; the value is the last attempt's
+// value, unless it was released (see [OnDiscard]) before a wait that the
+// context then ended, when it is the zero value. A panic in fn goes on in
+// the caller's goroutine, after every policy has been told.
+func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) (T, error) {
+	ex, err := resolve(opts)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return run(ctx, ex, fn, nil)
+}
+
+// DoResult is [Do] returning the whole story: value, error, attempts, the
+// reason it stopped, elapsed time and a record per attempt. It reads the
+// clock around every attempt.
+func DoResult[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) Result[T] {
+	ex, err := resolve(opts)
+	if err != nil {
+		return Result[T]{Err: err, Reason: ReasonRejected}
+	}
+	var r Result[T]
+	r.Value, r.Err = run(ctx, ex, fn, &r)
+	return r
+}
+
+// Run calls fn with the executor's policy, as [Do] does, for calls that
+// return no value.
+func (e *Executor) Run(ctx context.Context, fn func(context.Context) error) error {
+	if fn == nil {
+		return ErrNilFunc
+	}
+	_, err := run(ctx, e, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, fn(ctx)
+	}, nil)
+	return err
+}
+
+// call is the state of one call that does not depend on its value type.
+type call struct {
+	ex      *Executor
+	parent  context.Context // the caller's
+	ctx     context.Context // parent, or bounded by maxElapsed
+	start   time.Time       // set when timed
+	timed   bool
+	n       int           // attempts made
+	prev    time.Duration // last wait, for decorrelated jitter
+	timer   *time.Timer
+	history *[]Attempt
+	last    error // last attempt's error, markers removed
+}
+
+func run[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), res *Result[T]) (T, error) {
+	var zero T
+	if ctx == nil {
+		return zero, ErrNilContext
+	}
+	if fn == nil {
+		return zero, ErrNilFunc
+	}
+	c := call{ex: ex, parent: ctx, ctx: ctx, timed: ex.timed || res != nil}
+	if res != nil {
+		c.history = &res.History
+	}
+	if c.timed || ex.maxElapsed > 0 {
+		c.start = time.Now()
+	}
+	if ex.maxElapsed > 0 {
+		var cancel context.CancelFunc
+		c.ctx, cancel = context.WithDeadlineCause(ctx, c.start.Add(ex.maxElapsed), ErrMaxElapsed)
+		defer cancel()
+	}
+	defer c.stopTimer()
+
+	v, err, reason := loop(&c, fn)
+	if res != nil {
+		res.Attempts, res.Reason = c.n, reason
+		res.Elapsed = time.Since(c.start)
+	}
+	if h := ex.hooks.OnDone; h != nil {
+		h(DoneEvent{Name: ex.name, Attempts: c.n, Reason: reason, Err: err, Elapsed: time.Since(c.start)})
+	}
+	return v, err
+}
+
+func loop[T any](c *call, fn func(context.Context) (T, error)) (T, error, Reason) {
+	var zero T
+	ex := c.ex
+	for {
+		if err := c.ctx.Err(); err != nil {
+			r, cause := c.ctxReason()
+			return zero, c.fail(r, cause), r
+		}
+		c.n++
+		v, err, o, rejected := attempt(c, fn)
+		if rejected != nil {
+			c.n--
+			return zero, c.fail(ReasonRejected, rejected), ReasonRejected
+		}
+		c.last = stripMarkers(err)
+		switch o {
+		case Success:
+			return v, c.last, ReasonSuccess
+		case Fail:
+			return v, c.fail(ReasonPermanent, nil), ReasonPermanent
+		case Ignore:
+			r, cause := c.ctxReason()
+			return v, c.fail(r, cause), r
+		}
+		if c.n >= ex.attempts {
+			return v, c.fail(ReasonExhausted, nil), ReasonExhausted
+		}
+		if c.ctx.Err() != nil { // our own time limit ended the attempt
+			r, cause := c.ctxReason()
+			return v, c.fail(r, cause), r
+		}
+		for _, g := range ex.gates {
+			if gerr := g.AllowRetry(c.n + 1); gerr != nil {
+				return v, c.fail(ReasonRejected, gerr), ReasonRejected
+			}
+		}
+		delay, src, r := c.plan(err)
+		if r != ReasonSuccess {
+			return v, c.fail(r, nil), r
+		}
+		if c.history != nil {
+			h := *c.history
+			h[len(h)-1].Delay, h[len(h)-1].Source = delay, src
+		}
+		if h := ex.hooks.OnRetry; h != nil {
+			h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
+		}
+		if ex.discard != nil {
+			ex.discard(v)
+		}
+		if !c.wait(delay) {
+			r, cause := c.ctxReason()
+			return zero, c.fail(r, cause), r
+		}
+	}
+}
+
+// attempt runs one attempt under the executor's policies. rejected is a
+// policy's refusal, in which case fn was not called.
+func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err error, o Outcome, rejected error) {
+	ex := c.ex
+	var buf [4]Permit
+	permits := buf[:0]
+	for _, p := range ex.policies {
+		pm, perr := p.Admit(c.ctx, c.n)
+		if perr != nil {
+			c.release(permits, Report{Attempt: c.n, Outcome: Ignore})
+			return v, nil, Ignore, perr
+		}
+		permits = append(permits, pm)
+	}
+	actx := c.ctx
+	if ex.attemptTimeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(actx, ex.attemptTimeout)
+		defer cancel()
+	}
+	var t0 time.Time
+	if c.timed {
+		t0 = time.Now()
+	}
+	if len(permits) > 0 {
+		// Decision (DESIGN 5): a panic is not recovered. Policies learn of
+		// it here, then it goes on, in the caller's goroutine, untouched.
+		finished := false
+		defer func() {
+			if !finished {
+				c.release(permits, Report{Attempt: c.n, Outcome: Fail, Err: ErrPanicked, Duration: since(c.timed, t0)})
+			}
+		}()
+		v, err = fn(actx)
+		finished = true
+	} else {
+		v, err = fn(actx)
+	}
+	if err == nil && ex.check != nil {
+		err = ex.check(v)
+	}
+	o = ex.classify(c.parent, err)
+	d := since(c.timed, t0)
+	c.release(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
+	if c.history != nil {
+		*c.history = append(*c.history, Attempt{Number: c.n, Duration: d, Err: stripMarkers(err), Outcome: o})
+	}
+	if h := ex.hooks.OnAttempt; h != nil {
+		h(AttemptEvent{Name: ex.name, Attempt: Attempt{Number: c.n, Duration: d, Err: stripMarkers(err), Outcome: o}})
+	}
+	return v, err, o, nil
+}
+
+func since(timed bool, t0 time.Time) time.Duration {
+	if !timed {
+		return 0
+	}
+	return time.Since(t0)
+}
+
+// release tells policies, in reverse order, how the attempt ended.
+func (c *call) release(permits []Permit, r Report) {
+	for i := len(permits) - 1; i >= 0; i-- {
+		c.ex.policies[i].Done(permits[i], r)
+	}
+}
+
+// plan computes the wait before the next attempt, or the reason to stop now
+// instead of waiting.
+func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
+	ex := c.ex
+	u := 0.0
+	if ex.jitter.kind != jitterNone {
+		if ex.random != nil {
+			u = ex.random()
+		} else {
+			u = rand.Float64()
+		}
+	}
+	delay := min(next(ex.backoff, ex.jitter, c.n, c.prev, u), ex.maxDelay)
+	c.prev = delay
+	src := FromBackoff
+	// Decision (DESIGN 1, 2): a server's hint is a floor that jitter never
+	// lowers; a hint beyond the cap ends the call rather than being clamped
+	// into a retry the upstream asked us not to make.
+	if hint := hintOf(err); hint > 0 {
+		if hint > ex.maxDelay {
+			return 0, FromHint, ReasonHintTooLong
+		}
+		if hint > delay {
+			delay, src = hint, FromHint
+		}
+	}
+	// Decision (DESIGN 8): never sleep into a wait the next attempt could
+	// not start after; return the last result now.
+	if dl, ok := c.parent.Deadline(); ok && time.Until(dl) <= delay {
+		return 0, src, ReasonDeadline
+	}
+	if ex.maxElapsed > 0 && time.Since(c.start)+delay >= ex.maxElapsed {
+		return 0, src, ReasonMaxElapsed
+	}
+	return delay, src, ReasonSuccess
+}
+
+// wait sleeps d, or less if the call's context ends first (then false). No
+// timer is created for a zero wait; one timer serves every wait of a call.
+func (c *call) wait(d time.Duration) bool {
+	if d <= 0 {
+		return c.ctx.Err() == nil
+	}
+	if c.timer == nil {
+		c.timer = time.NewTimer(d)
+	} else {
+		c.timer.Reset(d)
+	}
+	select {
+	case <-c.timer.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+func (c *call) stopTimer() {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}
+
+// ctxReason tells why the call's context is done: the caller's cancellation
+// or deadline, or the executor's own time limit. A classifier's Ignore while
+// every context is alive ends the call as a permanent failure would.
+func (c *call) ctxReason() (Reason, error) {
+	if c.ctx.Err() == nil {
+		return ReasonPermanent, nil
+	}
+	if err := c.parent.Err(); err != nil {
+		cause := context.Cause(c.parent)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return ReasonDeadline, joinCause(err, cause)
+		}
+		return ReasonCanceled, joinCause(err, cause)
+	}
+	return ReasonMaxElapsed, nil
+}
+
+// joinCause keeps both the context's error and a custom cause matchable.
+func joinCause(err, cause error) error {
+	if cause == nil || cause == err {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, cause)
+}
+
+func (c *call) fail(r Reason, cause error) error {
+	return &Error{Name: c.ex.name, Attempts: c.n, Reason: r, Last: c.last, Cause: cause}
+}
