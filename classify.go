@@ -149,13 +149,37 @@ type hinter interface{ RetryAfter() time.Duration }
 
 // hintOf returns the first server hint found in err's chain, or 0.
 func hintOf(err error) time.Duration {
-	var h hinter
-	if errors.As(err, &h) {
+	if h, ok := find[hinter](err); ok {
 		if d := h.RetryAfter(); d > 0 {
 			return d
 		}
 	}
 	return 0
+}
+
+// find is errors.As for the package's own use: it walks err's chain
+// (depth-first, as errors.As does) for the first error of type E, without
+// allocating, since the failure path runs it on every attempt.
+func find[E any](err error) (E, bool) {
+	for err != nil {
+		if e, ok := err.(E); ok {
+			return e, true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, inner := range u.Unwrap() {
+				if e, ok := find[E](inner); ok {
+					return e, true
+				}
+			}
+			return *new(E), false
+		default:
+			return *new(E), false
+		}
+	}
+	return *new(E), false
 }
 
 // stripMarkers removes the Permanent and RetryAfter markers at the top of
@@ -185,8 +209,7 @@ func (ex *Executor) classify(parent context.Context, err error) Outcome {
 	if parent.Err() != nil {
 		return Ignore
 	}
-	var p *permanentError
-	if errors.As(err, &p) {
+	if _, ok := find[*permanentError](err); ok {
 		return Fail
 	}
 	if ex.classifier != nil {

@@ -53,6 +53,7 @@ type Executor struct {
 	gates          []RetryGate
 
 	timed bool // read the clock per attempt: hooks or a DurationPolicy
+	fast  bool // the first attempt can take the fast path (see fast)
 }
 
 // Option configures an [Executor]. Options are applied in order; an
@@ -108,6 +109,8 @@ func New(opts ...Option) (*Executor, error) {
 			e.gates = append(e.gates, g)
 		}
 	}
+	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
+		len(e.policies) <= maxFastPolicies
 	return e, nil
 }
 
@@ -391,6 +394,13 @@ type call struct {
 	last    error // last attempt's error, markers removed
 }
 
+// first is an attempt already made by the fast path.
+type first[T any] struct {
+	v   T
+	err error
+	o   Outcome
+}
+
 func run[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), res *Result[T]) (T, error) {
 	var zero T
 	if ctx == nil {
@@ -399,7 +409,61 @@ func run[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, 
 	if fn == nil {
 		return zero, ErrNilFunc
 	}
-	c := call{ex: ex, parent: ctx, ctx: ctx, timed: ex.timed || res != nil}
+	if res == nil && ex.fast {
+		return fast(ctx, ex, fn)
+	}
+	return slow(ctx, ex, fn, res, nil)
+}
+
+// fast makes the first attempt of an executor that needs no clock, no
+// derived context and no value check, and returns at once if it succeeds:
+// the common case, kept free of allocations, locks and clock reads. Anything
+// else goes on in slow, with the attempt already made.
+func fast[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
+	if ctx.Err() != nil {
+		return slow(ctx, ex, fn, nil, nil)
+	}
+	if len(ex.policies) == 0 {
+		v, err := fn(ctx)
+		if err == nil {
+			return v, nil
+		}
+		return slow(ctx, ex, fn, nil, &first[T]{v: v, err: err, o: ex.classify(ctx, err)})
+	}
+	var permits [maxFastPolicies]Permit
+	for i, p := range ex.policies {
+		pm, err := p.Admit(ctx, 1)
+		if err != nil {
+			releaseAll(ex.policies, permits[:i], Report{Attempt: 1, Outcome: Ignore})
+			return *new(T), &Error{Name: ex.name, Reason: ReasonRejected, Cause: err}
+		}
+		permits[i] = pm
+	}
+	finished := false
+	defer func() {
+		if !finished { // fn panicked: see attempt
+			releaseAll(ex.policies, permits[:len(ex.policies)], Report{Attempt: 1, Outcome: Fail, Err: ErrPanicked})
+		}
+	}()
+	v, err := fn(ctx)
+	finished = true
+	o := ex.classify(ctx, err)
+	releaseAll(ex.policies, permits[:len(ex.policies)], Report{Attempt: 1, Outcome: o, Err: err})
+	if o == Success {
+		return v, stripMarkers(err)
+	}
+	return slow(ctx, ex, fn, nil, &first[T]{v: v, err: err, o: o})
+}
+
+// maxFastPolicies bounds the policies the fast path serves; executors with
+// more take the general path.
+const maxFastPolicies = 4
+
+func slow[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), res *Result[T], f *first[T]) (T, error) {
+	// Fields are set one by one: a composite literal here is built in a
+	// temporary and copied, which stalls the store buffer.
+	var c call
+	c.ex, c.parent, c.ctx, c.timed = ex, ctx, ctx, ex.timed || res != nil
 	if res != nil {
 		c.history = &res.History
 	}
@@ -413,7 +477,7 @@ func run[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, 
 	}
 	defer c.stopTimer()
 
-	v, err, reason := loop(&c, fn)
+	v, err, reason := loop(&c, fn, f)
 	if res != nil {
 		res.Attempts, res.Reason = c.n, reason
 		res.Elapsed = time.Since(c.start)
@@ -424,16 +488,27 @@ func run[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, 
 	return v, err
 }
 
-func loop[T any](c *call, fn func(context.Context) (T, error)) (T, error, Reason) {
+func loop[T any](c *call, fn func(context.Context) (T, error), f *first[T]) (T, error, Reason) {
 	var zero T
 	ex := c.ex
 	for {
-		if err := c.ctx.Err(); err != nil {
-			r, cause := c.ctxReason()
-			return zero, c.fail(r, cause), r
+		var (
+			v        T
+			err      error
+			o        Outcome
+			rejected error
+		)
+		if f != nil {
+			c.n, v, err, o = 1, f.v, f.err, f.o
+			f = nil
+		} else {
+			if cerr := c.ctx.Err(); cerr != nil {
+				r, cause := c.ctxReason()
+				return zero, c.fail(r, cause), r
+			}
+			c.n++
+			v, err, o, rejected = attempt(c, fn)
 		}
-		c.n++
-		v, err, o, rejected := attempt(c, fn)
 		if rejected != nil {
 			c.n--
 			return zero, c.fail(ReasonRejected, rejected), ReasonRejected
@@ -543,8 +618,14 @@ func since(timed bool, t0 time.Time) time.Duration {
 
 // release tells policies, in reverse order, how the attempt ended.
 func (c *call) release(permits []Permit, r Report) {
+	releaseAll(c.ex.policies, permits, r)
+}
+
+// releaseAll tells policies[:len(permits)], in reverse order, how the attempt
+// ended.
+func releaseAll(policies []Policy, permits []Permit, r Report) {
 	for i := len(permits) - 1; i >= 0; i-- {
-		c.ex.policies[i].Done(permits[i], r)
+		policies[i].Done(permits[i], r)
 	}
 }
 
