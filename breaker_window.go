@@ -1,0 +1,191 @@
+package resilient
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// window is a breaker's sliding window of outcomes: the last n calls (a
+// ring), or the calls of the last d (buckets moved on by a timer). Every
+// method is safe for concurrent use; recording takes no lock.
+//
+// A window belongs to one closed (or disabled) period of its breaker. It is
+// replaced, never cleared, when a new one starts, so the only writes it can
+// receive after that are late ones, which nobody reads.
+type window struct {
+	// consec counts failures since the last success.
+	consec atomic.Int64
+
+	// Count window: ring[i % n] holds call i's outcome bits; next counts
+	// the calls recorded; fails and slows count the ring's bits. A ring
+	// that is full and holds only plain successes is left untouched by
+	// another success: the last n calls are then successes either way, so
+	// the success path only reads shared memory.
+	ring         []atomic.Uint32
+	n            uint64
+	next         atomic.Uint64
+	fails, slows atomic.Int64
+
+	// Time window: buckets[head] receives calls; a timer moves head on
+	// every tick and clears the bucket it moves to, and runs only while
+	// ticking (set by the first call recorded into an idle window, cleared
+	// by the tick that finds the window empty).
+	buckets []bucket
+	head    atomic.Uint32
+	tick    time.Duration
+	ticking atomic.Bool
+	mu      sync.Mutex // guards timer and retired
+	timer   *time.Timer
+	retired bool
+}
+
+type bucket struct {
+	calls, fails, slows atomic.Int64
+}
+
+// Outcome bits of a ring slot (0: empty).
+const (
+	slotFilled = 1 << iota
+	slotFail
+	slotSlow
+)
+
+func newWindow(c *breakerConfig) *window {
+	if c.countN > 0 {
+		return &window{ring: make([]atomic.Uint32, c.countN), n: uint64(c.countN)}
+	}
+	return &window{buckets: make([]bucket, c.buckets), tick: c.timeD / time.Duration(c.buckets)}
+}
+
+// success records a plain success (neither failed nor slow): the hot path.
+func (w *window) success() {
+	if w.consec.Load() != 0 {
+		w.consec.Store(0)
+	}
+	if w.ring != nil {
+		if w.fails.Load() == 0 && w.slows.Load() == 0 && w.next.Load() >= w.n {
+			return
+		}
+		w.put(slotFilled)
+		return
+	}
+	w.buckets[w.head.Load()].calls.Add(1)
+	w.startTicking()
+}
+
+// record records a call that failed, was slow, or both.
+func (w *window) record(fail, slow bool) {
+	if fail {
+		w.consec.Add(1)
+	} else if w.consec.Load() != 0 {
+		w.consec.Store(0)
+	}
+	if w.ring != nil {
+		v := uint32(slotFilled)
+		if fail {
+			v |= slotFail
+		}
+		if slow {
+			v |= slotSlow
+		}
+		w.put(v)
+		return
+	}
+	bk := &w.buckets[w.head.Load()]
+	bk.calls.Add(1)
+	if fail {
+		bk.fails.Add(1)
+	}
+	if slow {
+		bk.slows.Add(1)
+	}
+	w.startTicking()
+}
+
+// put writes one outcome into the ring and adjusts the counts by the
+// outcome it replaces.
+func (w *window) put(v uint32) {
+	i := w.next.Add(1) - 1
+	old := w.ring[i%w.n].Swap(v)
+	if d := int64(v>>1&1) - int64(old>>1&1); d != 0 {
+		w.fails.Add(d)
+	}
+	if d := int64(v>>2&1) - int64(old>>2&1); d != 0 {
+		w.slows.Add(d)
+	}
+}
+
+// counts returns the calls, failures and slow calls in the window.
+func (w *window) counts() (calls, fails, slows int64) {
+	if w.ring != nil {
+		return int64(min(w.next.Load(), w.n)), w.fails.Load(), w.slows.Load()
+	}
+	for i := range w.buckets {
+		bk := &w.buckets[i]
+		calls += bk.calls.Load()
+		fails += bk.fails.Load()
+		slows += bk.slows.Load()
+	}
+	return calls, fails, slows
+}
+
+// startTicking starts the time window's timer if it is not running. The
+// check is a plain load: after the first call, the hot path writes only its
+// bucket.
+func (w *window) startTicking() {
+	if w.ticking.Load() || !w.ticking.CompareAndSwap(false, true) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.retired {
+		return
+	}
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.tick, w.onTick)
+	} else {
+		w.timer.Reset(w.tick)
+	}
+}
+
+// onTick moves the window on by one bucket, and keeps ticking while the
+// window holds calls.
+func (w *window) onTick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.retired {
+		return
+	}
+	h := (w.head.Load() + 1) % uint32(len(w.buckets))
+	bk := &w.buckets[h]
+	bk.calls.Store(0)
+	bk.fails.Store(0)
+	bk.slows.Store(0)
+	w.head.Store(h)
+	if c, _, _ := w.counts(); c > 0 {
+		w.timer.Reset(w.tick)
+		return
+	}
+	// Stop, then look again: a call recorded meanwhile either sees ticking
+	// false and restarts the timer itself, or is seen here (its add comes
+	// before its load of ticking; our store before our sum).
+	w.ticking.Store(false)
+	if c, _, _ := w.counts(); c > 0 && w.ticking.CompareAndSwap(false, true) {
+		w.timer.Reset(w.tick)
+	}
+}
+
+// retire stops the window for good: a time window's counts freeze and its
+// timer stops.
+func (w *window) retire() {
+	if w.ring != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.retired = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
