@@ -1,0 +1,79 @@
+// Package httpx makes HTTP calls resilient, safely by default: an
+// [http.RoundTripper] ([Transport]) and a plain [*http.Client] ([NewClient])
+// that retry what is safe to retry, honour Retry-After, replay request
+// bodies without buffering them, and never leak a connection or a body.
+//
+//	resp, err := httpx.Get(ctx, "https://api.example.com/status")
+//	if err != nil {
+//		return err // no response came: err says why, and after how many attempts
+//	}
+//	defer resp.Body.Close() // the last response, whatever its status
+//
+//	client := httpx.NewClient(httpx.WithExecutor(usersAPI)) // a plain *http.Client
+//
+// # Defaults
+//
+// [Get], [Do], the zero [Transport] and [NewClient] without options use
+// this policy:
+//
+//	| setting                | default                                               |
+//	|------------------------|-------------------------------------------------------|
+//	| attempts               | 4 in all (DefaultAttempts)                            |
+//	| backoff                | exponential 100ms, 200ms, … up to 10s, full jitter    |
+//	| retried statuses       | 408, 429, 500, 502, 503, 504 (RetryableStatus)        |
+//	| never retried          | 1xx-3xx, other 4xx, 501, 505 and other 5xx            |
+//	| retried errors         | resets, refusals, timeouts, DNS failures, EOFs        |
+//	| never retried errors   | certificate/TLS errors, invalid request, redirects    |
+//	| retried methods        | GET HEAD OPTIONS TRACE PUT DELETE; POST/PATCH with an |
+//	|                        | Idempotency-Key, or only when never sent (dial, DNS)  |
+//	| Retry-After            | seconds or HTTP-date; a floor for the wait; above 30s |
+//	|                        | (DefaultMaxRetryAfter) the call ends at once          |
+//	| after the last attempt | the last response, body intact, err == nil           |
+//	| discarded responses    | drained (up to 64 KiB, DrainLimit) and closed         |
+//	| request bodies         | replayed through GetBody; otherwise sent once         |
+//	| per-attempt timeout    | none (WithAttemptTimeout; the context bounds the call)|
+//	| redirects              | 10 (MaxRedirects), then ErrTooManyRedirects           |
+//	| base transport         | http.DefaultTransport                                 |
+//
+// # Classification
+//
+// A response is classified by its status with [StatusOutcome] (or your
+// [WithStatusClassifier]); a transport error with [ClassifyError], by type
+// and errors.Is/As, never by its text. A request is retried only when it is
+// safe to send it again: its method is idempotent ([IdempotentMethod]), it
+// carries an idempotency key ([HasIdempotencyKey], or [WithIdempotencyKeys]
+// to add one), the caller opted in ([WithNonIdempotentRetries]), or the
+// failure proves it never left ([NeverSent]). Otherwise its first answer
+// is the final one.
+//
+// A Retry-After header ([ParseRetryAfter]) sets a floor for the next wait;
+// jitter never lowers it. A hint longer than the cap (the executor's
+// [resilient.WithMaxDelay]: [DefaultMaxRetryAfter] by default), or one that
+// would end past the context's deadline, ends the call at once with that
+// response: never a clamped early retry, never a sleep of hours. Garbage,
+// negative and overflowing values are ignored, so the backoff alone
+// decides.
+//
+// # Bodies and connections
+//
+// Each attempt after the first is a copy of the request with a fresh body
+// from GetBody, which [http.NewRequest] sets for bytes, strings and their
+// readers. A body without GetBody is sent once and never buffered behind
+// the caller's back. The caller's request is never modified, and its body
+// is closed on every path, as the RoundTripper contract requires.
+//
+// Every response the Transport discards (one that is retried) is drained,
+// up to [DrainLimit], and closed exactly once, so that its connection goes
+// back to the pool. The response returned is never touched: its body stays
+// readable until the caller closes it. With [WithAttemptTimeout], its
+// timeout keeps bounding the read of that body, like http.Client.Timeout,
+// but returning from RoundTrip does not cancel it.
+//
+// # Policies
+//
+// [WithExecutor] takes any [resilient.Executor]: its attempts, backoff,
+// classifier, breaker, budget and hooks apply to every request; the
+// breaker counts every attempt. Errors are those of the executor: a
+// request that gets no response fails with a [*resilient.Error] that wraps
+// the last attempt's error, so errors.Is and errors.As see both.
+package httpx

@@ -1,0 +1,189 @@
+package httpx
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/resilient-go/resilient"
+)
+
+// Defaults of the policy used by the zero [Transport], by [NewClient]
+// without [WithExecutor], and by [Get] and [Do]. The wait before retry n is
+// drawn uniformly (full jitter) from [0, min(DefaultMaxBackoff,
+// DefaultBaseDelay·2^(n-1))], and never below the response's Retry-After.
+const (
+	DefaultAttempts   = 4
+	DefaultBaseDelay  = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+)
+
+// MaxRedirects is how many redirects clients made with [NewClient] follow
+// before they stop with [ErrTooManyRedirects], as net/http's default does.
+const MaxRedirects = 10
+
+// defaultExecutor is the default policy. It is immutable.
+var defaultExecutor = resilient.MustNew(
+	resilient.WithAttempts(DefaultAttempts),
+	resilient.WithBackoff(resilient.Exponential(DefaultBaseDelay, DefaultMaxBackoff)),
+	resilient.WithMaxDelay(DefaultMaxRetryAfter),
+)
+
+// defaultConfig serves the zero Transport. It is immutable.
+var defaultConfig = mustConfig()
+
+func mustConfig() *config {
+	cfg, err := newConfig(nil)
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
+// config is a Transport's immutable configuration.
+type config struct {
+	ex             *resilient.Executor // derived from the caller's, once
+	base           http.RoundTripper
+	attemptTimeout time.Duration
+	genKeys        bool
+	nonIdempotent  bool
+	status         func(*http.Response) resilient.Outcome
+	err            error // an invalid option, for clients made by NewClient
+}
+
+// Option configures a [Transport] (see [NewTransport] and [NewClient]).
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+func newConfig(opts []Option) (*config, error) {
+	cfg := &config{ex: defaultExecutor}
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("resilient/httpx: NewTransport: nil option")
+		}
+		if err := o.apply(cfg); err != nil {
+			return nil, err
+		}
+	}
+	// The Transport's own executor, derived once from the caller's: it
+	// keeps every setting of it (attempts, backoff, cap, classifier,
+	// policies, hooks) and adds the release of discarded responses. A
+	// value check of the caller's executor is removed: the Transport
+	// classifies responses itself (see WithStatusClassifier).
+	ex, err := resilient.New(cfg.ex,
+		resilient.CheckValue[*http.Response](nil),
+		resilient.OnDiscard(discard),
+	)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ex = ex
+	return cfg, nil
+}
+
+// WithExecutor sets the retry policy: attempts, backoff and jitter, the cap
+// on waits and Retry-After hints ([resilient.WithMaxDelay]), time limits,
+// classifier, policies (a breaker, a budget) and hooks. The Transport
+// derives its own executor from ex once, when it is built, keeping all of
+// ex's settings and shared state but two: a [resilient.CheckValue] check
+// (responses are classified by status, see [WithStatusClassifier]) and an
+// [resilient.OnDiscard] hook (the Transport drains and closes what it
+// discards). The executor's classifier sees every transport error and
+// [*StatusError] that the Transport does not already mark permanent.
+//
+// A [resilient.WithAttemptTimeout] of ex bounds each attempt only until its
+// response headers arrive; use this package's [WithAttemptTimeout] to bound
+// the reading of the body too. Default: the policy in the package doc. Nil
+// is invalid.
+func WithExecutor(ex *resilient.Executor) Option {
+	return optionFunc(func(c *config) error {
+		if ex == nil {
+			return errors.New("resilient/httpx: WithExecutor: nil executor")
+		}
+		c.ex = ex
+		return nil
+	})
+}
+
+// WithBase sets the RoundTripper that sends each attempt (the Transport's
+// Base field). Default, and nil: http.DefaultTransport.
+func WithBase(rt http.RoundTripper) Option {
+	return optionFunc(func(c *config) error {
+		c.base = rt
+		return nil
+	})
+}
+
+// WithAttemptTimeout bounds each attempt to d, like http.Client.Timeout
+// bounds a request: from sending it to the end of reading the response
+// body. An attempt whose headers do not arrive within d is cancelled and
+// retried like any timeout. The response that is returned keeps its
+// timeout: its body stays readable until it is read to the end, d runs out
+// (a stalled read is then cut), or the caller closes it. d must be > 0.
+// Default: none; the request's context alone bounds it.
+func WithAttemptTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("resilient/httpx: WithAttemptTimeout: d must be > 0, got %v", d)
+		}
+		c.attemptTimeout = d
+		return nil
+	})
+}
+
+// WithIdempotencyKeys makes the Transport give every POST and PATCH request
+// that has no idempotency key (see [HasIdempotencyKey]) a fresh random one
+// in the [IdempotencyKeyHeader], generated once per request and identical
+// on every attempt of it, so that such requests are retried like
+// idempotent ones. Use it only with servers that deduplicate by that
+// header. The caller's request is not modified; its attempts are sent as
+// clones that carry the key. Default: off.
+func WithIdempotencyKeys() Option {
+	return optionFunc(func(c *config) error {
+		c.genKeys = true
+		return nil
+	})
+}
+
+// WithNonIdempotentRetries opts in to retrying requests of every method,
+// POST and PATCH without an idempotency key included, after any retryable
+// failure. Use it only when running such a request twice is harmless.
+// Default: off; they are retried only after failures that prove they were
+// never sent (see [NeverSent]).
+func WithNonIdempotentRetries() Option {
+	return optionFunc(func(c *config) error {
+		c.nonIdempotent = true
+		return nil
+	})
+}
+
+// WithStatusClassifier sets how responses are classified: f returns
+// [resilient.Retry] for a response to retry (its Retry-After header still
+// gives the hint), [resilient.Fail] for one that ends the call and counts
+// as a failure of the upstream, [resilient.Success] (or
+// [resilient.Ignore]) for one to return as it is, and
+// [resilient.Unclassified] to leave it to [StatusOutcome]. Either way the
+// caller gets the last response. f must be safe for concurrent use and
+// must not read the body. Default, and nil: [StatusOutcome].
+func WithStatusClassifier(f func(*http.Response) resilient.Outcome) Option {
+	return optionFunc(func(c *config) error {
+		c.status = f
+		return nil
+	})
+}
+
+// newIdempotencyKey returns a random version 4 UUID.
+func newIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,80 @@
+package httpx
+
+import (
+	"math"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// DefaultMaxRetryAfter is the longest Retry-After the default policy
+// honours: a response that asks for a longer wait ends the call at once
+// with that response, rather than sleeping for it or retrying sooner than
+// the server asked. It is the default policy's [resilient.WithMaxDelay];
+// with your own executor ([WithExecutor]) the cap is that executor's
+// resilient.WithMaxDelay (whose own default is [resilient.DefaultMaxDelay]).
+const DefaultMaxRetryAfter = 30 * time.Second
+
+// maxDeltaSeconds is the largest delta-seconds a time.Duration can hold.
+const maxDeltaSeconds = math.MaxInt64 / int64(time.Second)
+
+// ParseRetryAfter parses the value of a Retry-After header (RFC 9110,
+// section 10.2.3) into the wait it asks for, counted from now. Both forms
+// are accepted: delta-seconds ("120") and an HTTP-date in any of the three
+// forms of [http.ParseTime] ("Wed, 21 Oct 2015 07:28:00 GMT" and the
+// obsolete RFC 850 and ANSI C forms). A date at or before now is a wait of
+// 0, which is valid.
+//
+// ok is false, and the header is to be ignored, for an empty value,
+// anything that is neither form (garbage, a sign, a fraction, a negative
+// number) and delta-seconds too large for a [time.Duration]: such a header
+// gives no hint, so the backoff alone decides the next wait. A bad header
+// never causes an immediate burst of retries.
+func ParseRetryAfter(value string, now time.Time) (d time.Duration, ok bool) {
+	v := strings.TrimSpace(value)
+	if v == "" {
+		return 0, false
+	}
+	if isDigits(v) {
+		var secs int64
+		for i := 0; i < len(v); i++ {
+			digit := int64(v[i] - '0')
+			if secs > (maxDeltaSeconds-digit)/10 {
+				return 0, false // overflow: ignored, never wrapped around
+			}
+			secs = secs*10 + digit
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	// Sub saturates instead of overflowing: a date in the year 9999 is a
+	// very long wait, which the cap then refuses.
+	return max(t.Sub(now), 0), true
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// retryAfter returns the response's Retry-After hint, or 0 without one. It
+// reads the clock only for the HTTP-date form.
+func retryAfter(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	var now time.Time
+	if !isDigits(strings.TrimSpace(v)) {
+		now = time.Now()
+	}
+	d, _ := ParseRetryAfter(v, now)
+	return d
+}

@@ -1,0 +1,251 @@
+package httpx
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/resilient-go/resilient"
+)
+
+// Transport is an [http.RoundTripper] that sends each request through a
+// retry policy: it retries what is safe to retry (see the package doc for
+// the rules and defaults), replays request bodies through GetBody, drains
+// and closes every response it discards, and returns the last response
+// itself (with err == nil, as a plain http.Client would) when the retries
+// run out.
+//
+// The zero Transport is ready to use, with the default policy and
+// [http.DefaultTransport]; [NewTransport] builds one with options. A
+// Transport is safe for concurrent use; do not change Base once it is in
+// use. It never modifies the caller's request and always closes its body.
+type Transport struct {
+	// Base sends each attempt. Nil means http.DefaultTransport.
+	Base http.RoundTripper
+
+	cfg *config // nil: defaultConfig
+}
+
+// NewTransport builds a Transport. Without options it uses the default
+// policy (see the package doc) over http.DefaultTransport. An invalid
+// option is an error that names it, and nothing is built.
+func NewTransport(opts ...Option) (*Transport, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Transport{Base: cfg.base, cfg: cfg}, nil
+}
+
+func (t *Transport) config() *config {
+	if t.cfg == nil {
+		return defaultConfig
+	}
+	return t.cfg
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.Base == nil {
+		return http.DefaultTransport
+	}
+	return t.Base
+}
+
+// CloseIdleConnections closes the idle connections of the base
+// RoundTripper, if it has such a method (http.Transport does).
+func (t *Transport) CloseIdleConnections() {
+	if ci, ok := t.base().(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// RoundTrip sends req, retrying as the Transport's policy allows. It
+// returns a response whenever one came, with a nil error, even when its
+// status was retryable and the retries ran out (its body intact, for the
+// caller to read and close); an error only when no response came: the
+// error is then a [*resilient.Error] that wraps the last attempt's error
+// and tells why the Transport stopped.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req == nil {
+		return nil, fmt.Errorf("%w: nil request", ErrInvalidRequest)
+	}
+	cfg := t.config()
+	if cfg.err != nil {
+		closeRequestBody(req)
+		return nil, cfg.err
+	}
+	if req.URL == nil {
+		closeRequestBody(req)
+		return nil, fmt.Errorf("%w: nil URL", ErrInvalidRequest)
+	}
+	c := &roundTrip{cfg: cfg, base: t.base(), req: req, tmpl: req}
+	c.plan()
+	resp, err := resilient.Do(req.Context(), c.attempt, cfg.ex)
+	if c.n == 0 {
+		// Refused before the first attempt (a done context, an open
+		// breaker): the body was never handed to the base, so close it
+		// here, as the RoundTripper contract requires.
+		closeRequestBody(req)
+	}
+	if resp != nil {
+		// Decision: plain http.Client semantics. A response that came is
+		// the truth about the call, whatever its status: the caller gets
+		// it, body intact, and no error. The executor returns the last
+		// response when it stops for any reason after it (attempts
+		// exhausted, a permanent status, a Retry-After beyond the cap or
+		// the deadline, a retry budget), and nil when it discarded it
+		// before a wait that the context then ended.
+		return resp, nil
+	}
+	return nil, err
+}
+
+// roundTrip is the state of one RoundTrip call: one logical request, made
+// of one or more attempts.
+type roundTrip struct {
+	cfg  *config
+	base http.RoundTripper
+	req  *http.Request // the caller's, never modified
+	tmpl *http.Request // req, or a clone carrying a generated idempotency key
+	n    int           // attempts started
+
+	// retry: the request may be sent again after any failure.
+	// neverSent: it may be sent again after a failure that proves it never
+	// left (see NeverSent). Neither holds for a body that cannot be
+	// replayed.
+	retry, neverSent bool
+}
+
+// plan decides, once per request, what may be retried.
+func (c *roundTrip) plan() {
+	req := c.req
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	// Decision: only http and https requests are retried. For other
+	// schemes (a protocol registered on the base transport, or a typo) we
+	// cannot tell a refused request from one that ran, so it is sent once.
+	scheme := req.URL.Scheme
+	web := scheme == "http" || scheme == "https"
+	if !replayable || !web {
+		return
+	}
+	c.neverSent = true
+	switch {
+	case IdempotentMethod(req.Method), c.cfg.nonIdempotent, HasIdempotencyKey(req.Header):
+		c.retry = true
+	case c.cfg.genKeys && (req.Method == http.MethodPost || req.Method == http.MethodPatch):
+		// One key per logical request, identical on every attempt; the
+		// caller's request keeps its headers untouched.
+		c.tmpl = req.Clone(req.Context())
+		c.tmpl.Header.Set(IdempotencyKeyHeader, newIdempotencyKey())
+		c.retry = true
+	}
+}
+
+// attempt sends one attempt. ctx is the executor's context for it: the
+// caller's context itself, or one derived from it when the executor has a
+// time limit of its own.
+func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
+	c.n++
+	parent := c.req.Context()
+
+	// The attempt's context. Decision: it derives from the request's
+	// context, not from ctx, because the executor cancels a context of its
+	// own as soon as the attempt function returns, which would kill the
+	// body of the response we return. ctx bounds the attempt only until
+	// the response headers arrive.
+	actx := parent
+	var cancel context.CancelFunc
+	if d := c.cfg.attemptTimeout; d > 0 {
+		actx, cancel = context.WithTimeout(parent, d)
+	}
+	if ctx.Done() != parent.Done() {
+		if cancel == nil {
+			actx, cancel = context.WithCancel(parent)
+		}
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+	}
+
+	req := c.tmpl
+	if c.n > 1 || cancel != nil {
+		req = req.WithContext(actx) // a shallow copy: headers are shared, read only
+		if c.n > 1 && req.Body != nil && req.Body != http.NoBody {
+			body, err := c.req.GetBody()
+			if err != nil {
+				if cancel != nil {
+					cancel()
+				}
+				return nil, resilient.Permanent(fmt.Errorf("resilient/httpx: GetBody: %w", err))
+			}
+			req.Body = body
+		}
+	}
+
+	resp, err := c.base.RoundTrip(req)
+	if err != nil || resp == nil {
+		if cancel != nil {
+			cancel()
+		}
+		if err == nil {
+			return nil, resilient.Permanent(ErrNilResponse)
+		}
+		if resp != nil && resp.Body != nil {
+			// A RoundTripper must not return both; like http.Client, keep
+			// the error, and do not leak the body.
+			_ = resp.Body.Close()
+		}
+		return nil, c.transportError(err)
+	}
+	if cancel != nil {
+		wrapBody(resp, cancel)
+	} else if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
+	return resp, c.statusError(resp)
+}
+
+// transportError marks err permanent unless this request may be retried
+// after it.
+func (c *roundTrip) transportError(err error) error {
+	if c.req.Context().Err() != nil {
+		return err // the caller's own end: the executor never retries it
+	}
+	switch {
+	case ClassifyError(err) == resilient.Fail:
+		return resilient.Permanent(err)
+	case c.retry:
+		return err
+	case c.neverSent && NeverSent(err):
+		return err
+	}
+	// Decision (DESIGN 3): bytes of a request without an idempotency key
+	// may have reached the server; sending it again could run it twice.
+	return resilient.Permanent(err)
+}
+
+// statusError turns a response that is not a success into the attempt's
+// error, keeping the response.
+func (c *roundTrip) statusError(resp *http.Response) error {
+	o := resilient.Unclassified
+	if f := c.cfg.status; f != nil {
+		o = f(resp)
+	}
+	if o == resilient.Unclassified {
+		o = StatusOutcome(resp.StatusCode)
+	}
+	switch o {
+	case resilient.Retry:
+		var err error = &StatusError{Code: resp.StatusCode, Status: resp.Status}
+		if d := retryAfter(resp.Header); d > 0 {
+			err = resilient.RetryAfter(err, d)
+		}
+		if !c.retry {
+			// A 5xx or 429 proves the request reached the server.
+			return resilient.Permanent(err)
+		}
+		return err
+	case resilient.Fail:
+		return resilient.Permanent(&StatusError{Code: resp.StatusCode, Status: resp.Status})
+	}
+	return nil
+}
