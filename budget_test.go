@@ -17,11 +17,11 @@ import (
 	"github.com/resilient-go/resilient"
 )
 
-var errUpstream = errors.New("upstream: 503")
+var errProtectUpstream = errors.New("upstream: 503")
 
-func failing(context.Context) (int, error) { return 0, errUpstream }
+func protectFailing(context.Context) (int, error) { return 0, errProtectUpstream }
 
-func succeeding(context.Context) (int, error) { return 1, nil }
+func protectSucceeding(context.Context) (int, error) { return 1, nil }
 
 func TestBudgetOptionsInvalid(t *testing.T) {
 	tests := []struct {
@@ -88,13 +88,13 @@ func TestBudgetRefusalEndsCallAtOnce(t *testing.T) {
 		var calls int
 		_, err := resilient.Do(t.Context(), func(context.Context) (int, error) {
 			calls++
-			return 0, errUpstream
+			return 0, errProtectUpstream
 		}, ex)
 		assert.Equal(t, 2, calls, "one retry paid by the one token, the next refused")
 		assert.Equal(t, time.Second, time.Since(start), "one wait, none after the refusal")
 		require.ErrorIs(t, err, resilient.ErrBudgetExhausted)
 		assert.ErrorIs(t, err, resilient.ErrRejected)
-		assert.ErrorIs(t, err, errUpstream)
+		assert.ErrorIs(t, err, errProtectUpstream)
 		var re *resilient.Error
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, resilient.ReasonRejected, re.Reason)
@@ -225,9 +225,9 @@ func TestBudgetOutageConverges(t *testing.T) {
 						for range calls {
 							_, err := resilient.Do(t.Context(), func(context.Context) (int, error) {
 								attempts.Add(1)
-								return 0, errUpstream
+								return 0, errProtectUpstream
 							}, ex)
-							assert.ErrorIs(t, err, errUpstream)
+							assert.ErrorIs(t, err, errProtectUpstream)
 							time.Sleep(100 * time.Millisecond)
 						}
 					})
@@ -274,7 +274,7 @@ func TestBudgetSharedHammer(t *testing.T) {
 					if (g+i)%3 == 0 {
 						return 1, nil
 					}
-					return 0, errUpstream
+					return 0, errProtectUpstream
 				}, ex)
 				avail := b.Available()
 				assert.True(t, avail >= 0 && avail <= burst, "balance %v out of [0, %d]", avail, burst)
@@ -293,7 +293,7 @@ func TestBudgetSuccessPathAllocs(t *testing.T) {
 	ex := resilient.MustNew(resilient.WithBudget(b))
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(1000, func() {
-		_, _ = resilient.Do(ctx, succeeding, ex)
+		_, _ = resilient.Do(ctx, protectSucceeding, ex)
 	})
 	assert.Zero(t, allocs)
 }
