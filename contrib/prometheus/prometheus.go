@@ -1,0 +1,308 @@
+// Package prometheus exports what resilient executors do as Prometheus
+// metrics, through github.com/prometheus/client_golang.
+//
+//	m := prometheus.MustNew()
+//	registry.MustRegister(m)
+//	usersAPI := resilient.MustNew(
+//		resilient.WithName("users-api"),
+//		resilient.WithHooks(m.Hooks()),
+//	)
+//
+// # Metrics
+//
+// With the default namespace "resilient":
+//
+//	resilient_calls_total{executor,reason}               counter
+//	resilient_call_duration_seconds{executor,reason}     histogram
+//	resilient_attempts_total{executor,outcome}           counter
+//	resilient_attempt_duration_seconds{executor,outcome} histogram
+//	resilient_retries_total{executor,source}             counter
+//	resilient_rejections_total{executor,policy}          counter
+//
+// Label values are the String forms of [resilient.Reason],
+// [resilient.Outcome] and [resilient.DelaySource] (as in reason="max
+// elapsed"), and the policy names of [resilient.RejectedBy]. These are
+// the names and labels that [resilient.TextMetrics] writes too, so a
+// dashboard serves both.
+//
+// # Cardinality
+//
+// Labels carry only the names a program gives its executors, never a URL
+// or a host unless the program names an executor after one. The number of
+// names is bounded all the same (see [WithMaxNames]): events of names
+// beyond the bound are counted under [resilient.OverflowName].
+package prometheus
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	prom "github.com/prometheus/client_golang/prometheus"
+
+	"github.com/resilient-go/resilient"
+)
+
+// Metrics is a [prom.Collector] of the metrics of the executors it hooks
+// into. It is safe for concurrent use; once an executor's name has been
+// seen, counting its events takes no lock and allocates nothing.
+type Metrics struct {
+	maxNames int
+
+	calls      *prom.CounterVec
+	callDur    *prom.HistogramVec
+	attempts   *prom.CounterVec
+	attemptDur *prom.HistogramVec
+	retries    *prom.CounterVec
+	rejections *prom.CounterVec
+
+	mu     sync.Mutex                         // serialises adding a name
+	series atomic.Pointer[map[string]*series] // copy on write
+}
+
+// series caches the children of one executor name, made on first use.
+type series struct {
+	name       string
+	calls      [numReasons]lazy[prom.Counter]
+	callDur    [numReasons]lazy[prom.Observer]
+	attempts   [numOutcomes]lazy[prom.Counter]
+	attemptDur [numOutcomes]lazy[prom.Observer]
+	retries    [2]lazy[prom.Counter]
+}
+
+const (
+	numReasons  = int(resilient.ReasonRejected) + 1
+	numOutcomes = int(resilient.Ignore) + 1
+)
+
+// lazy holds a metric child made on first use; later uses read it with one
+// atomic load.
+type lazy[M any] struct{ p atomic.Pointer[M] }
+
+func (l *lazy[M]) get(make func() M) M {
+	if p := l.p.Load(); p != nil {
+		return *p
+	}
+	m := make()
+	l.p.CompareAndSwap(nil, &m) // a racing maker made the same child
+	return *l.p.Load()
+}
+
+// Option configures [New].
+type Option func(*config) error
+
+type config struct {
+	namespace string
+	buckets   []float64
+	labels    prom.Labels
+	maxNames  int
+}
+
+// DefaultNamespace is the prefix of every metric name unless
+// [WithNamespace] says otherwise.
+const DefaultNamespace = "resilient"
+
+// WithNamespace sets the prefix of the metric names (default
+// [DefaultNamespace]): "svc" gives svc_calls_total. It must be a valid
+// metric name of its own; "" is refused.
+func WithNamespace(ns string) Option {
+	return func(c *config) error {
+		if !validName(ns) {
+			return fmt.Errorf("resilient: prometheus.WithNamespace: %q is not a valid metric name prefix", ns)
+		}
+		c.namespace = ns
+		return nil
+	}
+}
+
+// WithBuckets sets the upper bounds, in seconds, of the latency histograms'
+// buckets: at least one, strictly increasing. Default: prometheus.DefBuckets
+// (5ms to 10s).
+func WithBuckets(bounds ...float64) Option {
+	return func(c *config) error {
+		if len(bounds) == 0 {
+			return errors.New("resilient: prometheus.WithBuckets: no bounds")
+		}
+		for i := 1; i < len(bounds); i++ {
+			if !(bounds[i] > bounds[i-1]) {
+				return fmt.Errorf("resilient: prometheus.WithBuckets: bounds must increase, got %v after %v", bounds[i], bounds[i-1])
+			}
+		}
+		c.buckets = append([]float64(nil), bounds...)
+		return nil
+	}
+}
+
+// WithConstLabels adds labels with fixed values to every metric, such as
+// {"service": "checkout"}. Default: none.
+func WithConstLabels(labels prom.Labels) Option {
+	return func(c *config) error {
+		for k := range labels {
+			if !validName(k) || strings.HasPrefix(k, "__") {
+				return fmt.Errorf("resilient: prometheus.WithConstLabels: %q is not a valid label name", k)
+			}
+		}
+		c.labels = labels
+		return nil
+	}
+}
+
+// WithMaxNames bounds how many executor names get series of their own:
+// n >= 1. Events of further names are counted under
+// [resilient.OverflowName]. Default [resilient.DefaultMaxNames].
+func WithMaxNames(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("resilient: prometheus.WithMaxNames: n must be >= 1, got %d", n)
+		}
+		c.maxNames = n
+		return nil
+	}
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		ok := r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// New builds the metrics; register them with a [prom.Registerer] and give
+// [Metrics.Hooks] to the executors to be measured. An invalid option is an
+// error that names it.
+func New(opts ...Option) (*Metrics, error) {
+	c := config{namespace: DefaultNamespace, buckets: prom.DefBuckets, maxNames: resilient.DefaultMaxNames}
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("resilient: prometheus.New: nil option")
+		}
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	counter := func(name, help, label string) *prom.CounterVec {
+		return prom.NewCounterVec(prom.CounterOpts{
+			Namespace: c.namespace, Name: name, Help: help, ConstLabels: c.labels,
+		}, []string{"executor", label})
+	}
+	histogram := func(name, help, label string) *prom.HistogramVec {
+		return prom.NewHistogramVec(prom.HistogramOpts{
+			Namespace: c.namespace, Name: name, Help: help, ConstLabels: c.labels, Buckets: c.buckets,
+		}, []string{"executor", label})
+	}
+	m := &Metrics{
+		maxNames:   c.maxNames,
+		calls:      counter("calls_total", "Calls that ended, by executor and reason.", "reason"),
+		callDur:    histogram("call_duration_seconds", "Duration of calls, attempts and waits together, by executor and reason.", "reason"),
+		attempts:   counter("attempts_total", "Attempts made, by executor and outcome.", "outcome"),
+		attemptDur: histogram("attempt_duration_seconds", "Duration of attempts, by executor and outcome.", "outcome"),
+		retries:    counter("retries_total", "Retries scheduled, by executor and the source of their delay.", "source"),
+		rejections: counter("rejections_total", "Calls refused by a policy, by executor and policy.", "policy"),
+	}
+	empty := map[string]*series{}
+	m.series.Store(&empty)
+	return m, nil
+}
+
+// MustNew is like [New] but panics on an invalid option.
+func MustNew(opts ...Option) *Metrics {
+	m, err := New(opts...)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func (m *Metrics) collectors() [6]prom.Collector {
+	return [...]prom.Collector{m.calls, m.callDur, m.attempts, m.attemptDur, m.retries, m.rejections}
+}
+
+// Describe sends the descriptors of every metric; see [prom.Collector].
+func (m *Metrics) Describe(ch chan<- *prom.Desc) {
+	for _, c := range m.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect sends every series; see [prom.Collector].
+func (m *Metrics) Collect(ch chan<- prom.Metric) {
+	for _, c := range m.collectors() {
+		c.Collect(ch)
+	}
+}
+
+// Hooks returns the hooks that feed m. Give them to every executor to be
+// measured, with [resilient.WithHooks].
+func (m *Metrics) Hooks() resilient.Hooks {
+	return resilient.Hooks{
+		OnAttempt: func(ev resilient.AttemptEvent) {
+			o := int(ev.Outcome)
+			if o >= numOutcomes {
+				return
+			}
+			s := m.lookup(ev.Name)
+			label := ev.Outcome.String()
+			s.attempts[o].get(func() prom.Counter { return m.attempts.WithLabelValues(s.name, label) }).Inc()
+			s.attemptDur[o].get(func() prom.Observer { return m.attemptDur.WithLabelValues(s.name, label) }).Observe(ev.Duration.Seconds())
+		},
+		OnRetry: func(ev resilient.RetryEvent) {
+			src := 0
+			if ev.Source == resilient.FromHint {
+				src = 1
+			}
+			s := m.lookup(ev.Name)
+			s.retries[src].get(func() prom.Counter { return m.retries.WithLabelValues(s.name, ev.Source.String()) }).Inc()
+		},
+		OnDone: func(ev resilient.DoneEvent) {
+			r := int(ev.Reason)
+			if r >= numReasons {
+				return
+			}
+			s := m.lookup(ev.Name)
+			label := ev.Reason.String()
+			s.calls[r].get(func() prom.Counter { return m.calls.WithLabelValues(s.name, label) }).Inc()
+			s.callDur[r].get(func() prom.Observer { return m.callDur.WithLabelValues(s.name, label) }).Observe(ev.Elapsed.Seconds())
+			if ev.Reason == resilient.ReasonRejected {
+				if p := resilient.RejectedBy(ev.Err); p != "" {
+					// Refusals are rare: no cache.
+					m.rejections.WithLabelValues(s.name, p).Inc()
+				}
+			}
+		},
+	}
+}
+
+// lookup returns the series of name, adding it if there is room.
+func (m *Metrics) lookup(name string) *series {
+	if s, ok := (*m.series.Load())[name]; ok {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.series.Load()
+	if s, ok := old[name]; ok {
+		return s
+	}
+	if len(old) >= m.maxNames {
+		name = resilient.OverflowName
+		if s, ok := old[name]; ok {
+			return s
+		}
+	}
+	s := &series{name: name}
+	next := make(map[string]*series, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = s
+	m.series.Store(&next)
+	return s
+}

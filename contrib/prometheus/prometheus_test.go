@@ -1,0 +1,352 @@
+package prometheus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilient-go/resilient"
+	resilientprom "github.com/resilient-go/resilient/contrib/prometheus"
+)
+
+var errFlaky = errors.New("flaky")
+
+// script fails with errs[i] on call i (nil: success), sleeping d per call.
+func script(d time.Duration, errs ...error) func(context.Context) (int, error) {
+	var mu sync.Mutex
+	n := 0
+	return func(context.Context) (int, error) {
+		time.Sleep(d)
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n <= len(errs) && errs[n-1] != nil {
+			return n, errs[n-1]
+		}
+		return n, nil
+	}
+}
+
+type refuser struct{ err error }
+
+func (p refuser) Admit(context.Context, int) (resilient.Permit, error) {
+	return resilient.Permit{}, p.err
+}
+func (refuser) Done(resilient.Permit, resilient.Report) {}
+
+func newRegistered(t *testing.T, opts ...resilientprom.Option) (*resilientprom.Metrics, *prom.Registry) {
+	t.Helper()
+	m, err := resilientprom.New(opts...)
+	require.NoError(t, err)
+	reg := prom.NewPedanticRegistry()
+	require.NoError(t, reg.Register(m))
+	return m, reg
+}
+
+const (
+	helpCalls    = "# HELP resilient_calls_total Calls that ended, by executor and reason.\n# TYPE resilient_calls_total counter\n"
+	helpAttempts = "# HELP resilient_attempts_total Attempts made, by executor and outcome.\n# TYPE resilient_attempts_total counter\n"
+	helpRetries  = "# HELP resilient_retries_total Retries scheduled, by executor and the source of their delay.\n# TYPE resilient_retries_total counter\n"
+	helpRejects  = "# HELP resilient_rejections_total Calls refused by a policy, by executor and policy.\n# TYPE resilient_rejections_total counter\n"
+)
+
+func TestMetricsCountCalls(t *testing.T) {
+	cases := []struct {
+		name    string
+		opts    []resilient.Option
+		fn      func(context.Context) (int, error)
+		timeout time.Duration // for the call's context; 0: none
+		want    string
+	}{
+		{
+			name: "success at once",
+			fn:   script(0),
+			want: helpAttempts + `resilient_attempts_total{executor="api",outcome="success"} 1
+` + helpCalls + `resilient_calls_total{executor="api",reason="success"} 1
+`,
+		},
+		{
+			name: "retried with backoff and hint",
+			fn:   script(0, errFlaky, resilient.RetryAfter(errFlaky, time.Second)),
+			want: helpAttempts + `resilient_attempts_total{executor="api",outcome="retry"} 2
+resilient_attempts_total{executor="api",outcome="success"} 1
+` + helpCalls + `resilient_calls_total{executor="api",reason="success"} 1
+` + helpRetries + `resilient_retries_total{executor="api",source="backoff"} 1
+resilient_retries_total{executor="api",source="hint"} 1
+`,
+		},
+		{
+			name: "permanent failure",
+			fn:   script(0, resilient.Permanent(errFlaky)),
+			want: helpAttempts + `resilient_attempts_total{executor="api",outcome="fail"} 1
+` + helpCalls + `resilient_calls_total{executor="api",reason="permanent"} 1
+`,
+		},
+		{
+			name: "exhausted",
+			opts: []resilient.Option{resilient.WithAttempts(2)},
+			fn:   script(0, errFlaky, errFlaky),
+			want: helpAttempts + `resilient_attempts_total{executor="api",outcome="retry"} 2
+` + helpCalls + `resilient_calls_total{executor="api",reason="exhausted"} 1
+` + helpRetries + `resilient_retries_total{executor="api",source="backoff"} 1
+`,
+		},
+		{
+			name: "refused by a policy",
+			opts: []resilient.Option{resilient.WithPolicy(refuser{errors.New("no")})},
+			fn:   script(0),
+			want: helpCalls + `resilient_calls_total{executor="api",reason="rejected"} 1
+` + helpRejects + `resilient_rejections_total{executor="api",policy="other"} 1
+`,
+		},
+		{
+			name:    "deadline cannot fit the wait",
+			fn:      script(0, errFlaky),
+			timeout: 50 * time.Millisecond,
+			want: helpAttempts + `resilient_attempts_total{executor="api",outcome="retry"} 1
+` + helpCalls + `resilient_calls_total{executor="api",reason="deadline"} 1
+`,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m, reg := newRegistered(t)
+				opts := append([]resilient.Option{
+					resilient.WithName("api"),
+					resilient.WithBackoff(resilient.Constant(100 * time.Millisecond)),
+					resilient.WithJitter(resilient.NoJitter),
+					resilient.WithHooks(m.Hooks()),
+				}, tc.opts...)
+				ex, err := resilient.New(opts...)
+				require.NoError(t, err)
+				ctx := t.Context()
+				if tc.timeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+					defer cancel()
+				}
+				_, _ = resilient.Do(ctx, tc.fn, ex)
+				assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(tc.want),
+					"resilient_calls_total", "resilient_attempts_total", "resilient_retries_total", "resilient_rejections_total"))
+			})
+		})
+	}
+}
+
+func TestMetricsHistograms(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, reg := newRegistered(t, resilientprom.WithBuckets(0.1, 1))
+		ex := resilient.MustNew(
+			resilient.WithName("api"),
+			resilient.WithBackoff(resilient.Constant(time.Second)),
+			resilient.WithJitter(resilient.NoJitter),
+			resilient.WithHooks(m.Hooks()),
+		)
+		// Attempts of 0.5s (retry) then 0.5s (success), a 1s wait: 2s in all.
+		_, err := resilient.Do(t.Context(), script(500*time.Millisecond, errFlaky), ex)
+		require.NoError(t, err)
+		// One quick success: 0.0625s.
+		_, err = resilient.Do(t.Context(), script(62500*time.Microsecond), ex)
+		require.NoError(t, err)
+
+		want := `# HELP resilient_attempt_duration_seconds Duration of attempts, by executor and outcome.
+# TYPE resilient_attempt_duration_seconds histogram
+resilient_attempt_duration_seconds_bucket{executor="api",outcome="retry",le="0.1"} 0
+resilient_attempt_duration_seconds_bucket{executor="api",outcome="retry",le="1"} 1
+resilient_attempt_duration_seconds_bucket{executor="api",outcome="retry",le="+Inf"} 1
+resilient_attempt_duration_seconds_sum{executor="api",outcome="retry"} 0.5
+resilient_attempt_duration_seconds_count{executor="api",outcome="retry"} 1
+resilient_attempt_duration_seconds_bucket{executor="api",outcome="success",le="0.1"} 1
+resilient_attempt_duration_seconds_bucket{executor="api",outcome="success",le="1"} 2
+resilient_attempt_duration_seconds_bucket{executor="api",outcome="success",le="+Inf"} 2
+resilient_attempt_duration_seconds_sum{executor="api",outcome="success"} 0.5625
+resilient_attempt_duration_seconds_count{executor="api",outcome="success"} 2
+# HELP resilient_call_duration_seconds Duration of calls, attempts and waits together, by executor and reason.
+# TYPE resilient_call_duration_seconds histogram
+resilient_call_duration_seconds_bucket{executor="api",reason="success",le="0.1"} 1
+resilient_call_duration_seconds_bucket{executor="api",reason="success",le="1"} 1
+resilient_call_duration_seconds_bucket{executor="api",reason="success",le="+Inf"} 2
+resilient_call_duration_seconds_sum{executor="api",reason="success"} 2.0625
+resilient_call_duration_seconds_count{executor="api",reason="success"} 2
+`
+		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
+			"resilient_attempt_duration_seconds", "resilient_call_duration_seconds"))
+	})
+}
+
+// TestMetricsMatchTextMetrics feeds the same calls to this adapter and to
+// the core's stdlib TextMetrics: both must export the same families, help
+// texts, labels and values, so one dashboard serves both.
+func TestMetricsMatchTextMetrics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, reg := newRegistered(t)
+		text := resilient.NewTextMetrics()
+		opts := []resilient.Option{
+			resilient.WithBackoff(resilient.Constant(250 * time.Millisecond)),
+			resilient.WithJitter(resilient.NoJitter),
+			resilient.WithHooks(m.Hooks()),
+			resilient.WithHooks(text.Hooks()),
+		}
+		a := resilient.MustNew(append(opts, resilient.WithName("a"), resilient.WithAttempts(2))...)
+		b := resilient.MustNew(append(opts, resilient.WithName("b"), resilient.WithPolicy(refuser{errors.New("no")}))...)
+		_, _ = resilient.Do(t.Context(), script(500*time.Millisecond, errFlaky), a)
+		_, _ = resilient.Do(t.Context(), script(250*time.Millisecond, errFlaky, errFlaky), a)
+		_, _ = resilient.Do(t.Context(), script(2*time.Second, resilient.Permanent(errFlaky)), a)
+		_, _ = resilient.Do(t.Context(), script(0, resilient.RetryAfter(errFlaky, time.Second)), a)
+		_, _ = resilient.Do(t.Context(), script(0), b)
+
+		var out strings.Builder
+		_, err := text.WriteTo(&out)
+		require.NoError(t, err)
+		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(out.String())))
+	})
+}
+
+func TestMetricsLint(t *testing.T) {
+	m, reg := newRegistered(t)
+	ex := resilient.MustNew(resilient.WithName("api"), resilient.WithAttempts(2),
+		resilient.WithBackoff(resilient.Constant(0)), resilient.WithHooks(m.Hooks()))
+	_, _ = resilient.Do(t.Context(), script(0, errFlaky, errFlaky), ex)
+	_, _ = resilient.Do(t.Context(), script(0), ex, resilient.WithPolicy(refuser{errors.New("no")}))
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	n, err := testutil.GatherAndCount(reg)
+	require.NoError(t, err)
+	assert.Positive(t, n, "lint saw series")
+}
+
+func TestMetricsBoundNames(t *testing.T) {
+	m, reg := newRegistered(t, resilientprom.WithMaxNames(2))
+	h := m.Hooks()
+	for _, name := range []string{"a", "b", "c", "d", "a"} {
+		h.OnDone(resilient.DoneEvent{Name: name, Attempts: 1})
+	}
+	want := helpCalls + `resilient_calls_total{executor="_other",reason="success"} 2
+resilient_calls_total{executor="a",reason="success"} 2
+resilient_calls_total{executor="b",reason="success"} 1
+`
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "resilient_calls_total"))
+}
+
+func TestMetricsOptions(t *testing.T) {
+	cases := []struct {
+		name string
+		opt  resilientprom.Option
+		want string // "" valid; otherwise part of the error message
+	}{
+		{"namespace", resilientprom.WithNamespace("svc"), ""},
+		{"empty namespace", resilientprom.WithNamespace(""), "resilient: prometheus.WithNamespace:"},
+		{"namespace with a dash", resilientprom.WithNamespace("my-svc"), "resilient: prometheus.WithNamespace:"},
+		{"namespace with a leading digit", resilientprom.WithNamespace("1svc"), "resilient: prometheus.WithNamespace:"},
+		{"buckets", resilientprom.WithBuckets(0.1, 1), ""},
+		{"no buckets", resilientprom.WithBuckets(), "resilient: prometheus.WithBuckets: no bounds"},
+		{"buckets not increasing", resilientprom.WithBuckets(1, 1), "resilient: prometheus.WithBuckets: bounds must increase"},
+		{"NaN bucket", resilientprom.WithBuckets(0.1, nan()), "resilient: prometheus.WithBuckets: bounds must increase"},
+		{"const labels", resilientprom.WithConstLabels(prom.Labels{"service": "x"}), ""},
+		{"reserved label", resilientprom.WithConstLabels(prom.Labels{"__name": "x"}), "resilient: prometheus.WithConstLabels:"},
+		{"max names", resilientprom.WithMaxNames(1), ""},
+		{"zero max names", resilientprom.WithMaxNames(0), "resilient: prometheus.WithMaxNames: n must be >= 1, got 0"},
+		{"nil option", nil, "resilient: prometheus.New: nil option"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := resilientprom.New(tc.opt)
+			if tc.want == "" {
+				require.NoError(t, err)
+				assert.NotNil(t, m)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Nil(t, m)
+			assert.Panics(t, func() { resilientprom.MustNew(tc.opt) })
+		})
+	}
+}
+
+func nan() float64 { z := 0.0; return z / z }
+
+func TestMetricsNamespaceAndConstLabels(t *testing.T) {
+	m, reg := newRegistered(t, resilientprom.WithNamespace("svc"), resilientprom.WithConstLabels(prom.Labels{"service": "checkout"}))
+	_, err := resilient.Do(t.Context(), script(0), resilient.WithName("api"), resilient.WithHooks(m.Hooks()))
+	require.NoError(t, err)
+	want := `# HELP svc_calls_total Calls that ended, by executor and reason.
+# TYPE svc_calls_total counter
+svc_calls_total{executor="api",reason="success",service="checkout"} 1
+`
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "svc_calls_total"))
+}
+
+func TestMetricsConcurrent(t *testing.T) {
+	m, reg := newRegistered(t)
+	const goroutines, calls = 40, 100
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		ex := resilient.MustNew(
+			resilient.WithName(fmt.Sprintf("ex-%d", g%4)),
+			resilient.WithBackoff(resilient.Constant(0)),
+			resilient.WithHooks(m.Hooks()),
+		)
+		wg.Go(func() {
+			for range calls {
+				_, _ = resilient.Do(t.Context(), script(0, errFlaky), ex)
+			}
+		})
+		wg.Go(func() { _, _ = reg.Gather() })
+	}
+	wg.Wait()
+	var want strings.Builder
+	want.WriteString(helpCalls)
+	for i := range 4 {
+		fmt.Fprintf(&want, "resilient_calls_total{executor=\"ex-%d\",reason=\"success\"} %d\n", i, goroutines/4*calls)
+	}
+	want.WriteString(helpRetries)
+	for i := range 4 {
+		fmt.Fprintf(&want, "resilient_retries_total{executor=\"ex-%d\",source=\"backoff\"} %d\n", i, goroutines/4*calls)
+	}
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want.String()), "resilient_calls_total", "resilient_retries_total"))
+}
+
+// TestMetricsAllocs: once an executor's name has been seen, counting a
+// successful call allocates nothing.
+func TestMetricsAllocs(t *testing.T) {
+	m, _ := newRegistered(t)
+	ex := resilient.MustNew(resilient.WithName("api"), resilient.WithHooks(m.Hooks()))
+	ok := func(context.Context) (int, error) { return 1, nil }
+	ctx := t.Context()
+	_, _ = resilient.Do(ctx, ok, ex)
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = resilient.Do(ctx, ok, ex) }))
+}
+
+func BenchmarkHooks(b *testing.B) {
+	m := resilientprom.MustNew()
+	ok := func(context.Context) (int, error) { return 1, nil }
+	cases := []struct {
+		name string
+		ex   *resilient.Executor
+	}{
+		{"none", resilient.MustNew(resilient.WithName("api"))},
+		{"prometheus", resilient.MustNew(resilient.WithName("api"), resilient.WithHooks(m.Hooks()))},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := b.Context()
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = resilient.Do(ctx, ok, tc.ex)
+			}
+		})
+	}
+}
