@@ -3,10 +3,12 @@ package httpx
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/resilient-go/resilient"
@@ -132,3 +134,6 @@ func (b *trackedReqBody) Close() error {
 	b.closed.Add(1)
 	return nil
 }
+
+// errReset is a connection reset, as net returns it.
+var errReset error = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}

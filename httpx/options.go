@@ -50,6 +50,7 @@ type config struct {
 	genKeys        bool
 	nonIdempotent  bool
 	status         func(*http.Response) resilient.Outcome
+	breakers       *resilient.Breakers
 	err            error // an invalid option, for clients made by NewClient
 }
 
@@ -186,4 +187,33 @@ func newIdempotencyKey() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// WithHostBreakers guards each host with its own circuit breaker, taken
+// from set by the request URL's host (as written: "api.example.com" and
+// "api.example.com:443" are two hosts). Build the set with
+// [resilient.NewBreakers]; its options decide when a host's breaker opens.
+// Each attempt is counted: a retryable or permanent status (5xx, 429, 408)
+// or a transport error is a failure, any other response a success, the
+// caller's own cancellation neither. With [resilient.WithOpenFromHint] in
+// the set's options, the Retry-After of the 503 or 429 that opens a breaker
+// sets how long it stays open.
+//
+// An attempt refused by its host's open breaker is not sent: the call ends
+// at once with an error matching [resilient.ErrOpen] (the
+// [*resilient.OpenError] says when the breaker lets a probe through). The
+// request's body is closed. Default: no breakers. Nil is invalid.
+//
+// Decision: these breakers are separate from the executor's policies
+// because a policy is told nothing of the request, so it cannot tell one
+// host from another. A breaker given to the executor with
+// [resilient.WithBreaker] guards every host together.
+func WithHostBreakers(set *resilient.Breakers) Option {
+	return optionFunc(func(c *config) error {
+		if set == nil {
+			return errors.New("resilient/httpx: WithHostBreakers: nil set")
+		}
+		c.breakers = set
+		return nil
+	})
 }

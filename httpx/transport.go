@@ -2,8 +2,11 @@ package httpx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/resilient-go/resilient"
 )
@@ -81,10 +84,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := &roundTrip{cfg: cfg, base: t.base(), req: req, tmpl: req}
 	c.plan()
 	resp, err := resilient.Do(req.Context(), c.attempt, cfg.ex)
-	if c.n == 0 {
-		// Refused before the first attempt (a done context, an open
-		// breaker): the body was never handed to the base, so close it
-		// here, as the RoundTripper contract requires.
+	if !c.sent.Load() {
+		// Refused before the first attempt was sent (a done context, an
+		// open breaker): the body was never handed to the base, so close
+		// it here, as the RoundTripper contract requires.
 		closeRequestBody(req)
 	}
 	if resp != nil {
@@ -100,6 +103,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, err
 }
 
+// errUnsafeToRepeat is the error of a hedge the Transport refused to send.
+var errUnsafeToRepeat = errors.New("resilient/httpx: request not sent again: it is not safe to repeat")
+
 // roundTrip is the state of one RoundTrip call: one logical request, made
 // of one or more attempts.
 type roundTrip struct {
@@ -107,7 +113,13 @@ type roundTrip struct {
 	base http.RoundTripper
 	req  *http.Request // the caller's, never modified
 	tmpl *http.Request // req, or a clone carrying a generated idempotency key
-	n    int           // attempts started
+	n    atomic.Int32  // attempts started; a hedging executor runs them at once
+	// resend is set when an attempt failed in a way that proves it was
+	// never sent, which makes one more attempt safe; that attempt takes it.
+	resend atomic.Bool
+	// sent is set when the caller's body is handed to the base, which
+	// then owns it.
+	sent atomic.Bool
 
 	// retry: the request may be sent again after any failure.
 	// neverSent: it may be sent again after a failure that proves it never
@@ -144,8 +156,58 @@ func (c *roundTrip) plan() {
 // attempt sends one attempt. ctx is the executor's context for it: the
 // caller's context itself, or one derived from it when the executor has a
 // time limit of its own.
-func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
-	c.n++
+func (c *roundTrip) attempt(ctx context.Context) (resp *http.Response, err error) {
+	n := int(c.n.Add(1))
+	if n > 1 && !c.retry && !c.resend.CompareAndSwap(true, false) {
+		// Only a hedging executor starts an attempt here: sequentially, a
+		// request that may not be repeated fails permanently first. Its
+		// hedges are never sent. The error is retryable so that it never
+		// wins over the attempt in flight.
+		return nil, errUnsafeToRepeat
+	}
+	if set := c.cfg.breakers; set != nil {
+		return c.guarded(ctx, n, set.Get(c.req.URL.Host))
+	}
+	resp, _, err = c.send(ctx, n)
+	return resp, err
+}
+
+// guarded sends an attempt through the host's breaker, and tells the
+// breaker how it went: a retryable or permanent status or error is a
+// failure, any other response a success, the caller's own cancellation
+// neither. The error it is told keeps the Retry-After hint, for
+// [resilient.WithOpenFromHint].
+func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) (*http.Response, error) {
+	p, err := br.Allow()
+	if err != nil {
+		// Decision: a refusal ends the call, as a policy's refusal does
+		// in the executor; knocking again on an open breaker is what it
+		// exists to prevent. The error matches resilient.ErrOpen.
+		return nil, resilient.Permanent(err)
+	}
+	timed := br.NeedsDuration()
+	var t0 time.Time
+	if timed {
+		t0 = time.Now()
+	}
+	finished := false
+	defer func() {
+		if !finished { // a panic in the base: the probe slot must be freed
+			br.Done(p, resilient.Report{Attempt: n, Outcome: resilient.Fail, Err: resilient.ErrPanicked})
+		}
+	}()
+	resp, o, err := c.send(ctx, n)
+	finished = true
+	r := resilient.Report{Attempt: n, Outcome: o, Err: err}
+	if timed {
+		r.Duration = time.Since(t0)
+	}
+	br.Done(p, r)
+	return resp, err
+}
+
+// send sends one attempt and classifies its result.
+func (c *roundTrip) send(ctx context.Context, n int) (*http.Response, resilient.Outcome, error) {
 	parent := c.req.Context()
 
 	// The attempt's context. Decision: it derives from the request's
@@ -167,41 +229,45 @@ func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	}
 
 	req := c.tmpl
-	if c.n > 1 || cancel != nil {
+	if n > 1 || cancel != nil {
 		req = req.WithContext(actx) // a shallow copy: headers are shared, read only
-		if c.n > 1 && req.Body != nil && req.Body != http.NoBody {
+		if n > 1 && req.Body != nil && req.Body != http.NoBody {
 			body, err := c.req.GetBody()
 			if err != nil {
 				if cancel != nil {
 					cancel()
 				}
-				return nil, resilient.Permanent(fmt.Errorf("resilient/httpx: GetBody: %w", err))
+				return nil, resilient.Ignore, resilient.Permanent(fmt.Errorf("resilient/httpx: GetBody: %w", err))
 			}
 			req.Body = body
 		}
 	}
 
+	if n == 1 {
+		c.sent.Store(true)
+	}
 	resp, err := c.base.RoundTrip(req)
 	if err != nil || resp == nil {
 		if cancel != nil {
 			cancel()
 		}
 		if err == nil {
-			return nil, resilient.Permanent(ErrNilResponse)
+			return nil, resilient.Fail, resilient.Permanent(ErrNilResponse)
 		}
 		if resp != nil && resp.Body != nil {
 			// A RoundTripper must not return both; like http.Client, keep
 			// the error, and do not leak the body.
 			_ = resp.Body.Close()
 		}
-		return nil, c.transportError(err)
+		return nil, c.errorOutcome(err), c.transportError(err)
 	}
 	if cancel != nil {
 		wrapBody(resp, cancel)
 	} else if resp.Body == nil {
 		resp.Body = http.NoBody
 	}
-	return resp, c.statusError(resp)
+	o, err := c.statusError(resp)
+	return resp, o, err
 }
 
 // transportError marks err permanent unless this request may be retried
@@ -216,6 +282,7 @@ func (c *roundTrip) transportError(err error) error {
 	case c.retry:
 		return err
 	case c.neverSent && NeverSent(err):
+		c.resend.Store(true)
 		return err
 	}
 	// Decision (DESIGN 3): bytes of a request without an idempotency key
@@ -223,9 +290,20 @@ func (c *roundTrip) transportError(err error) error {
 	return resilient.Permanent(err)
 }
 
+// errorOutcome is what a transport error means for the upstream's health.
+func (c *roundTrip) errorOutcome(err error) resilient.Outcome {
+	switch {
+	case c.req.Context().Err() != nil:
+		return resilient.Ignore
+	case ClassifyError(err) == resilient.Fail:
+		return resilient.Fail
+	}
+	return resilient.Retry
+}
+
 // statusError turns a response that is not a success into the attempt's
-// error, keeping the response.
-func (c *roundTrip) statusError(resp *http.Response) error {
+// error, keeping the response, and says what it means.
+func (c *roundTrip) statusError(resp *http.Response) (resilient.Outcome, error) {
 	o := resilient.Unclassified
 	if f := c.cfg.status; f != nil {
 		o = f(resp)
@@ -241,11 +319,11 @@ func (c *roundTrip) statusError(resp *http.Response) error {
 		}
 		if !c.retry {
 			// A 5xx or 429 proves the request reached the server.
-			return resilient.Permanent(err)
+			return resilient.Retry, resilient.Permanent(err)
 		}
-		return err
+		return resilient.Retry, err
 	case resilient.Fail:
-		return resilient.Permanent(&StatusError{Code: resp.StatusCode, Status: resp.Status})
+		return resilient.Fail, resilient.Permanent(&StatusError{Code: resp.StatusCode, Status: resp.Status})
 	}
-	return nil
+	return resilient.Success, nil
 }

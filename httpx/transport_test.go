@@ -194,7 +194,7 @@ func TestTransportRetryAfterPastDeadlineReturnsResponseAtOnce(t *testing.T) {
 func TestTransportContextCancelledMidBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeRT{fn: statuses(503)}
-		ex := resilient.MustNew(resilient.WithBackoff(resilient.Constant(time.Minute)))
+		ex := resilient.MustNew(resilient.WithBackoff(resilient.Constant(time.Minute)), resilient.WithJitter(resilient.NoJitter))
 		tr := newTransport(t, f, WithExecutor(ex))
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(3*time.Second, cancel)

@@ -1,0 +1,196 @@
+package httpx
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/resilient-go/resilient"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHostBreakersTripPerHost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(16, time.Hour, resilient.WithConsecutiveFailures(3))
+		f := &fakeRT{fn: func(_ int, req *http.Request) (*http.Response, error) {
+			if req.URL.Host == "down.test" {
+				return respond(503, "down"), nil
+			}
+			return respond(200, "up"), nil
+		}}
+		tr := newTransport(t, f, WithExecutor(noWait(resilient.WithAttempts(3))), WithHostBreakers(set))
+
+		resp, err := tr.RoundTrip(get(t, t.Context(), "http://down.test/x"))
+		require.NoError(t, err, "the third failure trips the breaker; the caller still gets the 503")
+		assert.Equal(t, 503, resp.StatusCode)
+		assert.Equal(t, 3, f.calls())
+		assert.Equal(t, resilient.StateOpen, set.Get("down.test").State())
+
+		body := &trackedReqBody{Reader: strings.NewReader("x")}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, "http://down.test/x", body)
+		require.NoError(t, err)
+		resp, err = tr.RoundTrip(req)
+		assert.Nil(t, resp)
+		require.ErrorIs(t, err, resilient.ErrOpen)
+		var open *resilient.OpenError
+		require.ErrorAs(t, err, &open)
+		assert.Equal(t, 3, f.calls(), "an open breaker's host is not called")
+		assert.EqualValues(t, 1, body.closed.Load(), "the refused request's body is closed")
+
+		resp, err = tr.RoundTrip(get(t, t.Context(), "http://up.test/x"))
+		require.NoError(t, err, "another host is not affected")
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, resilient.StateClosed, set.Get("up.test").State())
+	})
+}
+
+func TestHostBreakersCountsOutcomes(t *testing.T) {
+	cases := []struct {
+		name  string
+		code  int
+		err   error
+		ctx   func() context.Context
+		state resilient.State
+	}{
+		{"404 is a success", 404, nil, context.Background, resilient.StateClosed},
+		{"501 is a failure", 501, nil, context.Background, resilient.StateOpen},
+		{"429 is a failure", 429, nil, context.Background, resilient.StateOpen},
+		{"reset is a failure", 0, errReset, context.Background, resilient.StateOpen},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				set := resilient.MustNewBreakers(4, time.Hour, resilient.WithConsecutiveFailures(1))
+				f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+					if tc.err != nil {
+						return nil, tc.err
+					}
+					return respond(tc.code, ""), nil
+				}}
+				tr := newTransport(t, f, WithExecutor(noWait(resilient.WithAttempts(1))), WithHostBreakers(set))
+				_, _ = tr.RoundTrip(get(t, tc.ctx(), "http://api.test/x"))
+				assert.Equal(t, tc.state, set.Get("api.test").State())
+			})
+		})
+	}
+}
+
+func TestHostBreakersIgnoreCallerCancellation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(4, time.Hour, resilient.WithConsecutiveFailures(1))
+		ctx, cancel := context.WithCancel(t.Context())
+		f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+			cancel()
+			return nil, context.Canceled
+		}}
+		tr := newTransport(t, f, WithHostBreakers(set))
+		_, err := tr.RoundTrip(get(t, ctx, "http://api.test/x"))
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, resilient.StateClosed, set.Get("api.test").State())
+	})
+}
+
+func TestHostBreakersOpenForRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(4, time.Hour,
+			resilient.WithConsecutiveFailures(1),
+			resilient.WithOpenDuration(time.Minute),
+			resilient.WithOpenFromHint(10*time.Minute))
+		f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+			return respond(503, "maintenance", "Retry-After", "120"), nil
+		}}
+		// The executor's cap (1m) refuses the 2-minute hint: the call ends
+		// with the 503, and the breaker stays open for the hint.
+		tr := newTransport(t, f, WithExecutor(resilient.MustNew(resilient.WithMaxDelay(time.Minute))), WithHostBreakers(set))
+		resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+		require.NoError(t, err)
+		assert.Equal(t, 503, resp.StatusCode)
+		br := set.Get("api.test")
+		require.Equal(t, resilient.StateOpen, br.State())
+
+		_, err = tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+		var open *resilient.OpenError
+		require.ErrorAs(t, err, &open)
+		assert.Equal(t, 120*time.Second, open.RetryAfter(), "open for the server's hint, not the 1m default")
+
+		time.Sleep(119 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, resilient.StateOpen, br.State())
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Equal(t, resilient.StateHalfOpen, br.State())
+	})
+}
+
+func TestHostBreakersReleaseProbeOnPanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(4, time.Hour, resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Second))
+		br := set.Get("api.test")
+		br.ForceOpen()
+		br.Reset()
+		calls := 0
+		f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+			calls++
+			if calls == 1 {
+				panic("boom")
+			}
+			return respond(200, ""), nil
+		}}
+		tr := newTransport(t, f, WithExecutor(noWait(resilient.WithAttempts(1))), WithHostBreakers(set))
+		assert.Panics(t, func() { _, _ = tr.RoundTrip(get(t, t.Context(), "http://api.test/x")) })
+		assert.Equal(t, resilient.StateOpen, br.State(), "the panic counts as a failure")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Equal(t, resilient.StateHalfOpen, br.State())
+		resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+		require.NoError(t, err, "the probe slot was not leaked")
+		assert.Equal(t, 200, resp.StatusCode)
+	})
+}
+
+func TestHostBreakersNilSetIsInvalid(t *testing.T) {
+	_, err := NewTransport(WithHostBreakers(nil))
+	require.EqualError(t, err, "resilient/httpx: WithHostBreakers: nil set")
+}
+
+func TestHedgedNonIdempotentRequestIsSentOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+			<-release
+			return respond(201, "created"), nil
+		}}
+		ex := resilient.MustNew(resilient.WithHedge(time.Second, 3), resilient.WithAttempts(3), resilient.WithBackoff(resilient.Constant(0)))
+		tr := newTransport(t, f, WithExecutor(ex))
+		time.AfterFunc(5*time.Second, func() { close(release) })
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://api.test/orders", strings.NewReader("{}"))
+		require.NoError(t, err)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		assert.Equal(t, 201, resp.StatusCode)
+		assert.Equal(t, 1, f.calls(), "a POST without a key is never hedged")
+	})
+}
+
+func TestHedgedIdempotentRequestLoserDiscarded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{fn: func(n int, req *http.Request) (*http.Response, error) {
+			if n == 1 {
+				<-req.Context().Done() // the slow one loses
+				return nil, req.Context().Err()
+			}
+			return respond(200, "fast"), nil
+		}}
+		ex := resilient.MustNew(resilient.WithHedge(time.Second, 2))
+		tr := newTransport(t, f, WithExecutor(ex))
+		resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+		require.NoError(t, err)
+		time.Sleep(time.Minute) // the call has ended: its contexts are done
+		assert.Equal(t, "fast", readAll(t, resp.Body), "the winner's body outlives the call")
+		assert.Equal(t, 2, f.calls())
+	})
+}
