@@ -986,9 +986,10 @@ func (b *Breaker) dispatch() {
 		return
 	}
 	b.dispatching = true
+	finished := false
 	defer func() {
 		// A panicking listener must not stop later deliveries.
-		if b.dispatching {
+		if !finished {
 			b.mu.Lock()
 			b.dispatching = false
 			b.mu.Unlock()
@@ -1010,6 +1011,7 @@ func (b *Breaker) dispatch() {
 	}
 	b.pending = nil
 	b.dispatching = false
+	finished = true
 	b.mu.Unlock()
 }
 
