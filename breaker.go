@@ -189,6 +189,10 @@ func (e *OpenError) RetryAfter() time.Duration {
 // its threshold ([WithSlowCalls], off by default); it also opens after n
 // failures in a row ([WithConsecutiveFailures], off by default).
 //
+// Decision: the rates are judged when a failure or a slow call is recorded,
+// never on a plain success. A breaker opens because of a failure, and the
+// success path stays a few atomic loads.
+//
 // Open, it refuses every call with an [*OpenError] (matching [ErrOpen])
 // for [WithOpenDuration] (default 30s), which can grow with each failed
 // probe round ([WithOpenBackoff]) or follow a server's hint

@@ -217,7 +217,6 @@ func TestBreakerStateMachine(t *testing.T) {
 	}
 }
 
-
 func TestBreakerTimeWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b, err := NewBreaker(WithTimeWindow(10*time.Second, 10), WithMinCalls(4), WithFailureRate(0.5))
