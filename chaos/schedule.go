@@ -124,7 +124,7 @@ type Config struct {
 }
 
 // DefaultConfig is the demo's upstream: [DefaultTimeline]; a brownout with
-// 8% 503s, 8% latency spikes of 150-400ms, 0.5% slow headers (1.5s) and
+// 8% 503s, 8% latency spikes of 150-400ms, 1% slow headers (1.5s) and
 // 0.1% resets mid-body; throttling that answers 40% of requests with 429
 // and a hint of 1s, 2s or 4s (half of them as HTTP-dates); an outage that
 // refuses connections; a 2ms service time and 1 KiB bodies.
@@ -141,7 +141,7 @@ func DefaultConfig(seed uint64) Config {
 		Outage:      Refuse,
 		BodySize:    1024,
 	}
-	c.Profiles[Brownout] = Profile{Unavailable: 0.08, Spike: 0.08, SlowHeaders: 0.005, Reset: 0.001}
+	c.Profiles[Brownout] = Profile{Unavailable: 0.08, Spike: 0.08, SlowHeaders: 0.01, Reset: 0.001}
 	c.Profiles[Throttling] = Profile{Throttled: 0.40}
 	return c
 }

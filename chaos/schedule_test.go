@@ -42,7 +42,7 @@ func TestDecideFollowsProfiles(t *testing.T) {
 		want  map[Fault]float64
 	}{
 		{"healthy serves everything", 0, map[Fault]float64{None: 1}},
-		{"brownout", 1, map[Fault]float64{Unavailable: 0.08, Spike: 0.08, SlowHeaders: 0.005, Reset: 0.001, None: 0.834}},
+		{"brownout", 1, map[Fault]float64{Unavailable: 0.08, Spike: 0.08, SlowHeaders: 0.01, Reset: 0.001, None: 0.829}},
 		{"throttling", 2, map[Fault]float64{Throttled: 0.40, None: 0.60}},
 		{"outage is down", 3, map[Fault]float64{Down: 1}},
 		{"recovery serves everything", 4, map[Fault]float64{None: 1}},

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/resilient-go/resilient/chaos"
+)
+
+// config is the demo's scenario, from its flags.
+type config struct {
+	duration  time.Duration // total; the timeline is scaled to it
+	callers   int
+	rate      float64 // logical requests per second, per client
+	timeout   time.Duration
+	seed      uint64
+	timeline  chaos.Timeline
+	outage    chaos.OutageMode
+	unkeyed   float64 // share of requests that are POSTs without a key
+	posts     float64 // share of requests that are POSTs with a key
+	url       string  // a real upstream; "" for the built-in one
+	clients   []string
+	report    string // HTML path
+	jsonPath  string // JSON path, "-" for stdout
+	quiet     bool   // no progress line
+	openFor   time.Duration
+	hedgeWait time.Duration
+}
+
+var errHelp = flag.ErrHelp
+
+// parseFlags reads the command line. Errors name the flag.
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("resilient-demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: resilient-demo [flags]\n\n"+
+			"Runs the same load through several HTTP clients, side by side, against a flaky\n"+
+			"upstream (built in, on loopback, one instance per client with the same seed),\n"+
+			"and prints what each client did to the upstream and to its callers.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	fs.DurationVar(&c.duration, "duration", 0, "total `duration` of the scenario; the phases are scaled to it (default: the sum of -phases)")
+	fs.IntVar(&c.callers, "callers", 10, "concurrent callers per client (>= 1)")
+	fs.Float64Var(&c.rate, "rate", 100, "logical requests per second per client, shared by its callers (> 0)")
+	fs.DurationVar(&c.timeout, "timeout", 2*time.Second, "deadline of each logical request, retries included (> 0)")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the fault schedule and of the request mix")
+	phases := fs.String("phases", chaos.DefaultTimeline().String(), "the upstream's `timeline`: kind=duration,... with kinds healthy, brownout, throttling, outage, recovery")
+	outage := fs.String("outage", "refuse", "what the built-in upstream does during an outage: refuse (connections refused) or 503")
+	fs.Float64Var(&c.posts, "posts", 0.38, "share of requests that are POSTs with an Idempotency-Key, in [0, 1]")
+	fs.Float64Var(&c.unkeyed, "unkeyed", 0.02, "share of requests that are POSTs without an Idempotency-Key, in [0, 1]; the rest are GETs")
+	fs.StringVar(&c.url, "url", "", "base `URL` of a real upstream to aim at instead of the built-in one (the clients then share it)")
+	clients := fs.String("clients", strings.Join(clientNames(), ","), "comma-separated clients to run: "+strings.Join(clientNames(), ", "))
+	fs.StringVar(&c.report, "report", "", "write a self-contained HTML report to this `file`")
+	fs.StringVar(&c.jsonPath, "json", "", "write the raw figures as JSON to this `file` (- for standard output)")
+	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
+	fs.DurationVar(&c.openFor, "open", time.Second, "how long the tuned client's breaker stays open before a probe (> 0)")
+	fs.DurationVar(&c.hedgeWait, "hedge", 100*time.Millisecond, "how long the tuned client waits for a GET before hedging it (> 0)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	}
+
+	tl, err := chaos.ParseTimeline(*phases)
+	if err != nil {
+		return nil, fmt.Errorf("-phases: %w", err)
+	}
+	switch {
+	case c.duration < 0:
+		return nil, fmt.Errorf("-duration must be > 0, got %v", c.duration)
+	case c.duration > 0:
+		tl = tl.Scale(c.duration)
+	}
+	c.timeline = tl
+	c.duration = tl.Total()
+	switch *outage {
+	case "refuse":
+		c.outage = chaos.Refuse
+	case "503":
+		c.outage = chaos.Fail503
+	default:
+		return nil, fmt.Errorf("-outage must be refuse or 503, got %q", *outage)
+	}
+	switch {
+	case c.callers < 1:
+		return nil, fmt.Errorf("-callers must be >= 1, got %d", c.callers)
+	case !(c.rate > 0) || c.rate > 1e6:
+		return nil, fmt.Errorf("-rate must be in (0, 1e6], got %v", c.rate)
+	case c.timeout <= 0:
+		return nil, fmt.Errorf("-timeout must be > 0, got %v", c.timeout)
+	case !(c.posts >= 0 && c.posts <= 1):
+		return nil, fmt.Errorf("-posts must be in [0, 1], got %v", c.posts)
+	case !(c.unkeyed >= 0 && c.unkeyed <= 1):
+		return nil, fmt.Errorf("-unkeyed must be in [0, 1], got %v", c.unkeyed)
+	case c.posts+c.unkeyed > 1:
+		return nil, fmt.Errorf("-posts plus -unkeyed must be at most 1, got %v", c.posts+c.unkeyed)
+	case c.openFor <= 0:
+		return nil, fmt.Errorf("-open must be > 0, got %v", c.openFor)
+	case c.hedgeWait <= 0:
+		return nil, fmt.Errorf("-hedge must be > 0, got %v", c.hedgeWait)
+	}
+	if c.url != "" {
+		u, err := url.Parse(c.url)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("-url must be an absolute http or https URL, got %q", c.url)
+		}
+		c.url = strings.TrimRight(c.url, "/")
+	}
+	for name := range strings.SplitSeq(*clients, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if !slices.Contains(clientNames(), name) {
+			return nil, fmt.Errorf("-clients: unknown client %q (want some of %s)", name, strings.Join(clientNames(), ", "))
+		}
+		if slices.Contains(c.clients, name) {
+			return nil, fmt.Errorf("-clients: %q given twice", name)
+		}
+		c.clients = append(c.clients, name)
+	}
+	if len(c.clients) == 0 {
+		return nil, errors.New("-clients: name at least one client")
+	}
+	return c, nil
+}

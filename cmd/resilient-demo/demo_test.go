@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestBadFlagsAreRejected(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"-nope"}, "flag provided but not defined: -nope"},
+		{"argument", []string{"extra"}, `unexpected argument "extra"`},
+		{"callers", []string{"-callers", "0"}, "-callers must be >= 1, got 0"},
+		{"rate", []string{"-rate", "-3"}, "-rate must be in (0, 1e6], got -3"},
+		{"rate NaN", []string{"-rate", "NaN"}, "-rate must be in (0, 1e6], got NaN"},
+		{"timeout", []string{"-timeout", "0s"}, "-timeout must be > 0, got 0s"},
+		{"duration", []string{"-duration", "-1s"}, "-duration must be > 0, got -1s"},
+		{"duration not a duration", []string{"-duration", "5"}, `invalid value "5" for flag -duration`},
+		{"phases", []string{"-phases", "sunny=1s"}, `-phases: chaos: unknown phase "sunny"`},
+		{"phase duration", []string{"-phases", "outage=0s"}, "-phases: chaos: phase 0 (outage): duration must be > 0, got 0s"},
+		{"outage", []string{"-outage", "sometimes"}, `-outage must be refuse or 503, got "sometimes"`},
+		{"mix", []string{"-posts", "0.9", "-unkeyed", "0.2"}, "-posts plus -unkeyed must be at most 1"},
+		{"unkeyed", []string{"-unkeyed", "2"}, "-unkeyed must be in [0, 1], got 2"},
+		{"url", []string{"-url", "localhost:8080"}, `-url must be an absolute http or https URL, got "localhost:8080"`},
+		{"client", []string{"-clients", "plain,magic"}, `-clients: unknown client "magic"`},
+		{"client twice", []string{"-clients", "plain,plain"}, `-clients: "plain" given twice`},
+		{"no client", []string{"-clients", ","}, "-clients: name at least one client"},
+		{"open", []string{"-open", "0s"}, "-open must be > 0, got 0s"},
+		{"hedge", []string{"-hedge", "-1ms"}, "-hedge must be > 0, got -1ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, &stdout, &stderr, false)
+			assert.Equal(t, 2, code)
+			assert.Contains(t, stderr.String(), tt.want)
+			assert.Empty(t, stdout.String(), "nothing ran")
+		})
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	assert.Equal(t, 0, run(context.Background(), []string{"-h"}, &stdout, &stderr, false))
+	assert.Contains(t, stderr.String(), "usage: resilient-demo")
+}
+
+// shortScenario runs the whole command on a compressed timeline and
+// returns its figures, table and HTML.
+func shortScenario(t *testing.T, extra ...string) (*Figures, string, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "f.json"), filepath.Join(dir, "r.html")
+	args := append([]string{
+		"-phases", "healthy=300ms,brownout=600ms,throttling=500ms,outage=1200ms,recovery=700ms",
+		"-callers", "8", "-rate", "160", "-timeout", "1500ms", "-open", "300ms",
+		"-quiet", "-json", jsonPath, "-report", htmlPath,
+	}, extra...)
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, &stdout, &stderr, false)
+	require.Equal(t, 0, code, "stderr: %s", stderr.String())
+	raw, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	var f Figures
+	require.NoError(t, json.Unmarshal(raw, &f))
+	page, err := os.ReadFile(htmlPath)
+	require.NoError(t, err)
+	return &f, stdout.String(), page
+}
+
+func client(t *testing.T, f *Figures, name string) ClientFigures {
+	t.Helper()
+	for _, c := range f.Clients {
+		if c.Name == name {
+			return c
+		}
+	}
+	require.Failf(t, "no client", "%s", name)
+	return ClientFigures{}
+}
+
+func phase(t *testing.T, c ClientFigures, name string) PhaseFigures {
+	t.Helper()
+	for _, p := range c.Phases {
+		if p.Phase == name {
+			return p
+		}
+	}
+	require.Failf(t, "no phase", "%s", name)
+	return PhaseFigures{}
+}
+
+func TestShortScenario(t *testing.T) {
+	f, table, page := shortScenario(t)
+	require.Len(t, f.Clients, len(clientKinds))
+
+	for _, c := range f.Clients {
+		t.Run(c.Name+" figures add up", func(t *testing.T) {
+			sum, up := 0, 0
+			for _, p := range c.Phases {
+				assert.Positive(t, p.Requests, "phase %s has load", p.Phase)
+				sum += p.Requests
+				up += p.Upstream
+				require.NotNil(t, p.Server)
+				if p.Phase != "outage" {
+					// Outside the outage, every request sent arrives.
+					assert.InDelta(t, p.Upstream, p.Server.Received, 3, "phase %s", p.Phase)
+				}
+			}
+			assert.Equal(t, sum, c.Total.Requests)
+			assert.Equal(t, up, c.Total.Upstream)
+			assert.Equal(t, 1.0, phase(t, c, "healthy").Success, "the healthy phase serves everything")
+		})
+	}
+
+	plain, naive := client(t, f, "plain"), client(t, f, "naive")
+	assert.InDelta(t, 1.0, plain.OutageAmplification, 0.01, "plain sends each request once")
+	assert.Greater(t, naive.OutageAmplification, 3.0, "the naive loop sends each request about 4 times into the outage")
+	assert.Positive(t, naive.Total.Server.EarlyRetries, "the naive loop ignores Retry-After")
+	assert.Zero(t, plain.Total.Server.EarlyRetries)
+	assert.Zero(t, phase(t, plain, "outage").Success, "nothing succeeds against a refusing upstream")
+
+	for _, name := range libraryClients() {
+		t.Run(name+" beats the naive loop", func(t *testing.T) {
+			lib := client(t, f, name)
+			assert.Greater(t, phase(t, lib, "brownout").Success, phase(t, plain, "brownout").Success)
+			assert.Less(t, lib.OutageAmplification, naive.OutageAmplification)
+			assert.GreaterOrEqual(t, lib.Total.Success, naive.Total.Success)
+			assert.Zero(t, lib.Total.Server.Duplicates, "no POST executed twice")
+			assert.Zero(t, lib.Total.Server.EarlyRetries, "no retry sooner than Retry-After")
+		})
+	}
+
+	for _, c := range f.Clients {
+		assert.Contains(t, table, "\n"+c.Name+": ")
+	}
+	assert.Contains(t, table, "summary")
+	checkHTML(t, page, f)
+}
+
+// checkHTML parses the page as XML and finds three charts per client, each
+// with the phases shaded and a line.
+func checkHTML(t *testing.T, page []byte, f *Figures) {
+	t.Helper()
+	assert.NotContains(t, string(page), "<script")
+	local := strings.NewReplacer(`xmlns="http://www.w3.org/1999/xhtml"`, "", `xmlns="http://www.w3.org/2000/svg"`, "").Replace(string(page))
+	assert.NotContains(t, local, "http://", "no external asset")
+	assert.NotContains(t, local, "https://", "no external asset")
+	for _, ref := range []string{`src="`, `href="`, "@import", "url("} {
+		assert.NotContains(t, string(page), ref, "no external asset")
+	}
+	d := xml.NewDecoder(bytes.NewReader(page))
+	var svgs, rects, polylines int
+	in := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err, "the page is well-formed")
+		switch el := tok.(type) {
+		case xml.StartElement:
+			switch el.Name.Local {
+			case "svg":
+				svgs++
+				in++
+			case "rect":
+				if in > 0 {
+					rects++
+				}
+			case "polyline":
+				if in > 0 {
+					polylines++
+				}
+			}
+		case xml.EndElement:
+			if el.Name.Local == "svg" {
+				in--
+			}
+		}
+	}
+	phases := strings.Count(f.Timeline, "=")
+	assert.Equal(t, 3*len(f.Clients), svgs, "three charts per client")
+	assert.Equal(t, svgs*phases, rects, "every chart shades every phase")
+	assert.GreaterOrEqual(t, polylines, svgs, "every chart has a line")
+	for _, c := range f.Clients {
+		assert.Contains(t, string(page), "<h2>"+c.Name+"</h2>")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	// A hand-made record: the figures are computed exactly.
+	tl := mustTimeline(t, "healthy=1s,outage=2s,recovery=1s")
+	rec := newRecorder(time.Now())
+	ms := time.Millisecond
+	rec.calls = []call{
+		{At: 100 * ms, Took: 10 * ms, OK: true, Status: 200, Outcome: "ok"},
+		{At: 200 * ms, Took: 30 * ms, OK: true, Status: 200, Outcome: "ok"},
+		{At: 300 * ms, Took: 20 * ms, Status: 429, Outcome: "status 429"},
+		{At: 1100 * ms, Took: 5 * ms, Outcome: "refused"},
+		{At: 1600 * ms, Took: 100 * time.Microsecond, Outcome: "breaker open"},
+		{At: 2000 * ms, Took: 300 * time.Microsecond, Outcome: "breaker open"},
+		{At: 2900 * ms, Took: 250 * ms, OK: true, Status: 200, Outcome: "ok"}, // ends 150ms into recovery
+		{At: 3500 * ms, Took: 10 * ms, OK: true, Status: 200, Outcome: "ok"},
+	}
+	rec.attempts = []time.Duration{100 * ms, 200 * ms, 300 * ms, 1100 * ms, 1101 * ms, 1102 * ms, 2900 * ms, 3500 * ms}
+	rec.transitions = []transition{{At: 1500 * ms, From: "closed", To: "open"}, {At: 2900 * ms, From: "open", To: "half-open"}, {At: 3150 * ms, From: "half-open", To: "closed"}}
+	rec.conns.Store(3)
+
+	f := summarize("x", "desc", tl, rec, nil)
+	require.Len(t, f.Phases, 3)
+	h, o, r := f.Phases[0], f.Phases[1], f.Phases[2]
+	assert.Equal(t, PhaseFigures{Phase: "healthy", StartS: 0, DurationS: 1, Requests: 3, OK: 2, Success: 2.0 / 3,
+		P50Ms: 20, P99Ms: 30, MaxMs: 30, Upstream: 3, Amplification: 1, Outcomes: map[string]int{"ok": 2, "status 429": 1}}, h)
+	assert.Equal(t, 4, o.Requests)
+	assert.Equal(t, 4, o.Upstream)
+	assert.Equal(t, 1.0, o.Amplification)
+	assert.Equal(t, 2, o.Transitions)
+	assert.Equal(t, 1, r.Requests)
+	assert.Equal(t, 1, r.Transitions)
+	assert.Equal(t, 8, f.Total.Requests)
+	assert.Equal(t, 3, f.Total.Transitions)
+	assert.Equal(t, 4, f.OutageUpstream)
+	assert.Equal(t, 1.0, f.OutageAmplification)
+	require.NotNil(t, f.AfterOpen)
+	assert.Equal(t, AfterOpen{AtS: 1.5, Requests: 3, Upstream: 1, Amplification: 1.0 / 3, P50Ms: 0.3}, *f.AfterOpen)
+	require.NotNil(t, f.RecoveryLagMs)
+	assert.Equal(t, 150.0, *f.RecoveryLagMs)
+	assert.Equal(t, Latencies{Count: 1, P50Ms: 20, MaxMs: 20}, f.Throttled)
+	assert.Equal(t, Latencies{Count: 2, P50Ms: 0.1, MaxMs: 0.3}, f.Rejected)
+	assert.Equal(t, 3, f.Connections)
+	require.Len(t, f.Series, 4)
+	assert.Equal(t, SecondFigure{Second: 1, Upstream: 3, Requests: 2, OK: 0, Success: 0, P99Ms: 5}, f.Series[1])
+	assert.Equal(t, SecondFigure{Second: 2, Upstream: 1, Requests: 2, OK: 1, Success: 0.5, P99Ms: 250}, f.Series[2])
+
+	var buf bytes.Buffer
+	require.NoError(t, writeHTML(&buf, &Figures{Timeline: tl.String(), Upstream: "built-in", Clients: []ClientFigures{f}}))
+	checkHTML(t, buf.Bytes(), &Figures{Timeline: tl.String(), Clients: []ClientFigures{f}})
+	assert.Contains(t, buf.String(), "breaker open at 1.50s")
+}
+
+func TestQuantile(t *testing.T) {
+	ds := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	tests := []struct {
+		name string
+		q    float64
+		want time.Duration
+	}{{"p50", 0.5, 5}, {"p99", 0.99, 10}, {"max", 1, 10}, {"min", 0, 1}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, quantile(ds, tt.q)) })
+	}
+	assert.Zero(t, quantile(nil, 0.5))
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilient-go/resilient/chaos"
+)
+
+// call is one logical request, as its caller saw it.
+type call struct {
+	At      time.Duration // start, from the start of the timeline
+	Took    time.Duration
+	Method  string
+	Keyed   bool
+	OK      bool
+	Status  int    // final status, 0 when no response came
+	Outcome string // "ok", "status 503", "refused", "reset", "deadline", "breaker open", …
+}
+
+// transition is a change of a breaker's state.
+type transition struct {
+	At   time.Duration `json:"at_ns"` // from the start of the timeline
+	From string        `json:"from"`
+	To   string        `json:"to"`
+}
+
+// recorder collects everything one client did. It is safe for concurrent
+// use.
+type recorder struct {
+	start time.Time
+
+	mu          sync.Mutex
+	calls       []call
+	attempts    []time.Duration // start of each request on the wire
+	transitions []transition
+
+	conns          atomic.Int64
+	started, done  atomic.Int64
+	ok             atomic.Int64
+	windowDone     atomic.Int64 // since the last progress line
+	windowOK       atomic.Int64
+	attemptsNumber atomic.Int64
+}
+
+func newRecorder(start time.Time) *recorder { return &recorder{start: start} }
+
+func (r *recorder) attempt() {
+	at := time.Since(r.start)
+	r.attemptsNumber.Add(1)
+	r.mu.Lock()
+	r.attempts = append(r.attempts, at)
+	r.mu.Unlock()
+}
+
+func (r *recorder) conn() { r.conns.Add(1) }
+
+func (r *recorder) transition(from, to string) {
+	at := time.Since(r.start)
+	r.mu.Lock()
+	r.transitions = append(r.transitions, transition{At: at, From: from, To: to})
+	r.mu.Unlock()
+}
+
+func (r *recorder) record(c call) {
+	r.done.Add(1)
+	r.windowDone.Add(1)
+	if c.OK {
+		r.ok.Add(1)
+		r.windowOK.Add(1)
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, c)
+	r.mu.Unlock()
+}
+
+// payload is the body of every POST.
+var payload = []byte(`{"item":"demo","quantity":1}`)
+
+// runLoad drives cfg.callers callers through do for the whole timeline:
+// each caller starts a logical request every callers/rate seconds (a tick
+// it misses while a request is still running is skipped, as a real caller
+// that waits for its answer would) and waits for it. The mix of methods is
+// drawn from the seed, per caller. It returns when every caller is done.
+func runLoad(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder) {
+	interval := time.Duration(float64(cfg.callers) * float64(time.Second) / cfg.rate)
+	end := cfg.timeline.Total()
+	var wg sync.WaitGroup
+	for c := range cfg.callers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(cfg.seed, uint64(c)))
+			offset := interval * time.Duration(c) / time.Duration(cfg.callers)
+			t := time.NewTimer(0)
+			defer t.Stop()
+			<-t.C
+			for k, seq := 0, 1; ; seq++ {
+				// The next tick not yet passed.
+				next := offset + time.Duration(k)*interval
+				if now := time.Since(rec.start); next < now {
+					k = int((now - offset + interval - 1) / interval)
+					next = offset + time.Duration(k)*interval
+				}
+				k++
+				if next >= end {
+					return
+				}
+				t.Reset(time.Until(rec.start.Add(next)))
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				u := rng.Float64()
+				method, keyed := http.MethodGet, false
+				switch {
+				case u < cfg.posts:
+					method, keyed = http.MethodPost, true
+				case u < cfg.posts+cfg.unkeyed:
+					method = http.MethodPost
+				}
+				one(ctx, cfg, base, do, rec, fmt.Sprintf("c%d-%d", c, seq), method, keyed)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// one sends one logical request and records it.
+func one(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder, id, method string, keyed bool) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	var body io.Reader
+	if method == http.MethodPost {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+"/items/"+id, body)
+	if err != nil {
+		panic(err) // the URL was validated
+	}
+	req.Header.Set(chaos.RequestIDHeader, id)
+	if keyed {
+		req.Header.Set("Idempotency-Key", id)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c := call{At: time.Since(rec.start), Method: method, Keyed: keyed}
+	t0 := time.Now()
+	rec.started.Add(1)
+	resp, err := do(req)
+	if err == nil {
+		c.Status = resp.StatusCode
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	c.Took = time.Since(t0)
+	switch {
+	case err != nil:
+		c.Outcome = outcomeOf(err)
+	case c.Status >= 200 && c.Status < 300:
+		c.OK, c.Outcome = true, "ok"
+	default:
+		c.Outcome = fmt.Sprintf("status %d", c.Status)
+	}
+	rec.record(c)
+}
+
+// progress prints a live line every period until ctx is done.
+func progress(ctx context.Context, w io.Writer, tty bool, cfg *config, names []string, recs []*recorder, start time.Time) {
+	period := 250 * time.Millisecond
+	if !tty {
+		period = 2 * time.Second
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprint(w, "\r\033[K")
+			}
+			return
+		case <-t.C:
+		}
+		el := time.Since(start)
+		p := cfg.timeline[cfg.timeline.Index(el)]
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "%-10s %5.1fs/%.0fs", p.Kind, el.Seconds(), cfg.timeline.Total().Seconds())
+		for i, r := range recs {
+			d, ok := r.windowDone.Swap(0), r.windowOK.Swap(0)
+			rate := "    -"
+			if d > 0 {
+				rate = fmt.Sprintf("%4.0f%%", 100*float64(ok)/float64(d))
+			}
+			fmt.Fprintf(&b, " | %s %d req %s", names[i], r.done.Load(), rate)
+		}
+		if tty {
+			fmt.Fprintf(w, "\r\033[K%s", b.Bytes())
+		} else {
+			fmt.Fprintf(w, "%s\n", b.Bytes())
+		}
+	}
+}

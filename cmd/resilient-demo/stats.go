@@ -1,0 +1,293 @@
+package main
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/resilient-go/resilient/chaos"
+)
+
+// Figures is everything the demo measured: what -json writes.
+type Figures struct {
+	Seed       uint64          `json:"seed"`
+	Callers    int             `json:"callers"`
+	Rate       float64         `json:"rate_per_client"`
+	TimeoutMs  float64         `json:"timeout_ms"`
+	Timeline   string          `json:"timeline"`
+	Upstream   string          `json:"upstream"` // "built-in" or the -url
+	Outage     string          `json:"outage_mode,omitempty"`
+	Interrupts bool            `json:"interrupted,omitempty"`
+	Clients    []ClientFigures `json:"clients"`
+}
+
+// ClientFigures are one client's figures.
+type ClientFigures struct {
+	Name        string         `json:"name"`
+	Description string         `json:"description"`
+	Phases      []PhaseFigures `json:"phases"`
+	Total       PhaseFigures   `json:"total"`
+	// Connections is every connection the client's transport opened.
+	Connections int `json:"connections"`
+	// OutageUpstream is every request sent on the wire (or connection
+	// tried) during outage phases, and OutageAmplification that per
+	// logical request started in them.
+	OutageUpstream      int     `json:"outage_upstream_requests"`
+	OutageAmplification float64 `json:"outage_amplification"`
+	// AfterOpen: the same, from the moment the breaker first opened in an
+	// outage to the end of that outage; nil when it never opened.
+	AfterOpen *AfterOpen `json:"after_open,omitempty"`
+	// RecoveryLagMs is the time from the end of the first outage to the
+	// first successful response the client's callers got; nil if none.
+	RecoveryLagMs *float64 `json:"recovery_lag_ms,omitempty"`
+	// Throttled are the logical requests that ended with a 429.
+	Throttled Latencies `json:"throttled_429"`
+	// Rejected are the logical requests the client refused itself (an open
+	// breaker, an empty budget), without a request on the wire.
+	Rejected    Latencies      `json:"rejected"`
+	Transitions []transition   `json:"breaker_transitions"`
+	Series      []SecondFigure `json:"per_second"`
+}
+
+// AfterOpen measures the outage once the breaker has opened.
+type AfterOpen struct {
+	AtS           float64 `json:"opened_at_s"`
+	Requests      int     `json:"requests"`
+	Upstream      int     `json:"upstream_requests"`
+	Amplification float64 `json:"amplification"`
+	P50Ms         float64 `json:"p50_ms"`
+}
+
+// Latencies counts requests and their latency.
+type Latencies struct {
+	Count int     `json:"count"`
+	P50Ms float64 `json:"p50_ms"`
+	MaxMs float64 `json:"max_ms"`
+}
+
+// PhaseFigures are a client's figures for one phase (or for all of them).
+// Logical requests count in the phase in which they started; requests on
+// the wire, in the phase in which they were sent.
+type PhaseFigures struct {
+	Phase     string  `json:"phase"`
+	StartS    float64 `json:"start_s"`
+	DurationS float64 `json:"duration_s"`
+
+	Requests      int            `json:"requests"`
+	OK            int            `json:"ok"`
+	Success       float64        `json:"success_rate"`
+	P50Ms         float64        `json:"p50_ms"`
+	P99Ms         float64        `json:"p99_ms"`
+	MaxMs         float64        `json:"max_ms"`
+	Upstream      int            `json:"upstream_requests"`
+	Amplification float64        `json:"amplification"`
+	Transitions   int            `json:"breaker_transitions"`
+	Outcomes      map[string]int `json:"outcomes"`
+
+	// Seen by the built-in upstream (nil with -url).
+	Server *ServerFigures `json:"server,omitempty"`
+}
+
+// ServerFigures are what the built-in upstream counted.
+type ServerFigures struct {
+	Received     int `json:"received"`
+	Executed     int `json:"executed"`
+	Replayed     int `json:"replayed"`
+	Duplicates   int `json:"duplicate_executions"`
+	EarlyRetries int `json:"early_retries"`
+	Connections  int `json:"connections"`
+}
+
+// SecondFigure is one second of a client's timeline.
+type SecondFigure struct {
+	Second   int     `json:"second"`
+	Upstream int     `json:"upstream_requests"`
+	Requests int     `json:"requests"`
+	OK       int     `json:"ok"`
+	Success  float64 `json:"success_rate"` // NaN-free: 0 when no request
+	P99Ms    float64 `json:"p99_ms"`
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
+
+// quantile returns the q-quantile of sorted (nearest rank), 0 if empty.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func latencies(ds []time.Duration) Latencies {
+	slices.Sort(ds)
+	if len(ds) == 0 {
+		return Latencies{}
+	}
+	return Latencies{Count: len(ds), P50Ms: ms(quantile(ds, 0.5)), MaxMs: ms(ds[len(ds)-1])}
+}
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// summarize turns a client's records into figures. server is nil with -url.
+func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chaos.Stats) ClientFigures {
+	rec.mu.Lock()
+	calls := slices.Clone(rec.calls)
+	attempts := slices.Clone(rec.attempts)
+	trans := slices.Clone(rec.transitions)
+	rec.mu.Unlock()
+
+	f := ClientFigures{Name: name, Description: desc, Connections: int(rec.conns.Load()), Transitions: trans}
+	if f.Transitions == nil {
+		f.Transitions = []transition{}
+	}
+	phase := func(at time.Duration) int { return tl.Index(at) }
+
+	type acc struct {
+		lat      []time.Duration
+		ok, up   int
+		trans    int
+		outcomes map[string]int
+	}
+	accs := make([]acc, len(tl)+1) // the last one is the total
+	for i := range accs {
+		accs[i].outcomes = map[string]int{}
+	}
+	var throttled, rejected []time.Duration
+	for _, c := range calls {
+		for _, a := range []*acc{&accs[phase(c.At)], &accs[len(tl)]} {
+			a.lat = append(a.lat, c.Took)
+			a.outcomes[c.Outcome]++
+			if c.OK {
+				a.ok++
+			}
+		}
+		if c.Status == 429 {
+			throttled = append(throttled, c.Took)
+		}
+		if isRejection(c.Outcome) {
+			rejected = append(rejected, c.Took)
+		}
+	}
+	for _, at := range attempts {
+		accs[phase(at)].up++
+		accs[len(tl)].up++
+	}
+	for _, t := range trans {
+		accs[phase(t.At)].trans++
+		accs[len(tl)].trans++
+	}
+	for i, a := range accs {
+		slices.Sort(a.lat)
+		p := PhaseFigures{
+			Requests: len(a.lat), OK: a.ok, Success: ratio(a.ok, len(a.lat)),
+			P50Ms: ms(quantile(a.lat, 0.5)), P99Ms: ms(quantile(a.lat, 0.99)), MaxMs: ms(quantile(a.lat, 1)),
+			Upstream: a.up, Amplification: ratio(a.up, len(a.lat)), Transitions: a.trans, Outcomes: a.outcomes,
+		}
+		var s chaos.PhaseStats
+		if i < len(tl) {
+			p.Phase = tl[i].Kind.String()
+			p.StartS, p.DurationS = tl.Start(i).Seconds(), tl[i].Duration.Seconds()
+			if server != nil {
+				s = server.Phases[i]
+			}
+		} else {
+			p.Phase = "all"
+			p.DurationS = tl.Total().Seconds()
+			if server != nil {
+				s = server.Total
+			}
+		}
+		if server != nil {
+			p.Server = &ServerFigures{Received: s.Received, Executed: s.Executed, Replayed: s.Replayed,
+				Duplicates: s.Duplicates, EarlyRetries: s.EarlyRetries, Connections: s.Connections}
+		}
+		if i < len(tl) {
+			f.Phases = append(f.Phases, p)
+		} else {
+			f.Total = p
+		}
+	}
+	f.Throttled = latencies(throttled)
+	f.Rejected = latencies(rejected)
+
+	// The outage, and the breaker in it.
+	outReq := 0
+	for i, p := range tl {
+		if p.Kind == chaos.Outage {
+			outReq += len(accs[i].lat)
+			f.OutageUpstream += accs[i].up
+		}
+	}
+	f.OutageAmplification = ratio(f.OutageUpstream, outReq)
+	if i := slices.IndexFunc(tl, func(p chaos.Phase) bool { return p.Kind == chaos.Outage }); i >= 0 {
+		from, to := tl.Start(i), tl.Start(i)+tl[i].Duration
+		if j := slices.IndexFunc(trans, func(t transition) bool { return t.To == "open" && t.At >= from && t.At < to }); j >= 0 {
+			open := trans[j].At
+			ao := &AfterOpen{AtS: math.Round(open.Seconds()*1000) / 1000}
+			var lat []time.Duration
+			for _, c := range calls {
+				if c.At >= open && c.At < to {
+					ao.Requests++
+					lat = append(lat, c.Took)
+				}
+			}
+			for _, at := range attempts {
+				if at >= open && at < to {
+					ao.Upstream++
+				}
+			}
+			slices.Sort(lat)
+			ao.Amplification = ratio(ao.Upstream, ao.Requests)
+			ao.P50Ms = ms(quantile(lat, 0.5))
+			f.AfterOpen = ao
+		}
+		lag := time.Duration(-1)
+		for _, c := range calls {
+			if end := c.At + c.Took; c.OK && end >= to && (lag < 0 || end-to < lag) {
+				lag = end - to
+			}
+		}
+		if lag >= 0 {
+			v := ms(lag)
+			f.RecoveryLagMs = &v
+		}
+	}
+
+	// Per second.
+	n := int(math.Ceil(tl.Total().Seconds()))
+	secs := make([]acc, n)
+	for _, c := range calls {
+		if s := int(c.At / time.Second); s >= 0 && s < n {
+			secs[s].lat = append(secs[s].lat, c.Took)
+			if c.OK {
+				secs[s].ok++
+			}
+		}
+	}
+	for _, at := range attempts {
+		if s := int(at / time.Second); s >= 0 && s < n {
+			secs[s].up++
+		}
+	}
+	for s, a := range secs {
+		slices.Sort(a.lat)
+		f.Series = append(f.Series, SecondFigure{Second: s, Upstream: a.up, Requests: len(a.lat), OK: a.ok,
+			Success: ratio(a.ok, len(a.lat)), P99Ms: ms(quantile(a.lat, 0.99))})
+	}
+	return f
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
