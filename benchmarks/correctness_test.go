@@ -91,3 +91,147 @@ func TestRetryFlakyGivesUpAfterThreeAttempts(t *testing.T) {
 		})
 	}
 }
+
+func TestBreakerClosedCallsOnce(t *testing.T) {
+	for _, win := range []window{countWin, timeWin} {
+		for _, l := range breakerLibs(win) {
+			t.Run(win.String()+"/"+l.name, func(t *testing.T) {
+				w, n := counted(succeed)
+				call := l.build(w)
+				for i := range 5 {
+					v, err := call(context.Background())
+					require.NoError(t, err)
+					assert.Equal(t, want, v)
+					assert.Equal(t, int64(i+1), n.Load())
+				}
+			})
+		}
+	}
+}
+
+func TestBreakerClosedParallelSharesOneBreaker(t *testing.T) {
+	for _, win := range []window{countWin, timeWin} {
+		for _, l := range breakerLibs(win) {
+			t.Run(win.String()+"/"+l.name, func(t *testing.T) {
+				w, n := counted(succeed)
+				call := l.build(w)
+				const goroutines, calls = 8, 50
+				done := make(chan struct{})
+				for range goroutines {
+					go func() {
+						defer func() { done <- struct{}{} }()
+						for range calls {
+							v, err := call(context.Background())
+							assert.NoError(t, err)
+							assert.Equal(t, want, v)
+						}
+					}()
+				}
+				for range goroutines {
+					<-done
+				}
+				assert.Equal(t, int64(goroutines*calls), n.Load())
+			})
+		}
+	}
+}
+
+// TestBreakerOpenRefusesWithoutCalling proves that the open-breaker
+// benchmark times refusals: every call is refused with the library's own
+// error, and the work is never called.
+func TestBreakerOpenRefusesWithoutCalling(t *testing.T) {
+	for _, l := range breakerLibs(countWin) {
+		if l.isOpen == nil {
+			continue
+		}
+		t.Run(l.name, func(t *testing.T) {
+			w, n := counted(succeed)
+			call, err := tripped(l, w)
+			require.NoError(t, err)
+			for range 10 {
+				_, err := call(context.Background())
+				assert.True(t, l.isOpen(err), "want a refusal, got %v", err)
+			}
+			assert.Zero(t, n.Load(), "an open breaker called the work")
+		})
+	}
+}
+
+// TestBreakerClosedStaysClosedOnSuccess guards the closed benchmarks
+// against a breaker that would open on its own.
+func TestBreakerClosedStaysClosedOnSuccess(t *testing.T) {
+	for _, l := range breakerLibs(countWin) {
+		t.Run(l.name, func(t *testing.T) {
+			call := l.build(succeed)
+			for range 3 * countWindow {
+				_, err := call(context.Background())
+				require.NoError(t, err)
+			}
+		})
+	}
+}
+
+func TestRetryBreakerAttempts(t *testing.T) {
+	for _, l := range retryBreakerLibs(1) {
+		t.Run("happy/"+l.name, func(t *testing.T) {
+			w, n := counted(succeed)
+			call := l.build(w)
+			for i := range 5 {
+				v, err := call(context.Background())
+				require.NoError(t, err)
+				assert.Equal(t, want, v)
+				assert.Equal(t, int64(i+1), n.Load())
+			}
+		})
+		t.Run("flaky/"+l.name, func(t *testing.T) {
+			w, n := counted(flaky())
+			call := l.build(w)
+			// Many calls: the breaker must stay closed while the work
+			// fails two attempts of three.
+			const calls = 3 * countWindow
+			for i := range calls {
+				v, err := call(context.Background())
+				require.NoError(t, err, "call %d", i+1)
+				assert.Equal(t, want, v)
+			}
+			assert.Equal(t, int64(3*calls), n.Load())
+		})
+	}
+}
+
+// TestRetryBreakerDoesNotRetryRefusals pins the composition: once the
+// breaker is open, a call is refused at once, and the refusal is not
+// retried (the work is not called at all).
+func TestRetryBreakerDoesNotRetryRefusals(t *testing.T) {
+	libs := retryBreakerLibs(failureRate)[1:] // not the direct loop
+	open := map[string]func(error) bool{
+		"resilient": isResilientOpen, "failsafe": isFailsafeOpen, "eapache": isEapacheOpen,
+	}
+	for _, l := range libs {
+		t.Run(l.name, func(t *testing.T) {
+			isOpen := open[l.name]
+			require.NotNil(t, isOpen)
+			var failing atomic.Bool
+			failing.Store(true)
+			w, n := counted(func(context.Context) (int, error) {
+				if failing.Load() {
+					return 0, errTransient
+				}
+				return want, nil
+			})
+			call := l.build(w)
+			opened := false
+			for range 10 * countWindow {
+				if _, err := call(context.Background()); isOpen(err) {
+					opened = true
+					break
+				}
+			}
+			require.True(t, opened, "breaker never opened")
+			before := n.Load()
+			_, err := call(context.Background())
+			assert.True(t, isOpen(err), "want a refusal, got %v", err)
+			assert.Equal(t, before, n.Load(), "a refused call ran the work")
+		})
+	}
+}

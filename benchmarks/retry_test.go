@@ -219,7 +219,7 @@ func eapacheOp(r *retrier.Retrier, w work) op {
 // BenchmarkRetryHappy is scenario 1: the first of 3 attempts succeeds.
 func BenchmarkRetryHappy(b *testing.B) {
 	for _, l := range retryHappyLibs {
-		b.Run(l.name, func(b *testing.B) {
+		b.Run("lib="+l.name, func(b *testing.B) {
 			call := l.build(succeed)
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -236,7 +236,7 @@ func BenchmarkRetryHappy(b *testing.B) {
 // policy built once.
 func BenchmarkRetryHappyParallel(b *testing.B) {
 	for _, l := range retryHappyLibs {
-		b.Run(l.name, func(b *testing.B) {
+		b.Run("lib="+l.name, func(b *testing.B) {
 			call := l.build(succeed)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
@@ -256,7 +256,7 @@ func BenchmarkRetryHappyParallel(b *testing.B) {
 // with zero delay.
 func BenchmarkRetryFlaky(b *testing.B) {
 	for _, l := range retryFlakyLibs {
-		b.Run(l.name, func(b *testing.B) {
+		b.Run("lib="+l.name, func(b *testing.B) {
 			call := l.build(flaky())
 			ctx := context.Background()
 			b.ReportAllocs()
