@@ -3,6 +3,7 @@ package httpx
 import (
 	"context"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -137,3 +138,5 @@ func (b *trackedReqBody) Close() error {
 
 // errReset is a connection reset, as net returns it.
 var errReset error = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+
+func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }

@@ -83,7 +83,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c := &roundTrip{cfg: cfg, base: t.base(), req: req, tmpl: req}
 	c.plan()
-	resp, err := resilient.Do(req.Context(), c.attempt, cfg.ex)
+	// DoHedged is Do for an executor that does not hedge; with one that
+	// does, it races slow attempts (see the hedging notes in attempt).
+	resp, err := resilient.DoHedged(req.Context(), c.attempt, cfg.ex)
 	if !c.sent.Load() {
 		// Refused before the first attempt was sent (a done context, an
 		// open breaker): the body was never handed to the base, so close

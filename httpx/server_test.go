@@ -1,0 +1,478 @@
+package httpx
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/resilient-go/resilient"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// Tests in this file use real loopback servers, with real time, outside
+// synctest bubbles. Each one checks that no goroutine outlives it: the
+// client's connections are closed when idle, so a connection still in use
+// (a body never closed) would leave its goroutines behind.
+
+// server is an httptest server that counts the connections it accepts.
+type server struct {
+	*httptest.Server
+	conns atomic.Int32
+}
+
+func newServer(t *testing.T, h http.HandlerFunc) *server {
+	t.Helper()
+	s := &server{}
+	s.Server = httptest.NewUnstartedServer(h)
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// countingTransport wraps a base and counts the response bodies it hands
+// out and the closes of each.
+type countingTransport struct {
+	base   http.RoundTripper
+	mu     sync.Mutex
+	bodies []*closeCounter
+}
+
+type closeCounter struct {
+	io.ReadCloser
+	closes atomic.Int32
+}
+
+func (c *closeCounter) Close() error {
+	c.closes.Add(1)
+	return c.ReadCloser.Close()
+}
+
+func (ct *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := ct.base.RoundTrip(req)
+	if resp != nil {
+		cc := &closeCounter{ReadCloser: resp.Body}
+		resp.Body = cc
+		ct.mu.Lock()
+		ct.bodies = append(ct.bodies, cc)
+		ct.mu.Unlock()
+	}
+	return resp, err
+}
+
+// newHTTPTransport is a private http.Transport, closed when the test ends.
+func newHTTPTransport(t *testing.T) *http.Transport {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+func leakCheck(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+}
+
+func TestServer503BurstReusesOneConnection(t *testing.T) {
+	leakCheck(t)
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if hits.Add(1)%4 != 0 { // 503, 503, 503, 200, …
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	ct := &countingTransport{base: newHTTPTransport(t)}
+	client := NewClient(WithBase(ct), WithExecutor(noWait()))
+	for range 5 {
+		resp, err := client.Get(srv.URL)
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "ok", readAll(t, resp.Body))
+		require.NoError(t, resp.Body.Close())
+	}
+	assert.EqualValues(t, 20, hits.Load())
+	assert.EqualValues(t, 1, srv.conns.Load(), "every discarded response was drained, so one connection served all 20 attempts")
+	require.Len(t, ct.bodies, 20)
+	for i, b := range ct.bodies {
+		assert.EqualValues(t, 1, b.closes.Load(), "body %d closed exactly once", i)
+	}
+	client.CloseIdleConnections()
+}
+
+func TestServerLastResponseReturnedIntact(t *testing.T) {
+	leakCheck(t)
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		n := hits.Add(1)
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, strings.Repeat("e", int(n)*1000))
+	})
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()))
+	resp, err := client.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Equal(t, strings.Repeat("e", 4000), readAll(t, resp.Body))
+	require.NoError(t, resp.Body.Close())
+	assert.EqualValues(t, 1, srv.conns.Load())
+	client.CloseIdleConnections()
+}
+
+func TestServerRequestBodiesReplayedByteForByte(t *testing.T) {
+	payload := make([]byte, 300<<10)
+	_, _ = rand.Read(payload)
+	want := sha256.Sum256(payload)
+	cases := []struct {
+		name string
+		body func() io.Reader
+	}{
+		{"bytes.Buffer", func() io.Reader { return bytes.NewBuffer(payload) }},
+		{"bytes.Reader", func() io.Reader { return bytes.NewReader(payload) }},
+		{"strings.Reader", func() io.Reader { return strings.NewReader(string(payload)) }},
+	}
+	for _, tc := range cases {
+		for _, method := range []string{http.MethodPut, http.MethodPost} {
+			t.Run(tc.name+" "+method, func(t *testing.T) {
+				leakCheck(t)
+				var mu sync.Mutex
+				var got [][32]byte
+				srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+					b, err := io.ReadAll(r.Body)
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					got = append(got, sha256.Sum256(b))
+					n := len(got)
+					mu.Unlock()
+					if n < 3 {
+						w.WriteHeader(http.StatusServiceUnavailable)
+						return
+					}
+					w.WriteHeader(http.StatusCreated)
+				})
+				client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()))
+				req, err := http.NewRequest(method, srv.URL, tc.body())
+				require.NoError(t, err)
+				req.Header.Set(IdempotencyKeyHeader, "order-1") // makes the POST retryable
+				resp, err := client.Do(req)
+				require.NoError(t, err)
+				require.NoError(t, resp.Body.Close())
+				assert.Equal(t, http.StatusCreated, resp.StatusCode)
+				require.Len(t, got, 3)
+				for i, h := range got {
+					assert.Equal(t, want, h, "attempt %d sent the original bytes", i+1)
+				}
+				client.CloseIdleConnections()
+			})
+		}
+	}
+}
+
+func TestServerPostExecutions(t *testing.T) {
+	cases := []struct {
+		name       string
+		key        string
+		opts       []Option
+		executions int32
+		status     int
+	}{
+		{"without key: executed once, 503 returned", "", nil, 1, 503},
+		{"with key: retried", "pay-42", nil, 2, 200},
+		{"generated key: retried", "", []Option{WithIdempotencyKeys()}, 2, 200},
+		{"opt-in: retried", "", []Option{WithNonIdempotentRetries()}, 2, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			leakCheck(t)
+			var executions atomic.Int32
+			var mu sync.Mutex
+			keys := map[string]int{}
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				mu.Lock()
+				keys[r.Header.Get(IdempotencyKeyHeader)]++
+				mu.Unlock()
+				if executions.Add(1) == 1 {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				w.WriteHeader(http.StatusOK)
+			})
+			opts := append([]Option{WithBase(newHTTPTransport(t)), WithExecutor(noWait())}, tc.opts...)
+			client := NewClient(opts...)
+			req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(`{"amount":1}`))
+			require.NoError(t, err)
+			if tc.key != "" {
+				req.Header.Set(IdempotencyKeyHeader, tc.key)
+			}
+			resp, err := client.Do(req)
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+			assert.Equal(t, tc.status, resp.StatusCode)
+			assert.Equal(t, tc.executions, executions.Load())
+			assert.Len(t, keys, 1, "every attempt carried the same key")
+			client.CloseIdleConnections()
+		})
+	}
+}
+
+// refusedURL returns the URL of a port on which nothing listens.
+func refusedURL(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return "http://" + addr + "/"
+}
+
+func TestServerPostRetriedWhenConnectionRefused(t *testing.T) {
+	leakCheck(t)
+	var attempts atomic.Int32
+	ex := noWait(resilient.WithHooks(resilient.Hooks{OnAttempt: func(resilient.AttemptEvent) { attempts.Add(1) }}))
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(ex))
+	req, err := http.NewRequest(http.MethodPost, refusedURL(t), strings.NewReader("x"))
+	require.NoError(t, err)
+	_, err = client.Do(req)
+	require.Error(t, err)
+	assert.True(t, NeverSent(err), "a dial error: %v", err)
+	assert.ErrorIs(t, err, resilient.ErrExhausted)
+	assert.EqualValues(t, 4, attempts.Load(), "a refused POST never left, so it is retried")
+}
+
+// resetAfter hijacks the connection, writes raw, and resets it.
+func resetAfter(w http.ResponseWriter, raw string) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	_, _ = buf.WriteString(raw)
+	_ = buf.Flush()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // RST rather than FIN
+	}
+	_ = conn.Close()
+}
+
+func TestServerResetMidResponse(t *testing.T) {
+	cases := []struct {
+		name       string
+		method     string
+		executions int32
+		wantErr    bool
+	}{
+		{"GET retried", http.MethodGet, 2, false},
+		{"POST not retried: it reached the server", http.MethodPost, 1, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			leakCheck(t)
+			var executions atomic.Int32
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				if executions.Add(1) == 1 {
+					resetAfter(w, "HTTP/1.1 200 OK\r\nContent-Le")
+					return
+				}
+				_, _ = io.WriteString(w, "ok")
+			})
+			client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()))
+			req, err := http.NewRequest(tc.method, srv.URL, strings.NewReader("x"))
+			require.NoError(t, err)
+			resp, err := client.Do(req)
+			if tc.wantErr {
+				require.Error(t, err)
+				var rerr *resilient.Error
+				require.ErrorAs(t, err, &rerr)
+				assert.Equal(t, resilient.ReasonPermanent, rerr.Reason)
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, "ok", readAll(t, resp.Body))
+				require.NoError(t, resp.Body.Close())
+			}
+			assert.Equal(t, tc.executions, executions.Load())
+			client.CloseIdleConnections()
+		})
+	}
+}
+
+func TestServerResetMidBodyReachesTheCaller(t *testing.T) {
+	leakCheck(t)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		resetAfter(w, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+	})
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()))
+	resp, err := client.Get(srv.URL)
+	require.NoError(t, err, "the headers came: that response is the answer")
+	_, err = io.ReadAll(resp.Body)
+	assert.Error(t, err, "the cut body is reported, never passed off as complete")
+	require.NoError(t, resp.Body.Close())
+	client.CloseIdleConnections()
+}
+
+func TestServerAttemptTimeoutSlowHeaders(t *testing.T) {
+	leakCheck(t)
+	var executions atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if executions.Add(1) == 1 {
+			<-r.Context().Done() // no headers until the client gives up
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()), WithAttemptTimeout(200*time.Millisecond))
+	resp, err := client.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", readAll(t, resp.Body))
+	require.NoError(t, resp.Body.Close())
+	assert.EqualValues(t, 2, executions.Load())
+	client.CloseIdleConnections()
+}
+
+func TestServerAttemptTimeoutSlowBody(t *testing.T) {
+	leakCheck(t)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = io.WriteString(w, "first part")
+		_ = http.NewResponseController(w).Flush()
+		<-r.Context().Done() // the rest never comes
+	})
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()), WithAttemptTimeout(300*time.Millisecond))
+	start := time.Now()
+	resp, err := client.Get(srv.URL)
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "the stalled body is cut by the attempt's timeout")
+	assert.Equal(t, "first part", string(b))
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
+	require.NoError(t, resp.Body.Close())
+	client.CloseIdleConnections()
+}
+
+func TestServerBodyReadableAfterRoundTripReturns(t *testing.T) {
+	leakCheck(t)
+	rest := make(chan struct{})
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "head ")
+		_ = http.NewResponseController(w).Flush()
+		select {
+		case <-rest:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "tail")
+	})
+	ex := resilient.MustNew(resilient.WithAttemptTimeout(10*time.Second), resilient.WithMaxElapsed(10*time.Second))
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(ex), WithAttemptTimeout(10*time.Second))
+	resp, err := client.Get(srv.URL)
+	require.NoError(t, err)
+	close(rest) // only now does the server send the rest
+	assert.Equal(t, "head tail", readAll(t, resp.Body))
+	require.NoError(t, resp.Body.Close())
+	client.CloseIdleConnections()
+}
+
+func TestServerCertificateErrorIsPermanent(t *testing.T) {
+	leakCheck(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Config.ErrorLog = discardLogger() // the handshake failure is expected
+	srv.StartTLS()
+	defer srv.Close()
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait())) // trusts no test CA
+	_, err := client.Get(srv.URL)
+	var verr *tls.CertificateVerificationError
+	require.ErrorAs(t, err, &verr)
+	assert.ErrorIs(t, err, resilient.ErrPermanent)
+	assert.EqualValues(t, 1, conns.Load(), "not retried")
+	client.CloseIdleConnections()
+}
+
+func TestServerTooManyRedirects(t *testing.T) {
+	leakCheck(t)
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, "/again", http.StatusFound)
+	})
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()))
+	_, err := client.Get(srv.URL)
+	require.ErrorIs(t, err, ErrTooManyRedirects)
+	assert.Equal(t, resilient.Fail, ClassifyError(err))
+	assert.EqualValues(t, MaxRedirects, hits.Load(), "the first request and 9 redirects, as net/http's default")
+	client.CloseIdleConnections()
+}
+
+func TestGetAndDoUseTheDefaultPolicy(t *testing.T) {
+	leakCheck(t)
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch hits.Add(1) {
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case 2:
+			w.WriteHeader(http.StatusTooManyRequests)
+		case 3:
+			_, _ = io.WriteString(w, "ok")
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	})
+	resp, err := Get(context.Background(), srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", readAll(t, resp.Body))
+	require.NoError(t, resp.Body.Close())
+	assert.EqualValues(t, 3, hits.Load())
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err = Do(req)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "404 is final")
+	require.NoError(t, resp.Body.Close())
+	assert.EqualValues(t, 4, hits.Load())
+
+	_, err = Get(nil, srv.URL) //nolint:staticcheck // a nil context is an error, not a panic
+	assert.Error(t, err)
+	_, err = Get(context.Background(), "://bad")
+	assert.Error(t, err)
+}
+
+func TestCloseIdleConnectionsPassesThrough(t *testing.T) {
+	base := &idleCounter{}
+	NewClient(WithBase(base)).CloseIdleConnections()
+	(&Transport{Base: base}).CloseIdleConnections()
+	assert.EqualValues(t, 2, base.n.Load())
+	assert.NotPanics(t, (&Transport{Base: &fakeRT{}}).CloseIdleConnections, "a base without the method")
+}
+
+type idleCounter struct {
+	fakeRT
+	n atomic.Int32
+}
+
+func (c *idleCounter) CloseIdleConnections() { c.n.Add(1) }
