@@ -13,16 +13,24 @@ import (
 )
 
 // Event is anything the library reports as it works: an [AttemptEvent], a
-// [RetryEvent] or a [DoneEvent] from an executor. A program that wants every
-// event in one place, in the order it happened, passes a function of Event
-// to [Observe] and switches on the type:
+// [RetryEvent] or a [DoneEvent] from an executor, a [Transition] from a
+// [Breaker]. A program that wants every event in one place, in the order it
+// happened, passes a function of Event to [Observe] (and to
+// [ObserveBreaker]) and switches on the type:
 //
-//	resilient.WithHooks(resilient.Observe(func(ev resilient.Event) {
+//	sink := func(ev resilient.Event) {
 //		switch ev := ev.(type) {
 //		case resilient.RetryEvent:
 //			…
+//		case resilient.Transition:
+//			…
 //		}
-//	}))
+//	}
+//	br := resilient.MustNewBreaker(resilient.ObserveBreaker(sink))
+//	ex := resilient.MustNew(resilient.WithBreaker(br), resilient.WithHooks(resilient.Observe(sink)))
+//
+// Policies that refuse calls (a breaker, a budget, a bulkhead, a throttle)
+// show in a DoneEvent with [ReasonRejected]; [RejectedBy] names the policy.
 type Event interface {
 	isEvent()
 }
@@ -30,6 +38,7 @@ type Event interface {
 func (AttemptEvent) isEvent() {}
 func (RetryEvent) isEvent()   {}
 func (DoneEvent) isEvent()    {}
+func (Transition) isEvent()   {}
 
 // Observe returns hooks that hand every event of every call to fn, in the
 // order the events happen, on the caller's goroutine. fn must be safe for
@@ -49,11 +58,26 @@ func Observe(fn func(Event)) Hooks {
 	}
 }
 
+// ObserveBreaker returns a breaker option that hands every [Transition]
+// of the breaker to fn, as an [Event], starting with the initial state (see
+// [WithStateListener]). A nil fn is refused when the breaker is built.
+func ObserveBreaker(fn func(Event)) BreakerOption {
+	if fn == nil {
+		return WithStateListener(nil)
+	}
+	return WithStateListener(func(t Transition) { fn(t) })
+}
+
 // Names of the policies that refuse calls, as [RejectedBy] returns them and
 // as the adapters label rejections with.
 const (
-	// PolicyOther names a policy the library does not know: one of the
-	// program's own.
+	PolicyBreaker  = "breaker"  // a [Breaker]: [ErrOpen]
+	PolicyBudget   = "budget"   // a retry [Budget]: [ErrBudgetExhausted]
+	PolicyThrottle = "throttle" // a [Throttle]: [ErrThrottled]
+	PolicyBulkhead = "bulkhead" // a [Bulkhead]: [ErrBulkheadFull]
+	// PolicyOther names a policy the library does not know (one of the
+	// program's own), or a refusal for another reason, such as a bulkhead's
+	// wait for a slot ended by the caller's context.
 	PolicyOther = "other"
 )
 
@@ -64,7 +88,12 @@ const (
 var rejectionPolicies = [...]struct {
 	err  error
 	name string
-}{}
+}{
+	{ErrOpen, PolicyBreaker},
+	{ErrBudgetExhausted, PolicyBudget},
+	{ErrThrottled, PolicyThrottle},
+	{ErrBulkheadFull, PolicyBulkhead},
+}
 
 // RejectedBy names the kind of policy that refused the call whose error is
 // err, or returns "" when err is not a policy's refusal (it does not match
@@ -91,28 +120,30 @@ func RejectedBy(err error) string {
 // writes: version 0.0.4 of the Prometheus text exposition format.
 const TextMetricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-// DefaultMaxNames is how many distinct executor names a [TextMetrics]
-// keeps series for; events of further names are counted under the name
-// [OverflowName].
+// DefaultMaxNames is how many distinct executor names, and how many
+// distinct breaker names, a metrics sink keeps series for; events of
+// further names are counted under the name [OverflowName].
 const DefaultMaxNames = 100
 
-// OverflowName is the name that events of executors beyond a metrics
-// sink's name limit are counted under, so that the number of series stays
-// bounded whatever names a program makes up.
+// OverflowName is the name that events of executors (or breakers) beyond a
+// metrics sink's name limit are counted under, so that the number of series
+// stays bounded whatever names a program makes up.
 const OverflowName = "_other"
 
 // latencyBuckets are the upper bounds, in seconds, of the latency
 // histograms: the Prometheus client's defaults, 5ms to 10s.
 var latencyBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// TextMetrics counts what executors do, in memory, and writes the counts
-// in the Prometheus text exposition format: a way to expose metrics with the
-// standard library alone (the contrib/prometheus and contrib/otel modules
-// serve the client libraries). Feed it with [TextMetrics.Hooks]; serve it
+// TextMetrics counts what executors and breakers do, in memory, and writes
+// the counts in the Prometheus text exposition format: a way to expose
+// metrics with the standard library alone (the contrib/prometheus and
+// contrib/otel modules serve the client libraries, with the same names).
+// Feed it with [TextMetrics.Hooks] and [TextMetrics.OnTransition]; serve it
 // from an HTTP handler that sets the Content-Type to
 // [TextMetricsContentType] and calls [TextMetrics.WriteTo].
 //
-// It exports, with the executor's name in the label "executor":
+// It exports, with the executor's name in the label "executor" and the
+// breaker's in "breaker":
 //
 //	resilient_calls_total{executor,reason}               counter
 //	resilient_call_duration_seconds{executor,reason}     histogram
@@ -120,19 +151,21 @@ var latencyBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 
 //	resilient_attempt_duration_seconds{executor,outcome} histogram
 //	resilient_retries_total{executor,source}             counter
 //	resilient_rejections_total{executor,policy}          counter
+//	resilient_breaker_state{breaker,state}               gauge, 1 for the current state, 0 for the others
+//	resilient_breaker_transitions_total{breaker,state}   counter, by the state entered
 //
-// Label values are the String forms of [Reason], [Outcome] and
-// [DelaySource], and the names of [RejectedBy]. Series appear once they
-// count something. At most [DefaultMaxNames] executor names get series of
+// Label values are the String forms of [Reason], [Outcome], [DelaySource]
+// and [State], and the names of [RejectedBy]. Executor series appear once
+// they count something; a breaker's appear with its initial state. At most
+// [DefaultMaxNames] executor names, and as many breaker names, get series of
 // their own; the rest share [OverflowName].
 //
 // The zero value is not usable; build one with [NewTextMetrics]. A
 // TextMetrics is safe for concurrent use; counting takes no lock and does
 // not allocate once a name has been seen.
 type TextMetrics struct {
-	mu     sync.Mutex                             // serialises adding a name
-	series atomic.Pointer[map[string]*textSeries] // copy on write
-	other  *textSeries
+	executors nameTable[textSeries]
+	breakers  nameTable[breakerSeries]
 }
 
 // textSeries holds the counts of one executor name.
@@ -145,10 +178,75 @@ type textSeries struct {
 	rejections sync.Map // policy name (string) -> *atomic.Uint64
 }
 
+// breakerSeries holds the state of one breaker name.
+type breakerSeries struct {
+	state       atomic.Uint32 // the State
+	transitions [numStates]atomic.Uint64
+}
+
 const (
 	numReasons  = int(ReasonRejected) + 1
 	numOutcomes = int(Ignore) + 1
 )
+
+// nameTable maps names to their series, at most max of them and the
+// overflow. Lookups of a known name read one atomic pointer and a map:
+// no lock, no allocation. Adding a name copies the map, under mu; names
+// are bounded, and so is the copying.
+type nameTable[S any] struct {
+	max   int
+	mu    sync.Mutex
+	m     atomic.Pointer[map[string]*S]
+	other S
+}
+
+func (t *nameTable[S]) get(name string) *S {
+	if m := t.m.Load(); m != nil {
+		if s, ok := (*m)[name]; ok {
+			return s
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var old map[string]*S
+	if m := t.m.Load(); m != nil {
+		old = *m
+	}
+	if s, ok := old[name]; ok {
+		return s
+	}
+	if len(old) >= t.max {
+		return &t.other
+	}
+	s := new(S)
+	next := make(map[string]*S, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = s
+	t.m.Store(&next)
+	return s
+}
+
+// named is a name and its series.
+type named[S any] struct {
+	name string
+	s    *S
+}
+
+// all returns every name's series, sorted by name, then the overflow.
+func (t *nameTable[S]) all() []named[S] {
+	var m map[string]*S
+	if p := t.m.Load(); p != nil {
+		m = *p
+	}
+	out := make([]named[S], 0, len(m)+1)
+	for k, v := range m {
+		out = append(out, named[S]{k, v})
+	}
+	slices.SortFunc(out, func(a, b named[S]) int { return strings.Compare(a.name, b.name) })
+	return append(out, named[S]{OverflowName, &t.other})
+}
 
 // histogram counts durations into latencyBuckets. count is the sum of the
 // per-bucket counts at the time they are read, so buckets and count never
@@ -170,9 +268,10 @@ func (h *histogram) observe(d time.Duration) {
 
 // NewTextMetrics returns an empty TextMetrics.
 func NewTextMetrics() *TextMetrics {
-	m := &TextMetrics{other: new(textSeries)}
-	empty := map[string]*textSeries{}
-	m.series.Store(&empty)
+	m := &TextMetrics{}
+	m.executors.max = DefaultMaxNames
+	m.breakers.max = DefaultMaxNames
+	m.breakers.other.state.Store(uint32(numStates)) // no state until one is seen
 	return m
 }
 
@@ -181,7 +280,7 @@ func NewTextMetrics() *TextMetrics {
 func (m *TextMetrics) Hooks() Hooks {
 	return Hooks{
 		OnAttempt: func(ev AttemptEvent) {
-			s := m.lookup(ev.Name)
+			s := m.executors.get(ev.Name)
 			if o := int(ev.Outcome); o < numOutcomes {
 				s.attempts[o].Add(1)
 				s.attemptDur[o].observe(ev.Duration)
@@ -192,10 +291,10 @@ func (m *TextMetrics) Hooks() Hooks {
 			if ev.Source == FromHint {
 				src = 1
 			}
-			m.lookup(ev.Name).retries[src].Add(1)
+			m.executors.get(ev.Name).retries[src].Add(1)
 		},
 		OnDone: func(ev DoneEvent) {
-			s := m.lookup(ev.Name)
+			s := m.executors.get(ev.Name)
 			if r := int(ev.Reason); r < numReasons {
 				s.calls[r].Add(1)
 				s.callDur[r].observe(ev.Elapsed)
@@ -214,54 +313,36 @@ func (m *TextMetrics) Hooks() Hooks {
 	}
 }
 
-// lookup returns the series of name, adding it if there is room.
-func (m *TextMetrics) lookup(name string) *textSeries {
-	if s, ok := (*m.series.Load())[name]; ok {
-		return s
+// OnTransition records a breaker's state change; give it to every breaker
+// to be watched, with [WithStateListener] (m.OnTransition), before the
+// breaker is built, so that its initial state is recorded too.
+func (m *TextMetrics) OnTransition(t Transition) {
+	if t.To >= numStates {
+		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old := *m.series.Load()
-	if s, ok := old[name]; ok {
-		return s
+	s := m.breakers.get(t.Name)
+	if s != &m.breakers.other {
+		// The overflow has no one state: it counts transitions only.
+		s.state.Store(uint32(t.To))
 	}
-	if len(old) >= DefaultMaxNames {
-		return m.other
+	if t.From != t.To {
+		s.transitions[t.To].Add(1)
 	}
-	s := new(textSeries)
-	next := make(map[string]*textSeries, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[name] = s
-	m.series.Store(&next)
-	return s
 }
 
 // WriteTo writes every series of m to w in the Prometheus text exposition
 // format, families and label values in a stable order. It returns the
 // number of bytes written and the first error of w.
 func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
-	type named struct {
-		name string
-		s    *textSeries
-	}
-	all := make([]named, 0, len(*m.series.Load())+1)
-	for k, v := range *m.series.Load() {
-		all = append(all, named{k, v})
-	}
-	slices.SortFunc(all, func(a, b named) int { return strings.Compare(a.name, b.name) })
-	all = append(all, named{OverflowName, m.other})
+	executors := m.executors.all()
+	breakers := m.breakers.all()
 
 	var b strings.Builder
 	family := func(name, typ, help string) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
-	counter := func(metric, label, value string, n uint64, executor string) {
-		if n == 0 {
-			return
-		}
-		fmt.Fprintf(&b, "%s{executor=%s,%s=%s} %d\n", metric, quote(executor), label, quote(value), n)
+	sample := func(metric, key, name, label, value string, n uint64) {
+		fmt.Fprintf(&b, "%s{%s=%s,%s=%s} %d\n", metric, key, quote(name), label, quote(value), n)
 	}
 	hist := func(metric, label, value string, h *histogram, executor string) {
 		var counts [len(latencyBuckets) + 1]uint64
@@ -283,39 +364,39 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 		fmt.Fprintf(&b, "%s_sum{%s} %s\n", metric, labels, strconv.FormatFloat(time.Duration(h.sumNs.Load()).Seconds(), 'g', -1, 64))
 		fmt.Fprintf(&b, "%s_count{%s} %d\n", metric, labels, total)
 	}
+	counters := func(metric, help, label string, values int, name func(int) string, get func(*textSeries, int) uint64) {
+		family(metric, "counter", help)
+		for _, e := range executors {
+			for i := range values {
+				if n := get(e.s, i); n > 0 {
+					sample(metric, "executor", e.name, label, name(i), n)
+				}
+			}
+		}
+	}
+	reason := func(i int) string { return Reason(i).String() }
+	outcome := func(i int) string { return Outcome(i).String() }
 
-	family("resilient_calls_total", "counter", "Calls that ended, by executor and reason.")
-	for _, e := range all {
-		for r := range numReasons {
-			counter("resilient_calls_total", "reason", Reason(r).String(), e.s.calls[r].Load(), e.name)
-		}
-	}
+	counters("resilient_calls_total", "Calls that ended, by executor and reason.", "reason",
+		numReasons, reason, func(s *textSeries, i int) uint64 { return s.calls[i].Load() })
 	family("resilient_call_duration_seconds", "histogram", "Duration of calls, attempts and waits together, by executor and reason.")
-	for _, e := range all {
+	for _, e := range executors {
 		for r := range numReasons {
-			hist("resilient_call_duration_seconds", "reason", Reason(r).String(), &e.s.callDur[r], e.name)
+			hist("resilient_call_duration_seconds", "reason", reason(r), &e.s.callDur[r], e.name)
 		}
 	}
-	family("resilient_attempts_total", "counter", "Attempts made, by executor and outcome.")
-	for _, e := range all {
-		for o := range numOutcomes {
-			counter("resilient_attempts_total", "outcome", Outcome(o).String(), e.s.attempts[o].Load(), e.name)
-		}
-	}
+	counters("resilient_attempts_total", "Attempts made, by executor and outcome.", "outcome",
+		numOutcomes, outcome, func(s *textSeries, i int) uint64 { return s.attempts[i].Load() })
 	family("resilient_attempt_duration_seconds", "histogram", "Duration of attempts, by executor and outcome.")
-	for _, e := range all {
+	for _, e := range executors {
 		for o := range numOutcomes {
-			hist("resilient_attempt_duration_seconds", "outcome", Outcome(o).String(), &e.s.attemptDur[o], e.name)
+			hist("resilient_attempt_duration_seconds", "outcome", outcome(o), &e.s.attemptDur[o], e.name)
 		}
 	}
-	family("resilient_retries_total", "counter", "Retries scheduled, by executor and the source of their delay.")
-	for _, e := range all {
-		for src := range 2 {
-			counter("resilient_retries_total", "source", DelaySource(src).String(), e.s.retries[src].Load(), e.name)
-		}
-	}
+	counters("resilient_retries_total", "Retries scheduled, by executor and the source of their delay.", "source",
+		2, func(i int) string { return DelaySource(i).String() }, func(s *textSeries, i int) uint64 { return s.retries[i].Load() })
 	family("resilient_rejections_total", "counter", "Calls refused by a policy, by executor and policy.")
-	for _, e := range all {
+	for _, e := range executors {
 		var policies []string
 		e.s.rejections.Range(func(k, _ any) bool {
 			policies = append(policies, k.(string))
@@ -324,7 +405,30 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 		slices.Sort(policies)
 		for _, p := range policies {
 			c, _ := e.s.rejections.Load(p)
-			counter("resilient_rejections_total", "policy", p, c.(*atomic.Uint64).Load(), e.name)
+			sample("resilient_rejections_total", "executor", e.name, "policy", p, c.(*atomic.Uint64).Load())
+		}
+	}
+
+	family("resilient_breaker_state", "gauge", "State of each breaker: 1 for the state it is in, 0 for the others.")
+	for _, br := range breakers {
+		cur := State(br.s.state.Load())
+		if cur >= numStates {
+			continue // the overflow, before any breaker used it
+		}
+		for st := range numStates {
+			v := uint64(0)
+			if st == cur {
+				v = 1
+			}
+			sample("resilient_breaker_state", "breaker", br.name, "state", st.String(), v)
+		}
+	}
+	family("resilient_breaker_transitions_total", "counter", "State changes of each breaker, by the state entered.")
+	for _, br := range breakers {
+		for st := range numStates {
+			if n := br.s.transitions[st].Load(); n > 0 {
+				sample("resilient_breaker_transitions_total", "breaker", br.name, "state", st.String(), n)
+			}
 		}
 	}
 	n, err := io.WriteString(w, b.String())

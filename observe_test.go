@@ -131,6 +131,74 @@ func TestRejectedBy(t *testing.T) {
 	assert.Empty(t, resilient.RejectedBy(errMine))
 }
 
+func TestRejectedByLibraryPolicies(t *testing.T) {
+	forcedOpen := resilient.MustNewBreaker(resilient.WithBreakerName("b"))
+	forcedOpen.ForceOpen()
+	full := resilient.MustNewBulkhead(1)
+	require.NoError(t, full.Acquire(t.Context()))
+	t.Cleanup(full.Release)
+	// A budget of one retry, with no floor, spent by the first call.
+	budget := resilient.MustNewBudget(resilient.WithRetryBurst(1), resilient.WithMinRetryRate(0))
+	_, err := resilient.Do(t.Context(), obsScript(errObsFlaky), resilient.WithBackoff(resilient.Constant(0)), resilient.WithBudget(budget))
+	require.NoError(t, err)
+	// A throttle that refuses whenever its probability is above 0, after
+	// failures that make it so.
+	throttle := resilient.MustNewThrottle(resilient.WithThrottleRandom(func() float64 { return 0 }))
+	for range 20 {
+		_, _ = resilient.Do(t.Context(), obsScript(errObsFlaky), resilient.WithAttempts(1), resilient.WithThrottle(throttle))
+	}
+	require.Positive(t, throttle.Probability())
+
+	cases := []struct {
+		name string
+		opt  resilient.Option
+		fn   func(context.Context) (int, error)
+		want string
+	}{
+		{"breaker", resilient.WithBreaker(forcedOpen), obsScript(), resilient.PolicyBreaker},
+		{"bulkhead", resilient.WithBulkhead(full), obsScript(), resilient.PolicyBulkhead},
+		{"budget", resilient.WithBudget(budget), obsScript(errObsFlaky), resilient.PolicyBudget},
+		{"throttle", resilient.WithThrottle(throttle), obsScript(), resilient.PolicyThrottle},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := resilient.Do(t.Context(), tc.fn, resilient.WithBackoff(resilient.Constant(0)), tc.opt)
+			require.ErrorIs(t, err, resilient.ErrRejected)
+			assert.Equal(t, tc.want, resilient.RejectedBy(err))
+		})
+	}
+}
+
+func TestObserveBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var events []resilient.Event
+		br, err := resilient.NewBreaker(
+			resilient.WithBreakerName("db"),
+			resilient.WithConsecutiveFailures(2),
+			resilient.WithOpenDuration(time.Second),
+			resilient.ObserveBreaker(func(ev resilient.Event) { events = append(events, ev) }),
+		)
+		require.NoError(t, err)
+		ex := resilient.MustNew(resilient.WithAttempts(1), resilient.WithBreaker(br))
+		for range 2 {
+			_, _ = resilient.Do(t.Context(), obsScript(errObsFlaky), ex)
+		}
+		var got [][2]resilient.State
+		for _, ev := range events {
+			tr, ok := ev.(resilient.Transition)
+			require.True(t, ok, "%T", ev)
+			assert.Equal(t, "db", tr.Name)
+			got = append(got, [2]resilient.State{tr.From, tr.To})
+		}
+		assert.Equal(t, [][2]resilient.State{
+			{resilient.StateClosed, resilient.StateClosed}, // the initial state
+			{resilient.StateClosed, resilient.StateOpen},
+		}, got)
+		_, err = resilient.NewBreaker(resilient.ObserveBreaker(nil))
+		assert.Error(t, err)
+	})
+}
+
 // parseText reads the Prometheus text format into "name{labels}" → value,
 // checking that every sample line belongs to a family declared before it.
 func parseText(t *testing.T, text string) map[string]float64 {
@@ -247,6 +315,75 @@ func TestTextMetricsCounts(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestTextMetricsBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := resilient.NewTextMetrics()
+		br, err := resilient.NewBreaker(
+			resilient.WithBreakerName("db"),
+			resilient.WithConsecutiveFailures(2),
+			resilient.WithOpenDuration(time.Second),
+			resilient.WithStateListener(m.OnTransition),
+		)
+		require.NoError(t, err)
+		ex := resilient.MustNew(resilient.WithName("api"), resilient.WithAttempts(1),
+			resilient.WithBreaker(br), resilient.WithHooks(m.Hooks()))
+		scrape := func() map[string]float64 {
+			var b strings.Builder
+			_, err := m.WriteTo(&b)
+			require.NoError(t, err)
+			return parseText(t, b.String())
+		}
+		state := func(got map[string]float64) map[string]float64 {
+			out := map[string]float64{}
+			for _, st := range []string{"closed", "open", "half-open", "forced-open", "disabled"} {
+				out[st] = got[`resilient_breaker_state{breaker="db",state="`+st+`"}`]
+			}
+			return out
+		}
+
+		got := scrape()
+		assert.Equal(t, map[string]float64{"closed": 1, "open": 0, "half-open": 0, "forced-open": 0, "disabled": 0}, state(got),
+			"the initial state is exported before any call")
+		assert.NotContains(t, got, `resilient_breaker_transitions_total{breaker="db",state="closed"}`, "the initial state is no transition")
+
+		for range 3 { // two failures trip it; the third call is refused
+			_, _ = resilient.Do(t.Context(), obsScript(errObsFlaky), ex)
+		}
+		got = scrape()
+		assert.Equal(t, 1.0, state(got)["open"])
+		assert.Equal(t, 0.0, state(got)["closed"])
+		assert.Equal(t, 1.0, got[`resilient_breaker_transitions_total{breaker="db",state="open"}`])
+		assert.Equal(t, 1.0, got[`resilient_rejections_total{executor="api",policy="breaker"}`])
+		assert.Equal(t, 1.0, got[`resilient_calls_total{executor="api",reason="rejected"}`])
+
+		time.Sleep(time.Second) // open duration: half-open, without a call
+		synctest.Wait()
+		assert.Equal(t, 1.0, state(scrape())["half-open"])
+		_, err = resilient.Do(t.Context(), obsScript(), ex)
+		require.NoError(t, err)
+		got = scrape()
+		assert.Equal(t, 1.0, state(got)["closed"])
+		assert.Equal(t, 1.0, got[`resilient_breaker_transitions_total{breaker="db",state="half-open"}`])
+		assert.Equal(t, 1.0, got[`resilient_breaker_transitions_total{breaker="db",state="closed"}`])
+	})
+}
+
+func TestTextMetricsBreakerNamesBounded(t *testing.T) {
+	m := resilient.NewTextMetrics()
+	for i := range resilient.DefaultMaxNames + 3 {
+		name := fmt.Sprintf("host-%d", i)
+		m.OnTransition(resilient.Transition{Name: name, From: resilient.StateClosed, To: resilient.StateClosed})
+		m.OnTransition(resilient.Transition{Name: name, From: resilient.StateClosed, To: resilient.StateOpen})
+	}
+	var b strings.Builder
+	_, err := m.WriteTo(&b)
+	require.NoError(t, err)
+	got := parseText(t, b.String())
+	assert.Equal(t, 3.0, got[`resilient_breaker_transitions_total{breaker="_other",state="open"}`])
+	assert.NotContains(t, got, `resilient_breaker_state{breaker="_other",state="open"}`, "the overflow has no single state")
+	assert.Equal(t, 1.0, got[`resilient_breaker_state{breaker="host-0",state="open"}`])
 }
 
 func TestTextMetricsHistogramBuckets(t *testing.T) {

@@ -19,6 +19,16 @@ const (
 	LogKeyElapsed     = "elapsed"      // time.Duration: how long the call took
 	LogKeyPolicy      = "policy"       // string: the refusing policy, see [RejectedBy]
 	LogKeyError       = "error"        // error: the attempt's or the call's error
+
+	LogKeyBreaker             = "breaker"              // string: the breaker's name
+	LogKeyFrom                = "from"                 // string: the [State] left
+	LogKeyTo                  = "to"                   // string: the [State] entered
+	LogKeyCalls               = "calls"                // int: calls in the breaker's window
+	LogKeyFailures            = "failures"             // int: failures in the window
+	LogKeySlowCalls           = "slow_calls"           // int: slow calls in the window
+	LogKeyFailureRate         = "failure_rate"         // float64: failures / calls
+	LogKeySlowCallRate        = "slow_call_rate"       // float64: slow calls / calls
+	LogKeyConsecutiveFailures = "consecutive_failures" // int: failures since the last success
 )
 
 // Messages of the records that [SlogHooks] logs.
@@ -27,6 +37,7 @@ const (
 	LogMsgRetry   = "resilient: retry"
 	LogMsgDone    = "resilient: call done"
 	LogMsgGaveUp  = "resilient: gave up"
+	LogMsgBreaker = "resilient: breaker state"
 )
 
 // SlogHooks returns hooks that log what executors do through logger (nil
@@ -115,5 +126,51 @@ func SlogHooks(logger *slog.Logger) Hooks {
 			}
 			logger.LogAttrs(ctx, level, msg, attrs[:n]...)
 		},
+	}
+}
+
+// SlogStateListener returns a breaker listener (for [WithStateListener])
+// that logs every state change of the breaker through logger (nil means
+// slog.Default() at the time of the call), as [LogMsgBreaker] with breaker,
+// from, to, the window's calls, failures, slow_calls, failure_rate,
+// slow_call_rate and consecutive_failures at the change (why it tripped),
+// and error, the error that opened it, when there is one. The level says
+// what the change means to callers:
+//
+//   - Warn when calls start to be refused or protection stops: the breaker
+//     opens, is forced open, or is disabled;
+//   - Info when it half-opens or closes;
+//   - Debug for the initial state, logged once when the breaker is built.
+func SlogStateListener(logger *slog.Logger) func(Transition) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return func(t Transition) {
+		ctx := context.Background()
+		level := slog.LevelInfo
+		switch {
+		case t.From == t.To:
+			level = slog.LevelDebug
+		case t.To == StateOpen, t.To == StateForcedOpen, t.To == StateDisabled:
+			level = slog.LevelWarn
+		}
+		if !logger.Enabled(ctx, level) {
+			return
+		}
+		attrs := []slog.Attr{
+			slog.String(LogKeyBreaker, t.Name),
+			slog.String(LogKeyFrom, t.From.String()),
+			slog.String(LogKeyTo, t.To.String()),
+			slog.Int(LogKeyCalls, t.Metrics.Calls),
+			slog.Int(LogKeyFailures, t.Metrics.Failures),
+			slog.Int(LogKeySlowCalls, t.Metrics.SlowCalls),
+			slog.Float64(LogKeyFailureRate, t.Metrics.FailureRate),
+			slog.Float64(LogKeySlowCallRate, t.Metrics.SlowCallRate),
+			slog.Int(LogKeyConsecutiveFailures, t.Metrics.ConsecutiveFailures),
+		}
+		if t.Cause != nil {
+			attrs = append(attrs, slog.Any(LogKeyError, t.Cause))
+		}
+		logger.LogAttrs(ctx, level, LogMsgBreaker, attrs...)
 	}
 }

@@ -172,3 +172,54 @@ func TestSlogHooksAllocs(t *testing.T) {
 	ctx := t.Context()
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = resilient.Do(ctx, ok, ex) }))
 }
+
+func TestSlogStateListener(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logger, records := newSlogRecorder(slog.LevelDebug)
+		br, err := resilient.NewBreaker(
+			resilient.WithBreakerName("db"),
+			resilient.WithConsecutiveFailures(2),
+			resilient.WithOpenDuration(time.Second),
+			resilient.WithStateListener(resilient.SlogStateListener(logger)),
+		)
+		require.NoError(t, err)
+		ex := resilient.MustNew(resilient.WithAttempts(1), resilient.WithBreaker(br))
+		for range 2 {
+			_, _ = resilient.Do(t.Context(), obsScript(errObsFlaky), ex)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		_, err = resilient.Do(t.Context(), obsScript(), ex)
+		require.NoError(t, err)
+		br.ForceOpen()
+
+		got := records()
+		require.Len(t, got, 5)
+		type step struct {
+			level    slog.Level
+			from, to string
+		}
+		var steps []step
+		for _, r := range got {
+			assert.Equal(t, resilient.LogMsgBreaker, r.Msg)
+			assert.Equal(t, "db", r.Attrs["breaker"])
+			steps = append(steps, step{r.Level, r.Attrs["from"].(string), r.Attrs["to"].(string)})
+		}
+		assert.Equal(t, []step{
+			{slog.LevelDebug, "closed", "closed"},
+			{slog.LevelWarn, "closed", "open"},
+			{slog.LevelInfo, "open", "half-open"},
+			{slog.LevelInfo, "half-open", "closed"},
+			{slog.LevelWarn, "closed", "forced-open"},
+		}, steps)
+		// Why it tripped: the counts at the change, and the error.
+		trip := got[1].Attrs
+		assert.Equal(t, int64(2), trip["consecutive_failures"])
+		assert.Equal(t, int64(2), trip["failures"])
+		assert.Equal(t, int64(2), trip["calls"])
+		assert.Equal(t, 1.0, trip["failure_rate"])
+		assert.Equal(t, 0.0, trip["slow_call_rate"])
+		assert.Equal(t, int64(0), trip["slow_calls"])
+		assert.ErrorIs(t, trip["error"].(error), errObsFlaky)
+	})
+}
