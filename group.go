@@ -1,0 +1,296 @@
+package resilient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// ErrAbandoned is the cause (see context.Cause) with which a [Group]
+// cancels a shared execution once every caller waiting for it has left.
+var ErrAbandoned = errors.New("resilient: shared call abandoned by every caller")
+
+// ErrGoexit is returned to the callers of a [Group] whose shared function
+// called runtime.Goexit (as t.FailNow does) instead of returning.
+var ErrGoexit = errors.New("resilient: shared call ended by runtime.Goexit")
+
+// PanicError is the value a [Group] panics with, in every caller that was
+// waiting, when the shared function panicked: the original value and the
+// stack of the goroutine that panicked.
+type PanicError struct {
+	// Value is what the shared function panicked with.
+	Value any
+	// Stack is the panicking goroutine's stack, from runtime/debug.Stack.
+	Stack []byte
+}
+
+// Error describes the panic, with its stack.
+func (p *PanicError) Error() string {
+	return fmt.Sprintf("resilient: shared call panicked: %v\n\n%s", p.Value, p.Stack)
+}
+
+// Unwrap returns the panic value if it is an error, so that errors.Is and
+// errors.As see it; nil otherwise.
+func (p *PanicError) Unwrap() error {
+	err, _ := p.Value.(error)
+	return err
+}
+
+// Group deduplicates concurrent calls: calls to [Group.Do] with the same
+// key while one is in flight share its execution and its result, rather
+// than each calling the upstream. The shared function is typically a whole
+// resilient [Do], with its retries, breaker and budget; it then counts once
+// against them, however many callers share it.
+//
+// Each caller waits on its own context and may leave at any time, with its
+// context's error; the others are not affected. The execution runs in a
+// goroutine of its own, on a context that carries the first caller's
+// values but none of its cancellation or deadline, so that no single caller
+// can cancel it for the others. It is cancelled (with cause [ErrAbandoned])
+// when every caller waiting for it has left, or when its own time limit
+// passes ([WithSharedTimeout]). An execution that was cancelled, or that
+// finished, is never handed to a later caller: the next call with its key
+// starts a new one. The shared function must return once its context is
+// cancelled, or its goroutine outlives every caller.
+//
+// A panic in the shared function never crashes the process from that
+// goroutine: it is recovered, and every caller that was waiting for the
+// result panics in its own goroutine with a [*PanicError] that carries the
+// value and the stack. No caller ever waits past its own context.
+//
+// The value is shared: every caller gets the same one, and must treat it as
+// read-only (a map, a slice, a pointed-to struct). [WithCopy] gives each
+// caller a copy of its own instead.
+//
+// Decision: Group is its own small implementation rather than a wrapper of
+// golang.org/x/sync/singleflight, which cannot give these guarantees:
+// singleflight's DoChan re-panics in a background goroutine, crashing the
+// process; it keeps no count of waiters, so it cannot cancel an execution
+// nobody waits for, nor atomically stop handing that execution to new
+// callers (Forget races with them); and it is keyed by string only.
+//
+// The zero Group is ready to use, with no copy and no time limit. A Group
+// is safe for concurrent use and must not be copied after first use.
+type Group[K comparable, T any] struct {
+	copy    func(T) T
+	timeout time.Duration
+
+	mu sync.Mutex
+	m  map[K]*flight[T] // executions that new callers may join; guarded by mu
+}
+
+// flight is one shared execution.
+type flight[T any] struct {
+	ctx    context.Context // the execution's; done once it must not be joined
+	cancel context.CancelCauseFunc
+	stop   context.CancelFunc // of the time limit, or nil
+	done   chan struct{}      // closed when the fields below are set
+
+	waiters int // callers still waiting; guarded by the group's mu
+	joined  int // callers that joined, in all; guarded by the group's mu, final once done
+
+	val      T
+	err      error
+	panicked *PanicError
+	goexit   bool
+}
+
+// GroupOption configures a [Group] built by [NewGroup].
+type GroupOption func(*groupConfig) error
+
+type groupConfig struct {
+	copy    any // func(T) T, checked by NewGroup
+	timeout time.Duration
+}
+
+// WithCopy gives every caller of a [Group] its own copy of the shared
+// value: copy is called once per caller that gets the value (also a caller
+// that was alone, and also with an error or a zero value), on that caller's
+// goroutine, and the original is never handed out. copy must only read its
+// argument, as the callers' copies are made concurrently. T must be the
+// group's value type; nil removes the copy.
+func WithCopy[T any](copy func(T) T) GroupOption {
+	return func(c *groupConfig) error {
+		if copy == nil {
+			c.copy = nil // not a typed nil func, which NewGroup would take for one
+			return nil
+		}
+		c.copy = copy
+		return nil
+	}
+}
+
+// WithSharedTimeout bounds every shared execution of a [Group] to d from
+// its start, whoever still waits for it: the execution's context is then
+// cancelled, and later callers start a new one. d must be > 0. Default:
+// none; an execution ends when its function returns, or when every caller
+// has left.
+func WithSharedTimeout(d time.Duration) GroupOption {
+	return func(c *groupConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("resilient: WithSharedTimeout: d must be > 0, got %v", d)
+		}
+		c.timeout = d
+		return nil
+	}
+}
+
+// NewGroup builds a [Group] with options. An invalid option is an error
+// that names it, such as a [WithCopy] function of another type than T.
+func NewGroup[K comparable, T any](opts ...GroupOption) (*Group[K, T], error) {
+	var c groupConfig
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("resilient: NewGroup: nil option")
+		}
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	g := &Group[K, T]{timeout: c.timeout}
+	if c.copy != nil {
+		f, ok := c.copy.(func(T) T)
+		if !ok {
+			var t T
+			return nil, fmt.Errorf("resilient: WithCopy: copy is a %T, the group's values are %T", c.copy, t)
+		}
+		g.copy = f
+	}
+	return g, nil
+}
+
+// MustNewGroup is like [NewGroup] but panics on an invalid option. It
+// serves package-level variables.
+func MustNewGroup[K comparable, T any](opts ...GroupOption) *Group[K, T] {
+	g, err := NewGroup[K, T](opts...)
+	if err != nil {
+		panic(err)
+	}
+	return g
+}
+
+// Do calls fn, or joins the execution of fn already in flight for key, and
+// returns its result; see [Group]. It returns early, with ctx's error (and
+// cause), when ctx is done first. A nil ctx or fn is an error, and nothing
+// is called.
+func (g *Group[K, T]) Do(ctx context.Context, key K, fn func(context.Context) (T, error)) (T, error) {
+	v, _, err := g.DoShared(ctx, key, fn)
+	return v, err
+}
+
+// DoShared is [Group.Do] that also reports whether the result was shared:
+// whether more than one caller joined the execution that produced it.
+func (g *Group[K, T]) DoShared(ctx context.Context, key K, fn func(context.Context) (T, error)) (v T, shared bool, err error) {
+	if ctx == nil {
+		return v, false, ErrNilContext
+	}
+	if fn == nil {
+		return v, false, ErrNilFunc
+	}
+	if err := ctx.Err(); err != nil {
+		return v, false, joinCause(err, context.Cause(ctx))
+	}
+	g.mu.Lock()
+	f, ok := g.m[key]
+	if ok && f.ctx.Err() == nil {
+		f.waiters++
+		f.joined++
+		g.mu.Unlock()
+	} else {
+		f = g.start(ctx, key)
+		g.mu.Unlock()
+		go g.run(key, f, fn)
+	}
+	return g.wait(ctx, key, f)
+}
+
+// start registers a new execution for key. g.mu is held.
+func (g *Group[K, T]) start(ctx context.Context, key K) *flight[T] {
+	f := &flight[T]{done: make(chan struct{}), waiters: 1, joined: 1}
+	// Decision: the execution keeps the first caller's values (trace IDs,
+	// credentials) but not its cancellation: only the last caller leaving,
+	// or the group's own limit, cancels it.
+	f.ctx, f.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	if g.timeout > 0 {
+		f.ctx, f.stop = context.WithTimeout(f.ctx, g.timeout)
+	}
+	if g.m == nil {
+		g.m = make(map[K]*flight[T])
+	}
+	g.m[key] = f
+	return f
+}
+
+// run executes fn for f in its own goroutine, and never lets a panic out.
+func (g *Group[K, T]) run(key K, f *flight[T], fn func(context.Context) (T, error)) {
+	returned := false
+	defer func() {
+		if !returned {
+			// Decision (DESIGN 5): recover here, where nobody could catch
+			// it, and re-panic in each waiting caller instead.
+			if r := recover(); r != nil {
+				f.panicked = &PanicError{Value: r, Stack: debug.Stack()}
+			} else {
+				f.goexit = true
+			}
+		}
+		g.mu.Lock()
+		if g.m[key] == f {
+			delete(g.m, key)
+		}
+		g.mu.Unlock()
+		close(f.done)
+		if f.stop != nil {
+			f.stop()
+		}
+		f.cancel(nil)
+	}()
+	f.val, f.err = fn(f.ctx)
+	returned = true
+}
+
+// wait waits for f's result or for ctx, whichever comes first.
+func (g *Group[K, T]) wait(ctx context.Context, key K, f *flight[T]) (v T, shared bool, err error) {
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		select {
+		case <-f.done: // both ready: the result is worth more than the error
+		default:
+			g.leave(key, f)
+			return v, false, joinCause(ctx.Err(), context.Cause(ctx))
+		}
+	}
+	// f.joined is final: the execution left the map, under g.mu, before
+	// done was closed.
+	shared = f.joined > 1
+	switch {
+	case f.panicked != nil:
+		panic(f.panicked)
+	case f.goexit:
+		return v, shared, ErrGoexit
+	}
+	v = f.val
+	if g.copy != nil {
+		v = g.copy(v)
+	}
+	return v, shared, f.err
+}
+
+// leave drops a caller from f; the last one to leave cancels it, and takes
+// it out of the map at once, so that no later caller joins it.
+func (g *Group[K, T]) leave(key K, f *flight[T]) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f.waiters--
+	if f.waiters > 0 {
+		return
+	}
+	if g.m[key] == f {
+		delete(g.m, key)
+	}
+	f.cancel(ErrAbandoned)
+}
