@@ -195,3 +195,37 @@ func ExampleWithHooks() {
 	// cache: attempt 1 failed (unavailable), retrying
 	// cache: done after 2 attempts: success
 }
+
+// WithFallback turns a final error into a value: here a stale cached price.
+func ExampleWithFallback() {
+	cached := 41.5
+	price, err := resilient.Do(context.Background(), func(ctx context.Context) (float64, error) {
+		return 0, errUnavailable
+	},
+		resilient.WithBackoff(resilient.Constant(0)),
+		resilient.WithFallback(func(ctx context.Context, err error) (float64, error) {
+			if errors.Is(err, resilient.ErrExhausted) {
+				return cached, nil
+			}
+			return 0, err
+		}),
+	)
+	fmt.Println(price, err)
+	// Output: 41.5 <nil>
+}
+
+// DoHedged races a slow attempt with another one; the first good result
+// wins and the loser is cancelled.
+func ExampleDoHedged() {
+	ex := resilient.MustNew(resilient.WithHedge(10*time.Millisecond, 2))
+	var calls atomic.Int32
+	replica, err := resilient.DoHedged(context.Background(), func(ctx context.Context) (string, error) {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // the first replica stalls until it loses
+			return "", ctx.Err()
+		}
+		return "second replica", nil
+	}, ex)
+	fmt.Println(replica, err, calls.Load())
+	// Output: second replica <nil> 2
+}

@@ -51,6 +51,8 @@ type Executor struct {
 	hooks          Hooks
 	policies       []Policy
 	gates          []RetryGate
+	hedge          *hedge
+	fallback       any // a func(context.Context, error) (T, error); see WithFallback
 
 	timed bool // read the clock per attempt: hooks or a DurationPolicy
 	fast  bool // the first attempt can take the fast path (see fast)
@@ -110,7 +112,7 @@ func New(opts ...Option) (*Executor, error) {
 		}
 	}
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
-		len(e.policies) <= maxFastPolicies
+		e.hedge == nil && len(e.policies) <= maxFastPolicies
 	return e, nil
 }
 
@@ -357,13 +359,20 @@ func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ..
 
 // DoResult is [Do] returning the whole story: value, error, attempts, the
 // reason it stopped, elapsed time and a record per attempt. It reads the
-// clock around every attempt.
+// clock around every attempt, and hedges as [DoHedged] does.
 func DoResult[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) Result[T] {
 	ex, err := resolve(opts)
 	if err != nil {
 		return Result[T]{Err: err, Reason: ReasonRejected}
 	}
 	var r Result[T]
+	if ex.hedge != nil && ctx != nil && fn != nil {
+		r.Value, r.Err = slowHedged(ctx, ex, &r, fn)
+		if r.Err != nil && ex.fallback != nil {
+			r.Value, r.Err = fallback(ctx, ex, r.Value, r.Err)
+		}
+		return r
+	}
 	r.Value, r.Err = run(ctx, ex, fn, &r)
 	return r
 }
@@ -409,10 +418,22 @@ func run[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, 
 	if fn == nil {
 		return zero, ErrNilFunc
 	}
-	if res == nil && ex.fast {
-		return fast(ctx, ex, fn)
+	if ex.hedge != nil {
+		return zero, ErrHedgeNeedsDoHedged
 	}
-	return slow(ctx, ex, fn, res, nil)
+	var (
+		v   T
+		err error
+	)
+	if res == nil && ex.fast {
+		v, err = fast(ctx, ex, fn)
+	} else {
+		v, err = slow(ctx, ex, res, nil, fn)
+	}
+	if err != nil && ex.fallback != nil {
+		return fallback(ctx, ex, v, err)
+	}
+	return v, err
 }
 
 // fast makes the first attempt of an executor that needs no clock, no
@@ -421,14 +442,14 @@ func run[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, 
 // else goes on in slow, with the attempt already made.
 func fast[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
 	if ctx.Err() != nil {
-		return slow(ctx, ex, fn, nil, nil)
+		return slow(ctx, ex, nil, nil, fn)
 	}
 	if len(ex.policies) == 0 {
 		v, err := fn(ctx)
 		if err == nil {
 			return v, nil
 		}
-		return slow(ctx, ex, fn, nil, &first[T]{v: v, err: err, o: ex.classify(ctx, err)})
+		return slow(ctx, ex, nil, &first[T]{v: v, err: err, o: ex.classify(ctx, err)}, fn)
 	}
 	var permits [maxFastPolicies]Permit
 	for i, p := range ex.policies {
@@ -452,45 +473,25 @@ func fast[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T,
 	if o == Success {
 		return v, stripMarkers(err)
 	}
-	return slow(ctx, ex, fn, nil, &first[T]{v: v, err: err, o: o})
+	return slow(ctx, ex, nil, &first[T]{v: v, err: err, o: o}, fn)
 }
 
 // maxFastPolicies bounds the policies the fast path serves; executors with
 // more take the general path.
 const maxFastPolicies = 4
 
-func slow[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), res *Result[T], f *first[T]) (T, error) {
-	// Fields are set one by one: a composite literal here is built in a
-	// temporary and copied, which stalls the store buffer.
+// slow runs a call from its start or, given f, on from the fast path's
+// first attempt. (slowHedged is its twin for hedged rounds: the loop is kept
+// free of function values so that the call's state stays on the stack.)
+func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T], fn func(context.Context) (T, error)) (T, error) {
 	var c call
-	c.ex, c.parent, c.ctx, c.timed = ex, ctx, ctx, ex.timed || res != nil
-	if res != nil {
-		c.history = &res.History
-	}
-	if c.timed || ex.maxElapsed > 0 {
-		c.start = time.Now()
-	}
-	if ex.maxElapsed > 0 {
-		var cancel context.CancelFunc
-		c.ctx, cancel = context.WithDeadlineCause(ctx, c.start.Add(ex.maxElapsed), ErrMaxElapsed)
+	if cancel := c.init(ctx, ex, res != nil); cancel != nil {
 		defer cancel()
 	}
 	defer c.stopTimer()
-
-	v, err, reason := loop(&c, fn, f)
 	if res != nil {
-		res.Attempts, res.Reason = c.n, reason
-		res.Elapsed = time.Since(c.start)
+		c.history = &res.History
 	}
-	if h := ex.hooks.OnDone; h != nil {
-		h(DoneEvent{Name: ex.name, Attempts: c.n, Reason: reason, Err: err, Elapsed: time.Since(c.start)})
-	}
-	return v, err
-}
-
-func loop[T any](c *call, fn func(context.Context) (T, error), f *first[T]) (T, error, Reason) {
-	var zero T
-	ex := c.ex
 	for {
 		var (
 			v        T
@@ -498,74 +499,114 @@ func loop[T any](c *call, fn func(context.Context) (T, error), f *first[T]) (T, 
 			o        Outcome
 			rejected error
 		)
-		if f != nil {
+		switch {
+		case f != nil:
 			c.n, v, err, o = 1, f.v, f.err, f.o
 			f = nil
-		} else {
-			if cerr := c.ctx.Err(); cerr != nil {
-				r, cause := c.ctxReason()
-				return zero, c.fail(r, cause), r
-			}
-			c.n++
-			v, err, o, rejected = attempt(c, fn)
-		}
-		if rejected != nil {
-			c.n--
-			return zero, c.fail(ReasonRejected, rejected), ReasonRejected
-		}
-		c.last = stripMarkers(err)
-		switch o {
-		case Success:
-			return v, c.last, ReasonSuccess
-		case Fail:
-			return v, c.fail(ReasonPermanent, nil), ReasonPermanent
-		case Ignore:
+		case c.ctx.Err() != nil:
 			r, cause := c.ctxReason()
-			return v, c.fail(r, cause), r
+			return done(&c, res, v, c.fail(r, cause), r)
+		default:
+			v, err, o, rejected = attempt(&c, fn)
 		}
-		if c.n >= ex.attempts {
-			return v, c.fail(ReasonExhausted, nil), ReasonExhausted
-		}
-		if c.ctx.Err() != nil { // our own time limit ended the attempt
-			r, cause := c.ctxReason()
-			return v, c.fail(r, cause), r
-		}
-		for _, g := range ex.gates {
-			if gerr := g.AllowRetry(c.n + 1); gerr != nil {
-				return v, c.fail(ReasonRejected, gerr), ReasonRejected
-			}
-		}
-		delay, src, r := c.plan(err)
-		if r != ReasonSuccess {
-			return v, c.fail(r, nil), r
-		}
-		if c.history != nil {
-			h := *c.history
-			h[len(h)-1].Delay, h[len(h)-1].Source = delay, src
-		}
-		if h := ex.hooks.OnRetry; h != nil {
-			h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
-		}
-		if ex.discard != nil {
-			ex.discard(v)
-		}
-		if !c.wait(delay) {
-			r, cause := c.ctxReason()
-			return zero, c.fail(r, cause), r
+		if v, err, r, stop := after(&c, v, err, o, rejected); stop {
+			return done(&c, res, v, err, r)
 		}
 	}
+}
+
+// init prepares a call; the returned cancel, if not nil, must be called at
+// its end.
+func (c *call) init(ctx context.Context, ex *Executor, recorded bool) context.CancelFunc {
+	// Fields are set one by one: a composite literal here is built in a
+	// temporary and copied, which stalls the store buffer.
+	c.ex, c.parent, c.ctx, c.timed = ex, ctx, ctx, ex.timed || recorded
+	if c.timed || ex.maxElapsed > 0 {
+		c.start = time.Now()
+	}
+	if ex.maxElapsed > 0 {
+		var cancel context.CancelFunc
+		c.ctx, cancel = context.WithDeadlineCause(ctx, c.start.Add(ex.maxElapsed), ErrMaxElapsed)
+		return cancel
+	}
+	return nil
+}
+
+// done ends a call: it fills in the result, if one is kept, and tells the
+// hooks.
+func done[T any](c *call, res *Result[T], v T, err error, reason Reason) (T, error) {
+	if res != nil {
+		res.Attempts, res.Reason = c.n, reason
+		res.Elapsed = time.Since(c.start)
+	}
+	if h := c.ex.hooks.OnDone; h != nil {
+		h(DoneEvent{Name: c.ex.name, Attempts: c.n, Reason: reason, Err: err, Elapsed: time.Since(c.start)})
+	}
+	return v, err
+}
+
+// after decides what follows an attempt: the end of the call (stop, with
+// what to return and why), or another attempt, after the wait it has
+// already made.
+func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error, Reason, bool) {
+	var zero T
+	ex := c.ex
+	if rejected != nil {
+		return zero, c.fail(ReasonRejected, rejected), ReasonRejected, true
+	}
+	c.last = stripMarkers(err)
+	switch o {
+	case Success:
+		return v, c.last, ReasonSuccess, true
+	case Fail:
+		return v, c.fail(ReasonPermanent, nil), ReasonPermanent, true
+	case Ignore:
+		r, cause := c.ctxReason()
+		return v, c.fail(r, cause), r, true
+	}
+	if c.n >= ex.attempts {
+		return v, c.fail(ReasonExhausted, nil), ReasonExhausted, true
+	}
+	if c.ctx.Err() != nil { // our own time limit ended the attempt
+		r, cause := c.ctxReason()
+		return v, c.fail(r, cause), r, true
+	}
+	if gerr := c.allowRetry(); gerr != nil {
+		return v, c.fail(ReasonRejected, gerr), ReasonRejected, true
+	}
+	delay, src, r := c.plan(err)
+	if r != ReasonSuccess {
+		return v, c.fail(r, nil), r, true
+	}
+	if c.history != nil {
+		h := *c.history
+		h[len(h)-1].Delay, h[len(h)-1].Source = delay, src
+	}
+	if h := ex.hooks.OnRetry; h != nil {
+		h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
+	}
+	if ex.discard != nil {
+		ex.discard(v)
+	}
+	if !c.wait(delay) {
+		r, cause := c.ctxReason()
+		return zero, c.fail(r, cause), r, true
+	}
+	return zero, nil, ReasonSuccess, false
 }
 
 // attempt runs one attempt under the executor's policies. rejected is a
 // policy's refusal, in which case fn was not called.
 func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err error, o Outcome, rejected error) {
 	ex := c.ex
+	c.n++
 	var buf [4]Permit
 	permits := buf[:0]
 	for _, p := range ex.policies {
 		pm, perr := p.Admit(c.ctx, c.n)
 		if perr != nil {
 			c.release(permits, Report{Attempt: c.n, Outcome: Ignore})
+			c.n--
 			return v, nil, Ignore, perr
 		}
 		permits = append(permits, pm)
@@ -600,13 +641,33 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	o = ex.classify(c.parent, err)
 	d := since(c.timed, t0)
 	c.release(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
-	if c.history != nil {
-		*c.history = append(*c.history, Attempt{Number: c.n, Duration: d, Err: stripMarkers(err), Outcome: o})
-	}
-	if h := ex.hooks.OnAttempt; h != nil {
-		h(AttemptEvent{Name: ex.name, Attempt: Attempt{Number: c.n, Duration: d, Err: stripMarkers(err), Outcome: o}})
-	}
+	c.observe(c.n, err, o, d, nil)
 	return v, err, o, nil
+}
+
+// observe records attempt n in the call's history and tells the hooks.
+// Attempts a policy refused never ran and are not recorded.
+func (c *call) observe(n int, err error, o Outcome, d time.Duration, rejected error) {
+	if rejected != nil {
+		return
+	}
+	a := Attempt{Number: n, Duration: d, Err: stripMarkers(err), Outcome: o}
+	if c.history != nil {
+		*c.history = append(*c.history, a)
+	}
+	if h := c.ex.hooks.OnAttempt; h != nil {
+		h(AttemptEvent{Name: c.ex.name, Attempt: a})
+	}
+}
+
+// allowRetry asks every retry gate whether attempt c.n+1 may happen.
+func (c *call) allowRetry() error {
+	for _, g := range c.ex.gates {
+		if err := g.AllowRetry(c.n + 1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func since(timed bool, t0 time.Time) time.Duration {

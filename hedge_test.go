@@ -1,0 +1,254 @@
+package resilient
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// stall returns a function whose attempt i (from 1) takes delays[i-1] (or
+// the last delay) and returns i, or returns ctx.Err() if cancelled first. It
+// tracks the most attempts in flight at once.
+type stall struct {
+	mu       sync.Mutex
+	delays   []time.Duration
+	errs     []error
+	calls    int
+	inflight int
+	peak     int
+}
+
+func (s *stall) fn(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	s.calls++
+	n := s.calls
+	s.inflight++
+	s.peak = max(s.peak, s.inflight)
+	d := s.delays[min(n, len(s.delays))-1]
+	var err error
+	if n <= len(s.errs) {
+		err = s.errs[n-1]
+	}
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); s.inflight--; s.mu.Unlock() }()
+	select {
+	case <-time.After(d):
+		return n, err
+	case <-ctx.Done():
+		return -n, ctx.Err()
+	}
+}
+
+func TestHedgeWinsAndLoserIsCancelledAndReleased(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		var released []int
+		ex := MustNew(WithHedge(100*time.Millisecond, 2), WithPolicy(rec), OnDiscard(func(v int) { released = append(released, v) }))
+		s := &stall{delays: []time.Duration{time.Hour, 10 * time.Millisecond}}
+		start := time.Now()
+		r := DoResult(t.Context(), s.fn, ex)
+		require.NoError(t, r.Err)
+		assert.Equal(t, 2, r.Value, "the hedge won")
+		assert.Equal(t, 110*time.Millisecond, time.Since(start))
+		assert.Equal(t, 2, r.Attempts)
+		assert.Equal(t, []int{-1}, released, "the loser's value is released")
+		assert.ElementsMatch(t, []Outcome{Success, Ignore}, rec.outcomes(), "the cancelled loser is not counted against the upstream")
+		require.Len(t, r.History, 2)
+	})
+}
+
+func TestHedgeNotStartedWhenFirstIsFast(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := &stall{delays: []time.Duration{50 * time.Millisecond}}
+		v, err := DoHedged(t.Context(), s.fn, WithHedge(100*time.Millisecond, 3))
+		require.NoError(t, err)
+		assert.Equal(t, 1, v)
+		assert.Equal(t, 1, s.calls)
+	})
+}
+
+func TestHedgeBoundsInFlightAndAttempts(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := &stall{delays: []time.Duration{time.Second}}
+		v, err := DoHedged(t.Context(), s.fn, WithHedge(10*time.Millisecond, 3), WithAttempts(5))
+		require.NoError(t, err)
+		assert.Equal(t, 1, v, "the first to finish wins")
+		assert.Equal(t, 3, s.peak, "never more than maxInFlight at once")
+		assert.Equal(t, 3, s.calls)
+	})
+	synctest.Test(t, func(t *testing.T) {
+		s := &stall{delays: []time.Duration{time.Second}}
+		_, err := DoHedged(t.Context(), s.fn, WithHedge(10*time.Millisecond, 4), WithAttempts(2))
+		require.NoError(t, err)
+		assert.Equal(t, 2, s.calls, "hedges count against the attempts")
+	})
+}
+
+func TestHedgeRetryableFailureWaitsForOthersThenRetries(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := &stall{
+			delays: []time.Duration{150 * time.Millisecond, 60 * time.Millisecond, 10 * time.Millisecond},
+			errs:   []error{errFlaky, errFlaky},
+		}
+		var released []int
+		ex := MustNew(WithHedge(100*time.Millisecond, 2), WithBackoff(Constant(time.Second)), WithJitter(NoJitter),
+			OnDiscard(func(v int) { released = append(released, v) }))
+		start := time.Now()
+		v, err := DoHedged(t.Context(), s.fn, ex)
+		require.NoError(t, err)
+		assert.Equal(t, 3, v)
+		// round 1: #1 (0-150ms) and its hedge #2 (100-160ms) both fail;
+		// wait 1s; round 2: #3 succeeds at 1.17s.
+		assert.Equal(t, 1170*time.Millisecond, time.Since(start))
+		assert.Equal(t, []int{1, 2}, released)
+	})
+}
+
+func TestHedgeKeepsRacingAfterAFailure(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := &stall{
+			delays: []time.Duration{150 * time.Millisecond, time.Hour, 10 * time.Millisecond},
+			errs:   []error{errFlaky},
+		}
+		start := time.Now()
+		v, err := DoHedged(t.Context(), s.fn, WithHedge(100*time.Millisecond, 2))
+		require.NoError(t, err)
+		assert.Equal(t, 3, v, "a third attempt joins the stalled second after the first failed")
+		assert.Equal(t, 210*time.Millisecond, time.Since(start))
+	})
+}
+
+func TestDoRefusesHedgingExecutor(t *testing.T) {
+	ex := MustNew(WithHedge(time.Second, 2))
+	calls := 0
+	_, err := Do(context.Background(), script(&calls), ex)
+	assert.ErrorIs(t, err, ErrHedgeNeedsDoHedged)
+	assert.ErrorIs(t, ex.Run(context.Background(), func(context.Context) error { calls++; return nil }), ErrHedgeNeedsDoHedged)
+	assert.Zero(t, calls)
+	v, err := DoHedged(context.Background(), script(&calls), ex)
+	require.NoError(t, err)
+	assert.Equal(t, 1, v)
+}
+
+func TestHedgeGatedByRetryGates(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		g := &gate{allow: func(int) error { return errNo }}
+		s := &stall{delays: []time.Duration{time.Second}}
+		v, err := DoHedged(t.Context(), s.fn, WithHedge(10*time.Millisecond, 3), WithPolicy(g))
+		require.NoError(t, err)
+		assert.Equal(t, 1, v)
+		assert.Equal(t, 1, s.calls, "a refused hedge is not started")
+	})
+}
+
+func TestHedgePanicRepanicsInCaller(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		var calls atomic.Int32
+		var otherEnded atomic.Bool
+		fn := func(ctx context.Context) (int, error) {
+			if calls.Add(1) == 1 {
+				<-ctx.Done()
+				otherEnded.Store(true)
+				return 0, ctx.Err()
+			}
+			panic("hedge exploded")
+		}
+		assert.PanicsWithValue(t, "hedge exploded", func() {
+			_, _ = DoHedged(t.Context(), fn, WithHedge(10*time.Millisecond, 2), WithPolicy(rec))
+		})
+		assert.True(t, otherEnded.Load(), "the other attempt ended before the panic reached the caller")
+		assert.ElementsMatch(t, []Outcome{Fail, Ignore}, rec.outcomes())
+	})
+}
+
+func TestHedgeCallerCancellation(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		s := &stall{delays: []time.Duration{time.Hour}}
+		_, err := DoHedged(ctx, s.fn, WithHedge(10*time.Millisecond, 3))
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 3, s.calls)
+	})
+}
+
+func TestAdaptiveHedgeFollowsLatency(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		ex := MustNew(WithAdaptiveHedge(0.9, time.Second, 2))
+		fast := &stall{delays: []time.Duration{20 * time.Millisecond}}
+		for range 32 {
+			fast.calls = 0
+			_, err := DoHedged(t.Context(), fast.fn, ex)
+			require.NoError(t, err)
+		}
+		assert.Equal(t, 20*time.Millisecond, ex.hedge.delay(), "the 90th percentile of recent attempts")
+		s := &stall{delays: []time.Duration{time.Hour, time.Millisecond}}
+		start := time.Now()
+		v, err := DoHedged(t.Context(), s.fn, ex)
+		require.NoError(t, err)
+		assert.Equal(t, 2, v)
+		assert.Equal(t, 21*time.Millisecond, time.Since(start))
+	})
+}
+
+func TestHedgeInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		opt Option
+		msg string
+	}{
+		{WithHedge(0, 2), "resilient: WithHedge: delay must be > 0, got 0s"},
+		{WithHedge(time.Second, 1), "resilient: WithHedge: maxInFlight must be >= 2, got 1"},
+		{WithAdaptiveHedge(1, time.Second, 2), "resilient: WithAdaptiveHedge: percentile must be in (0, 1), got 1"},
+		{WithAdaptiveHedge(nan(), time.Second, 2), "resilient: WithAdaptiveHedge: percentile must be in (0, 1), got NaN"},
+	} {
+		_, err := New(tc.opt)
+		assert.EqualError(t, err, tc.msg)
+	}
+}
+
+func TestFallback(t *testing.T) {
+	var seen error
+	released := 0
+	ex := MustNew(noWait(),
+		WithHooks(Hooks{OnDone: func(e DoneEvent) { seen = e.Err }}),
+		OnDiscard(func(int) { released++ }),
+		WithFallback(func(ctx context.Context, err error) (int, error) {
+			if errors.Is(err, ErrExhausted) {
+				return 99, nil // stale but served
+			}
+			return 0, err
+		}))
+	calls := 0
+	v, err := Do(context.Background(), script(&calls, errFlaky, errFlaky, errFlaky), ex)
+	require.NoError(t, err)
+	assert.Equal(t, 99, v)
+	assert.ErrorIs(t, seen, errFlaky, "hooks see the original error")
+	assert.Equal(t, 3, released, "every value, the last one included, is released")
+
+	calls = 0
+	v, err = Do(context.Background(), script(&calls), ex)
+	require.NoError(t, err)
+	assert.Equal(t, 1, v, "no fallback on success")
+
+	s, err := Do(context.Background(), func(context.Context) (string, error) { return "", Permanent(errFlaky) }, ex)
+	assert.ErrorIs(t, err, errFlaky, "a fallback for another type is not used")
+	assert.Empty(t, s)
+}
