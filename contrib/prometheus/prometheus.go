@@ -18,19 +18,29 @@
 //	resilient_attempt_duration_seconds{executor,outcome} histogram
 //	resilient_retries_total{executor,source}             counter
 //	resilient_rejections_total{executor,policy}          counter
+//	resilient_breaker_state{breaker,state}               gauge, 1 for the current state, 0 for the others
+//	resilient_breaker_transitions_total{breaker,state}   counter, by the state entered
 //
 // Label values are the String forms of [resilient.Reason],
-// [resilient.Outcome] and [resilient.DelaySource] (as in reason="max
-// elapsed"), and the policy names of [resilient.RejectedBy]. These are
-// the names and labels that [resilient.TextMetrics] writes too, so a
-// dashboard serves both.
+// [resilient.Outcome], [resilient.DelaySource] and [resilient.State] (as
+// in reason="max elapsed", state="half-open"), and the policy names of
+// [resilient.RejectedBy]. These are the names, help texts and labels that
+// [resilient.TextMetrics] writes too, so one dashboard serves both.
+//
+// Breakers report through [Metrics.OnTransition], given to each breaker
+// with [resilient.WithStateListener] when it is built: its initial state
+// is exported at once, so the gauge is truthful before the first call.
 //
 // # Cardinality
 //
-// Labels carry only the names a program gives its executors, never a URL
-// or a host unless the program names an executor after one. The number of
-// names is bounded all the same (see [WithMaxNames]): events of names
-// beyond the bound are counted under [resilient.OverflowName].
+// Labels carry only the names a program gives its executors and breakers,
+// never a URL, and a host only where the program chose one: a keyed set of
+// breakers ([resilient.Breakers]) names each breaker after its key, so
+// per-host breakers export one series per host. The number of names is
+// bounded all the same, executors and breakers apart (see
+// [WithMaxNames]): events of names beyond the bound are counted under
+// [resilient.OverflowName], which exports breaker transitions but no
+// breaker state.
 package prometheus
 
 import (
@@ -57,9 +67,25 @@ type Metrics struct {
 	attemptDur *prom.HistogramVec
 	retries    *prom.CounterVec
 	rejections *prom.CounterVec
+	brState    *prom.GaugeVec
+	brTrans    *prom.CounterVec
 
-	mu     sync.Mutex                         // serialises adding a name
-	series atomic.Pointer[map[string]*series] // copy on write
+	executors nameTable[series]
+	breakers  nameTable[breakerSeries]
+}
+
+// states are the breaker states exported, in order.
+var states = [...]resilient.State{
+	resilient.StateClosed, resilient.StateOpen, resilient.StateHalfOpen,
+	resilient.StateForcedOpen, resilient.StateDisabled,
+}
+
+// breakerSeries holds one breaker name's children.
+type breakerSeries struct {
+	name  string
+	mu    sync.Mutex // orders the gauge updates of concurrent transitions
+	state [len(states)]lazy[prom.Gauge]
+	trans [len(states)]lazy[prom.Counter]
 }
 
 // series caches the children of one executor name, made on first use.
@@ -206,9 +232,17 @@ func New(opts ...Option) (*Metrics, error) {
 		attemptDur: histogram("attempt_duration_seconds", "Duration of attempts, by executor and outcome.", "outcome"),
 		retries:    counter("retries_total", "Retries scheduled, by executor and the source of their delay.", "source"),
 		rejections: counter("rejections_total", "Calls refused by a policy, by executor and policy.", "policy"),
+		brState: prom.NewGaugeVec(prom.GaugeOpts{
+			Namespace: c.namespace, Name: "breaker_state", ConstLabels: c.labels,
+			Help: "State of each breaker: 1 for the state it is in, 0 for the others.",
+		}, []string{"breaker", "state"}),
+		brTrans: prom.NewCounterVec(prom.CounterOpts{
+			Namespace: c.namespace, Name: "breaker_transitions_total", ConstLabels: c.labels,
+			Help: "State changes of each breaker, by the state entered.",
+		}, []string{"breaker", "state"}),
 	}
-	empty := map[string]*series{}
-	m.series.Store(&empty)
+	m.executors.init(c.maxNames, func(name string) *series { return &series{name: name} })
+	m.breakers.init(c.maxNames, func(name string) *breakerSeries { return &breakerSeries{name: name} })
 	return m, nil
 }
 
@@ -221,8 +255,8 @@ func MustNew(opts ...Option) *Metrics {
 	return m
 }
 
-func (m *Metrics) collectors() [6]prom.Collector {
-	return [...]prom.Collector{m.calls, m.callDur, m.attempts, m.attemptDur, m.retries, m.rejections}
+func (m *Metrics) collectors() [8]prom.Collector {
+	return [...]prom.Collector{m.calls, m.callDur, m.attempts, m.attemptDur, m.retries, m.rejections, m.brState, m.brTrans}
 }
 
 // Describe sends the descriptors of every metric; see [prom.Collector].
@@ -248,7 +282,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			if o >= numOutcomes {
 				return
 			}
-			s := m.lookup(ev.Name)
+			s := m.executors.get(ev.Name)
 			label := ev.Outcome.String()
 			s.attempts[o].get(func() prom.Counter { return m.attempts.WithLabelValues(s.name, label) }).Inc()
 			s.attemptDur[o].get(func() prom.Observer { return m.attemptDur.WithLabelValues(s.name, label) }).Observe(ev.Duration.Seconds())
@@ -258,7 +292,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			if ev.Source == resilient.FromHint {
 				src = 1
 			}
-			s := m.lookup(ev.Name)
+			s := m.executors.get(ev.Name)
 			s.retries[src].get(func() prom.Counter { return m.retries.WithLabelValues(s.name, ev.Source.String()) }).Inc()
 		},
 		OnDone: func(ev resilient.DoneEvent) {
@@ -266,7 +300,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			if r >= numReasons {
 				return
 			}
-			s := m.lookup(ev.Name)
+			s := m.executors.get(ev.Name)
 			label := ev.Reason.String()
 			s.calls[r].get(func() prom.Counter { return m.calls.WithLabelValues(s.name, label) }).Inc()
 			s.callDur[r].get(func() prom.Observer { return m.callDur.WithLabelValues(s.name, label) }).Observe(ev.Elapsed.Seconds())
@@ -280,29 +314,76 @@ func (m *Metrics) Hooks() resilient.Hooks {
 	}
 }
 
-// lookup returns the series of name, adding it if there is room.
-func (m *Metrics) lookup(name string) *series {
-	if s, ok := (*m.series.Load())[name]; ok {
+// OnTransition records a breaker's state change. Give it to every breaker
+// to be watched, when it is built:
+//
+//	br := resilient.MustNewBreaker(resilient.WithStateListener(m.OnTransition))
+//
+// so that its initial state is exported at once.
+func (m *Metrics) OnTransition(t resilient.Transition) {
+	i := int(t.To)
+	if i >= len(states) {
+		return
+	}
+	s := m.breakers.get(t.Name)
+	if t.From != t.To {
+		s.trans[i].get(func() prom.Counter { return m.brTrans.WithLabelValues(s.name, t.To.String()) }).Inc()
+	}
+	if s == m.breakers.other {
+		return // the overflow has no one state
+	}
+	// A breaker delivers its events one at a time, but two breakers of one
+	// name (a program's mistake) could interleave: the lock keeps the gauge
+	// at one state.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for j, st := range states {
+		v := 0.0
+		if j == i {
+			v = 1
+		}
+		s.state[j].get(func() prom.Gauge { return m.brState.WithLabelValues(s.name, st.String()) }).Set(v)
+	}
+}
+
+// nameTable maps names to their series, at most max of them and the
+// overflow. Lookups of a known name read one atomic pointer and a map: no
+// lock, no allocation. Adding a name copies the map, under mu; names are
+// bounded, and so is the copying.
+type nameTable[S any] struct {
+	max   int
+	newS  func(name string) *S
+	mu    sync.Mutex
+	m     atomic.Pointer[map[string]*S]
+	other *S
+}
+
+func (t *nameTable[S]) init(max int, newS func(string) *S) {
+	t.max, t.newS = max, newS
+	t.other = newS(resilient.OverflowName)
+	empty := map[string]*S{}
+	t.m.Store(&empty)
+}
+
+func (t *nameTable[S]) get(name string) *S {
+	if s, ok := (*t.m.Load())[name]; ok {
 		return s
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old := *m.series.Load()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.m.Load()
 	if s, ok := old[name]; ok {
 		return s
 	}
-	if len(old) >= m.maxNames {
-		name = resilient.OverflowName
-		if s, ok := old[name]; ok {
-			return s
-		}
+	if len(old) >= t.max {
+		return t.other
 	}
-	s := &series{name: name}
-	next := make(map[string]*series, len(old)+1)
+	s := t.newS(name)
+	next := make(map[string]*S, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
 	next[name] = s
-	m.series.Store(&next)
+	t.m.Store(&next)
 	return s
 }

@@ -198,8 +198,13 @@ func TestMetricsMatchTextMetrics(t *testing.T) {
 			resilient.WithHooks(m.Hooks()),
 			resilient.WithHooks(text.Hooks()),
 		}
+		br := resilient.MustNewBreaker(resilient.WithBreakerName("db"), resilient.WithConsecutiveFailures(1),
+			resilient.WithStateListener(m.OnTransition), resilient.WithStateListener(text.OnTransition))
 		a := resilient.MustNew(append(opts, resilient.WithName("a"), resilient.WithAttempts(2))...)
 		b := resilient.MustNew(append(opts, resilient.WithName("b"), resilient.WithPolicy(refuser{errors.New("no")}))...)
+		c := resilient.MustNew(append(opts, resilient.WithName("c"), resilient.WithBreaker(br))...)
+		_, _ = resilient.Do(t.Context(), script(0, resilient.Permanent(errFlaky)), c)
+		_, _ = resilient.Do(t.Context(), script(0), c)
 		_, _ = resilient.Do(t.Context(), script(500*time.Millisecond, errFlaky), a)
 		_, _ = resilient.Do(t.Context(), script(250*time.Millisecond, errFlaky, errFlaky), a)
 		_, _ = resilient.Do(t.Context(), script(2*time.Second, resilient.Permanent(errFlaky)), a)
@@ -213,10 +218,88 @@ func TestMetricsMatchTextMetrics(t *testing.T) {
 	})
 }
 
+func TestMetricsBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, reg := newRegistered(t)
+		br, err := resilient.NewBreaker(
+			resilient.WithBreakerName("db"),
+			resilient.WithConsecutiveFailures(2),
+			resilient.WithOpenDuration(time.Second),
+			resilient.WithStateListener(m.OnTransition),
+		)
+		require.NoError(t, err)
+		ex := resilient.MustNew(resilient.WithName("api"), resilient.WithAttempts(1),
+			resilient.WithBreaker(br), resilient.WithHooks(m.Hooks()))
+		const help = `# HELP resilient_breaker_state State of each breaker: 1 for the state it is in, 0 for the others.
+# TYPE resilient_breaker_state gauge
+`
+		gauge := func(cur string) string {
+			var b strings.Builder
+			b.WriteString(help)
+			for _, st := range []string{"closed", "disabled", "forced-open", "half-open", "open"} {
+				v := 0
+				if st == cur {
+					v = 1
+				}
+				fmt.Fprintf(&b, "resilient_breaker_state{breaker=\"db\",state=%q} %d\n", st, v)
+			}
+			return b.String()
+		}
+		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(gauge("closed")), "resilient_breaker_state"),
+			"the initial state is exported before any call")
+		n, err := testutil.GatherAndCount(reg, "resilient_breaker_transitions_total")
+		require.NoError(t, err)
+		assert.Zero(t, n, "the initial state is no transition")
+
+		for range 3 { // two failures trip it; the third call is refused
+			_, _ = resilient.Do(t.Context(), script(0, errFlaky), ex)
+		}
+		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(gauge("open")+helpRejects+
+			`resilient_rejections_total{executor="api",policy="breaker"} 1
+`), "resilient_breaker_state", "resilient_rejections_total"))
+
+		time.Sleep(time.Second) // half-open, without a call
+		synctest.Wait()
+		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(gauge("half-open")), "resilient_breaker_state"))
+		_, err = resilient.Do(t.Context(), script(0), ex)
+		require.NoError(t, err)
+		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(gauge("closed")+
+			`# HELP resilient_breaker_transitions_total State changes of each breaker, by the state entered.
+# TYPE resilient_breaker_transitions_total counter
+resilient_breaker_transitions_total{breaker="db",state="closed"} 1
+resilient_breaker_transitions_total{breaker="db",state="half-open"} 1
+resilient_breaker_transitions_total{breaker="db",state="open"} 1
+`), "resilient_breaker_state", "resilient_breaker_transitions_total"))
+	})
+}
+
+// TestMetricsKeyedBreakers: a keyed set names each breaker after its key;
+// the series stay bounded by WithMaxNames.
+func TestMetricsKeyedBreakers(t *testing.T) {
+	m, reg := newRegistered(t, resilientprom.WithMaxNames(2))
+	set := resilient.MustNewBreakers(10, time.Minute, resilient.WithStateListener(m.OnTransition))
+	for _, host := range []string{"a.example", "b.example", "c.example", "d.example"} {
+		set.Get(host).ForceOpen()
+	}
+	want := `# HELP resilient_breaker_transitions_total State changes of each breaker, by the state entered.
+# TYPE resilient_breaker_transitions_total counter
+resilient_breaker_transitions_total{breaker="_other",state="forced-open"} 2
+resilient_breaker_transitions_total{breaker="a.example",state="forced-open"} 1
+resilient_breaker_transitions_total{breaker="b.example",state="forced-open"} 1
+`
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "resilient_breaker_transitions_total"))
+	n, err := testutil.GatherAndCount(reg, "resilient_breaker_state")
+	require.NoError(t, err)
+	assert.Equal(t, 2*5, n, "a state gauge per state for each of the two named breakers, none for the overflow")
+}
+
 func TestMetricsLint(t *testing.T) {
 	m, reg := newRegistered(t)
+	br := resilient.MustNewBreaker(resilient.WithStateListener(m.OnTransition))
+	br.ForceOpen()
 	ex := resilient.MustNew(resilient.WithName("api"), resilient.WithAttempts(2),
 		resilient.WithBackoff(resilient.Constant(0)), resilient.WithHooks(m.Hooks()))
+	_, _ = resilient.Do(t.Context(), script(0), ex, resilient.WithBreaker(br))
 	_, _ = resilient.Do(t.Context(), script(0, errFlaky, errFlaky), ex)
 	_, _ = resilient.Do(t.Context(), script(0), ex, resilient.WithPolicy(refuser{errors.New("no")}))
 	problems, err := testutil.GatherAndLint(reg)
