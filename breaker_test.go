@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 var errBrBoom = errors.New("boom")
@@ -797,6 +798,7 @@ func TestBreakerHotPathWritesNothing(t *testing.T) {
 // TestBreakerProbeHammer proves that half-open never has more than N
 // probes in flight, and exactly N when callers crowd in.
 func TestBreakerProbeHammer(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	const probes, goroutines = 3, 300
 	b := MustNewBreaker(WithConsecutiveFailures(1), WithOpenDuration(time.Millisecond),
 		WithHalfOpenProbes(probes), WithHalfOpenSuccesses(MaxProbes), WithHalfOpenMaxWait(time.Hour))

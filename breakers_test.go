@@ -1,0 +1,173 @@
+package resilient
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestBreakersInvalid(t *testing.T) {
+	cases := []struct {
+		name string
+		max  int
+		idle time.Duration
+		opts []BreakerOption
+		want string
+	}{
+		{"max zero", 0, time.Minute, nil, "resilient: NewBreakers: max must be >= 1, got 0"},
+		{"idle zero", 1, 0, nil, "resilient: NewBreakers: idle must be > 0, got 0s"},
+		{"bad option", 1, time.Minute, []BreakerOption{WithFailureRate(2)}, "resilient: WithFailureRate: rate must be in (0, 1], got 2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewBreakers(tc.max, tc.idle, tc.opts...)
+			assert.Nil(t, s)
+			assert.EqualError(t, err, tc.want)
+			assert.Panics(t, func() { MustNewBreakers(tc.max, tc.idle, tc.opts...) })
+		})
+	}
+	_, err := NewBreakers(1, time.Minute, WithStore(NewMemoryStore()))
+	assert.NoError(t, err, "keys name the breakers of a set")
+}
+
+func TestBreakersGet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := MustNewBreakers(10, time.Minute, WithConsecutiveFailures(1))
+		a := s.Get("a.example")
+		assert.Same(t, a, s.Get("a.example"))
+		assert.NotSame(t, a, s.Get("b.example"))
+		assert.Equal(t, "a.example", a.Name())
+		assert.Equal(t, 2, s.Len())
+
+		brCall(a, errBrBoom)
+		assert.Equal(t, StateOpen, a.State(), "built from the set's options")
+		assert.Equal(t, StateClosed, s.Get("b.example").State(), "each key its own breaker")
+
+		named := MustNewBreakers(1, time.Minute, WithBreakerName("users"))
+		assert.Equal(t, "users/h1", named.Get("h1").Name())
+		a.Reset()
+	})
+}
+
+func TestBreakersConcurrentGet(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	s := MustNewBreakers(1000, time.Hour)
+	var wg sync.WaitGroup
+	got := make([][]*Breaker, 50)
+	for g := range got {
+		wg.Go(func() {
+			for k := range 20 {
+				got[g] = append(got[g], s.Get(fmt.Sprint("host", k)))
+			}
+		})
+	}
+	wg.Wait()
+	for g := range got {
+		for k := range got[g] {
+			assert.Same(t, got[0][k], got[g][k], "one breaker per key")
+		}
+	}
+	assert.Equal(t, 20, s.Len())
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { s.Get("host3") }), "Get of a known key")
+	s.mu.Lock()
+	s.timer.Stop()
+	s.mu.Unlock()
+}
+
+func TestBreakersBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := MustNewBreakers(3, 10*time.Second)
+		a, b, c := s.Get("a"), s.Get("b"), s.Get("c")
+		time.Sleep(5 * time.Second) // one tick: a, b, c were used in the tick before
+		synctest.Wait()
+		s.Get("b")
+		s.Get("c")
+		s.Get("d") // a is the least recently used
+		assert.Equal(t, 3, s.Len())
+		assert.NotSame(t, a, s.Get("a"), "a was forgotten and is built anew")
+		_ = b
+		_ = c
+
+		// An open breaker is kept over closed ones, even if used least
+		// recently.
+		s2 := MustNewBreakers(2, 10*time.Second)
+		open := s2.Get("open")
+		open.ForceOpen()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		s2.Get("x")
+		s2.Get("y") // forgets x, not open
+		assert.Same(t, open, s2.Get("open"))
+		assert.Equal(t, 2, s2.Len())
+
+		// When every breaker is worth keeping, the bound still holds.
+		s2.Get("y").ForceOpen()
+		s2.Get("z")
+		assert.Equal(t, 2, s2.Len())
+		s2.Get("z").Reset()
+		s2.Get("y").Reset()
+		open.Reset()
+	})
+}
+
+func TestBreakersIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := MustNewBreakers(10, 10*time.Second)
+		idle := s.Get("idle")
+		busy := s.Get("busy")
+		held := s.Get("held")
+		held.ForceOpen()
+		for range 4 { // 20s: busy is used every 5s
+			time.Sleep(5 * time.Second)
+			synctest.Wait()
+			s.Get("busy")
+		}
+		assert.Equal(t, 2, s.Len(), "idle forgotten after between 10s and 15s unused")
+		assert.NotSame(t, idle, s.Get("idle"))
+		assert.Same(t, busy, s.Get("busy"))
+		assert.Same(t, held, s.Get("held"), "a forced-open breaker is kept")
+
+		held.Reset()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Equal(t, 0, s.Len())
+		s.mu.Lock()
+		assert.False(t, s.ticker, "an empty set holds no timer")
+		s.mu.Unlock()
+
+		s.Get("again")
+		assert.Equal(t, 1, s.Len())
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Equal(t, 0, s.Len())
+	})
+}
+
+func TestBreakersStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := NewMemoryStore()
+		s := MustNewBreakers(10, time.Hour, WithBreakerName("http"), WithStore(store), WithConsecutiveFailures(1))
+		brCall(s.Get("h1"), errBrBoom)
+		snap, ok, err := store.Load(t.Context(), "http/h1")
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, StateOpen, snap.State)
+
+		restarted := MustNewBreakers(10, time.Hour, WithBreakerName("http"), WithStore(store))
+		assert.Equal(t, StateOpen, restarted.Get("h1").State())
+
+		failing := MustNewBreakers(10, time.Hour, WithStore(failingStore{errBrBoom}))
+		assert.Equal(t, StateClosed, failing.Get("h1").State(), "a store failure starts closed")
+
+		require.NoError(t, store.Save(t.Context(), "http/bad", Snapshot{Version: 42}))
+		assert.Equal(t, StateClosed, restarted.Get("bad").State(), "an unreadable snapshot starts closed")
+		s.Get("h1").Reset()
+		restarted.Get("h1").Reset()
+	})
+}
