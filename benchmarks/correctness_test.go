@@ -2,11 +2,14 @@ package benchmarks
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // These tests prove that every benchmark body does what its name says: the
@@ -234,4 +237,60 @@ func TestRetryBreakerDoesNotRetryRefusals(t *testing.T) {
 			assert.Equal(t, before, n.Load(), "a refused call ran the work")
 		})
 	}
+}
+
+// TestHTTPGetReusesOneConnection proves what the HTTP benchmarks time: for
+// each client, every call ends with a 200 whose body was read and closed,
+// the upstream saw exactly the requests the name says (one per call, or
+// three on the 503-503-200 path), every response body handed out was
+// closed, and one keep-alive connection served them all.
+func TestHTTPGetReusesOneConnection(t *testing.T) {
+	for _, flaky := range []bool{false, true} {
+		perCall := int64(1)
+		if flaky {
+			perCall = 3
+		}
+		for _, l := range httpLibs {
+			t.Run(fmt.Sprintf("flaky=%v/%s", flaky, l.name), func(t *testing.T) {
+				defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+				u := newUpstream(flaky)
+				defer u.Close()
+				base := newTransport()
+				defer base.CloseIdleConnections()
+				tt := &trackingTransport{base: base}
+				call := l.build(u.URL, tt, flaky)
+				const calls = 20
+				for i := range calls {
+					code, err := call(httpCtx(t))
+					require.NoError(t, err, "call %d", i+1)
+					require.Equal(t, http.StatusOK, code, "call %d", i+1)
+				}
+				assert.Equal(t, calls*perCall, u.requests.Load(), "requests")
+				assert.Equal(t, calls*perCall, tt.opened.Load(), "response bodies handed out")
+				assert.Equal(t, tt.opened.Load(), tt.closed.Load(), "response bodies closed")
+				assert.Equal(t, int64(1), u.conns.Load(), "connections")
+			})
+		}
+	}
+}
+
+// TestFailsafeHTTPLeavesRetriedResponsesOpen shows why the failsafehttp
+// client gets a listener that closes retried responses: without it, the
+// bodies of the 503s are never closed and every retry opens a connection.
+func TestFailsafeHTTPLeavesRetriedResponsesOpen(t *testing.T) {
+	u := newUpstream(true)
+	defer u.Close()
+	base := newTransport()
+	defer base.CloseIdleConnections()
+	tt := &trackingTransport{base: base}
+	call := failsafeHTTPOp(u.URL, tt, true, false)
+	const calls = 5
+	for range calls {
+		code, err := call(httpCtx(t))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+	}
+	assert.Equal(t, int64(3*calls), tt.opened.Load())
+	assert.Equal(t, int64(calls), tt.closed.Load(), "only the returned bodies are closed")
+	assert.Greater(t, u.conns.Load(), int64(1), "connections")
 }
