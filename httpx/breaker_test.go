@@ -194,3 +194,18 @@ func TestHedgedIdempotentRequestLoserDiscarded(t *testing.T) {
 		assert.Equal(t, 2, f.calls())
 	})
 }
+
+func TestHostBreakerTrippedMidCallReturnsTheResponse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(4, time.Hour, resilient.WithConsecutiveFailures(2))
+		f := &fakeRT{fn: statuses(503)}
+		tr := newTransport(t, f, WithExecutor(noWait()), WithHostBreakers(set))
+		resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+		require.NoError(t, err, "the 503 that came, not the refusal of a fifth attempt")
+		assert.Equal(t, 503, resp.StatusCode)
+		assert.Equal(t, "xx", readAll(t, resp.Body), "the response of the attempt that tripped the breaker")
+		assert.Equal(t, 2, f.calls())
+		assert.EqualValues(t, 1, f.bodies[0].closes.Load())
+		assert.EqualValues(t, 0, f.bodies[1].closes.Load())
+	})
+}

@@ -205,6 +205,15 @@ func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) (
 		r.Duration = time.Since(t0)
 	}
 	br.Done(p, r)
+	if o == resilient.Retry && err != nil {
+		// Decision: when this failure opened the breaker, end the call
+		// with it. The next attempt would be refused, and the executor
+		// would have released this response before asking: the caller
+		// would get "breaker open" instead of the 503 that came.
+		if s := br.State(); s != resilient.StateClosed && s != resilient.StateDisabled {
+			return resp, resilient.Permanent(err)
+		}
+	}
 	return resp, err
 }
 

@@ -1,0 +1,156 @@
+package httpx_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/resilient-go/resilient"
+	"github.com/resilient-go/resilient/httpx"
+)
+
+// flaky is an in-memory upstream: it answers with the given statuses in
+// turn (the last one repeats) and prints each request it gets.
+type flaky struct {
+	codes []int
+	n     int
+}
+
+func (f *flaky) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+	code := f.codes[min(f.n, len(f.codes)-1)]
+	f.n++
+	fmt.Printf("attempt %d: %s %s -> %d\n", f.n, req.Method, req.URL.Path, code)
+	return &http.Response{
+		StatusCode: code,
+		Status:     fmt.Sprintf("%d %s", code, http.StatusText(code)),
+		Header:     http.Header{},
+		Body:       io.NopCloser(strings.NewReader(http.StatusText(code))),
+		Request:    req,
+	}, nil
+}
+
+// noWait retries at once, so that the examples run instantly.
+var noWait = resilient.MustNew(resilient.WithBackoff(resilient.Constant(0)))
+
+func ExampleNewClient() {
+	client := httpx.NewClient(
+		httpx.WithBase(&flaky{codes: []int{503, 502, 200}}), // nil: http.DefaultTransport
+		httpx.WithExecutor(noWait),
+	)
+	resp, err := client.Get("http://api.example/users/42")
+	if err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body))
+	// Output:
+	// attempt 1: GET /users/42 -> 503
+	// attempt 2: GET /users/42 -> 502
+	// attempt 3: GET /users/42 -> 200
+	// 200 OK
+}
+
+// When the retries run out, the caller gets the last response, as a plain
+// http.Client would return it: no error, body intact.
+func ExampleTransport_lastResponse() {
+	tr, err := httpx.NewTransport(
+		httpx.WithBase(&flaky{codes: []int{503}}),
+		httpx.WithExecutor(resilient.MustNew(resilient.WithAttempts(2), resilient.WithBackoff(resilient.Constant(0)))),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get("http://api.example/health")
+	fmt.Println(resp.StatusCode, err)
+	resp.Body.Close()
+	// Output:
+	// attempt 1: GET /health -> 503
+	// attempt 2: GET /health -> 503
+	// 503 <nil>
+}
+
+// A POST is not retried after it may have reached the server, unless it
+// carries an idempotency key.
+func ExampleWithIdempotencyKeys() {
+	plain := httpx.NewClient(httpx.WithBase(&flaky{codes: []int{503, 201}}), httpx.WithExecutor(noWait))
+	resp, _ := plain.Post("http://api.example/orders", "application/json", strings.NewReader(`{}`))
+	fmt.Println("without a key:", resp.StatusCode)
+	resp.Body.Close()
+
+	keyed := httpx.NewClient(httpx.WithBase(&flaky{codes: []int{503, 201}}), httpx.WithExecutor(noWait),
+		httpx.WithIdempotencyKeys())
+	resp, _ = keyed.Post("http://api.example/orders", "application/json", strings.NewReader(`{}`))
+	fmt.Println("with a generated key:", resp.StatusCode, resp.Request.Header.Get("Idempotency-Key") != "")
+	resp.Body.Close()
+	// Output:
+	// attempt 1: POST /orders -> 503
+	// without a key: 503
+	// attempt 1: POST /orders -> 503
+	// attempt 2: POST /orders -> 201
+	// with a generated key: 201 true
+}
+
+func ExampleWithHostBreakers() {
+	hosts := resilient.MustNewBreakers(1000, 10*time.Minute, resilient.WithConsecutiveFailures(2))
+	client := httpx.NewClient(
+		httpx.WithBase(&flaky{codes: []int{503}}),
+		httpx.WithExecutor(noWait),
+		httpx.WithHostBreakers(hosts),
+	)
+	resp, _ := client.Get("http://api.example/x")
+	resp.Body.Close()
+	_, err := client.Get("http://api.example/x")
+	fmt.Println(errors.Is(err, resilient.ErrOpen), hosts.Get("api.example").State())
+	// Output:
+	// attempt 1: GET /x -> 503
+	// attempt 2: GET /x -> 503
+	// true open
+}
+
+func ExampleParseRetryAfter() {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, v := range []string{"120", "Sun, 01 Mar 2026 12:00:30 GMT", "-1", "soon"} {
+		d, ok := httpx.ParseRetryAfter(v, now)
+		fmt.Printf("%q: %v %v\n", v, d, ok)
+	}
+	// Output:
+	// "120": 2m0s true
+	// "Sun, 01 Mar 2026 12:00:30 GMT": 30s true
+	// "-1": 0s false
+	// "soon": 0s false
+}
+
+func ExampleStatusOutcome() {
+	for _, code := range []int{200, 404, 429, 501, 503} {
+		fmt.Println(code, httpx.StatusOutcome(code))
+	}
+	// Output:
+	// 200 success
+	// 404 success
+	// 429 retry
+	// 501 fail
+	// 503 retry
+}
+
+func ExampleGet() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := httpx.Get(ctx, "http://127.0.0.1:0/") // port 0: nothing can listen there
+	var rerr *resilient.Error
+	if errors.As(err, &rerr) {
+		fmt.Println("no response after", rerr.Attempts, "attempts; connection refused:", httpx.NeverSent(err))
+		return
+	}
+	resp.Body.Close()
+}
