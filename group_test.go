@@ -25,9 +25,9 @@ type groupResult struct {
 	err    error
 }
 
-// join starts n callers of g.DoShared for key in goroutines and waits, in a
+// groupJoin starts n callers of g.DoShared for key in goroutines and waits, in a
 // synctest bubble, until each has joined and blocked.
-func join(t *testing.T, g *resilient.Group[string, string], ctxs []context.Context, key string,
+func groupJoin(t *testing.T, g *resilient.Group[string, string], ctxs []context.Context, key string,
 	fn func(context.Context) (string, error)) []chan groupResult {
 	t.Helper()
 	out := make([]chan groupResult, len(ctxs))
@@ -42,7 +42,7 @@ func join(t *testing.T, g *resilient.Group[string, string], ctxs []context.Conte
 	return out
 }
 
-func contexts(t *testing.T, n int) []context.Context {
+func groupContexts(t *testing.T, n int) []context.Context {
 	ctxs := make([]context.Context, n)
 	for i := range ctxs {
 		ctxs[i] = t.Context()
@@ -62,8 +62,8 @@ func TestGroupShares(t *testing.T) {
 			<-release
 			return "value", nil
 		}
-		res := join(t, &g, contexts(t, 10), "k", fn)
-		other := join(t, &g, contexts(t, 1), "other key", fn)
+		res := groupJoin(t, &g, groupContexts(t, 10), "k", fn)
+		other := groupJoin(t, &g, groupContexts(t, 1), "other key", fn)
 		close(release)
 		for _, c := range res {
 			r := <-c
@@ -89,7 +89,7 @@ func TestGroupErrorShared(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var g resilient.Group[string, string]
 		release := make(chan struct{})
-		res := join(t, &g, contexts(t, 3), "k", func(context.Context) (string, error) {
+		res := groupJoin(t, &g, groupContexts(t, 3), "k", func(context.Context) (string, error) {
 			<-release
 			return "partial", errProtectUpstream
 		})
@@ -118,8 +118,8 @@ func TestGroupWaiterLeaves(t *testing.T) {
 		}
 		cause := errors.New("user went away")
 		leaving, leave := context.WithCancelCause(t.Context())
-		ctxs := append([]context.Context{leaving}, contexts(t, 4)...) // the first caller leaves
-		res := join(t, &g, ctxs, "k", fn)
+		ctxs := append([]context.Context{leaving}, groupContexts(t, 4)...) // the first caller leaves
+		res := groupJoin(t, &g, ctxs, "k", fn)
 
 		leave(cause)
 		r := <-res[0]
@@ -152,7 +152,7 @@ func TestGroupDeadlineNotInherited(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			return ctx.Value(keyT{}).(string), ctx.Err()
 		}
-		res := join(t, &g, []context.Context{short, t.Context()}, "k", fn)
+		res := groupJoin(t, &g, []context.Context{short, t.Context()}, "k", fn)
 		start := time.Now()
 		r := <-res[0]
 		assert.ErrorIs(t, r.err, context.DeadlineExceeded)
@@ -184,7 +184,7 @@ func TestGroupAbandoned(t *testing.T) {
 		}
 		ctx1, cancel1 := context.WithCancel(t.Context())
 		ctx2, cancel2 := context.WithCancel(t.Context())
-		res := join(t, &g, []context.Context{ctx1, ctx2}, "k", fn)
+		res := groupJoin(t, &g, []context.Context{ctx1, ctx2}, "k", fn)
 		cancel1()
 		synctest.Wait()
 		assert.Equal(t, int32(1), execs.Load())
@@ -207,7 +207,7 @@ func TestGroupAbandonedCause(t *testing.T) {
 		var g resilient.Group[string, string]
 		cause := make(chan error, 1)
 		ctx, cancel := context.WithCancel(t.Context())
-		res := join(t, &g, []context.Context{ctx}, "k", func(ctx context.Context) (string, error) {
+		res := groupJoin(t, &g, []context.Context{ctx}, "k", func(ctx context.Context) (string, error) {
 			<-ctx.Done()
 			cause <- context.Cause(ctx)
 			return "", ctx.Err()
@@ -235,7 +235,7 @@ func TestGroupSharedTimeout(t *testing.T) {
 			}
 			return "fresh", nil
 		}
-		res := join(t, g, contexts(t, 2), "k", fn)
+		res := groupJoin(t, g, groupContexts(t, 2), "k", fn)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		v, err := g.Do(t.Context(), "k", fn)
@@ -294,7 +294,7 @@ func TestGroupPanicAfterAllLeft(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var g resilient.Group[string, string]
 		ctx, cancel := context.WithCancel(t.Context())
-		res := join(t, &g, []context.Context{ctx}, "k", func(ctx context.Context) (string, error) {
+		res := groupJoin(t, &g, []context.Context{ctx}, "k", func(ctx context.Context) (string, error) {
 			<-ctx.Done()
 			panic("nobody is listening")
 		})
@@ -403,10 +403,10 @@ func TestGroupCountsOnce(t *testing.T) {
 		b := resilient.MustNewBudget(resilient.WithRetryBurst(1), resilient.WithMinRetryRate(0))
 		require.NoError(t, b.AllowRetry(2)) // empty: each request that reaches the upstream deposits 0.1
 		var admits atomic.Int32
-		ex := resilient.MustNew(resilient.WithBudget(b), resilient.WithPolicy(countingPolicy{&admits}))
+		ex := resilient.MustNew(resilient.WithBudget(b), resilient.WithPolicy(groupCountingPolicy{&admits}))
 		var g resilient.Group[string, string]
 		release := make(chan struct{})
-		res := join(t, &g, contexts(t, 8), "k", func(ctx context.Context) (string, error) {
+		res := groupJoin(t, &g, groupContexts(t, 8), "k", func(ctx context.Context) (string, error) {
 			return resilient.Do(ctx, func(context.Context) (string, error) {
 				<-release
 				return "v", nil
@@ -421,13 +421,13 @@ func TestGroupCountsOnce(t *testing.T) {
 	})
 }
 
-type countingPolicy struct{ n *atomic.Int32 }
+type groupCountingPolicy struct{ n *atomic.Int32 }
 
-func (p countingPolicy) Admit(context.Context, int) (resilient.Permit, error) {
+func (p groupCountingPolicy) Admit(context.Context, int) (resilient.Permit, error) {
 	p.n.Add(1)
 	return resilient.Permit{}, nil
 }
-func (p countingPolicy) Done(resilient.Permit, resilient.Report) {}
+func (p groupCountingPolicy) Done(resilient.Permit, resilient.Report) {}
 
 // TestGroupHammer: many goroutines, few keys, waiters leaving at random.
 // Every caller that stays gets the value of its own key; at most one live

@@ -46,7 +46,7 @@ func TestThrottleOptionsInvalid(t *testing.T) {
 }
 
 // report feeds a throttle n attempts with outcome o, as an executor would.
-func reportTo(t *testing.T, th *resilient.Throttle, o resilient.Outcome, n int) {
+func throttleReport(t *testing.T, th *resilient.Throttle, o resilient.Outcome, n int) {
 	t.Helper()
 	for range n {
 		pm, err := th.Admit(t.Context(), 1)
@@ -55,12 +55,12 @@ func reportTo(t *testing.T, th *resilient.Throttle, o resilient.Outcome, n int) 
 	}
 }
 
-// never is a random source under which the throttle never refuses.
-func never() float64 { return 0.9999999 }
+// throttleNever is a random source under which the throttle never refuses.
+func throttleNever() float64 { return 0.9999999 }
 
-// always is a random source under which the throttle refuses whenever its
+// throttleAlways is a random source under which the throttle refuses whenever its
 // probability is above 0.
-func always() float64 { return 0 }
+func throttleAlways() float64 { return 0 }
 
 // TestThrottleProbability checks the SRE formula,
 // max(0, (requests − K·accepts)/(requests + 1)), over named mixes.
@@ -85,11 +85,11 @@ func TestThrottleProbability(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				th := resilient.MustNewThrottle(resilient.WithAcceptMultiplier(tt.k), resilient.WithThrottleRandom(never))
-				reportTo(t, th, resilient.Success, tt.success)
-				reportTo(t, th, resilient.Fail, tt.fail)
-				reportTo(t, th, resilient.Retry, tt.retry)
-				reportTo(t, th, resilient.Ignore, tt.ig)
+				th := resilient.MustNewThrottle(resilient.WithAcceptMultiplier(tt.k), resilient.WithThrottleRandom(throttleNever))
+				throttleReport(t, th, resilient.Success, tt.success)
+				throttleReport(t, th, resilient.Fail, tt.fail)
+				throttleReport(t, th, resilient.Retry, tt.retry)
+				throttleReport(t, th, resilient.Ignore, tt.ig)
 				assert.InDelta(t, tt.want, th.Probability(), 1e-12)
 			})
 		})
@@ -100,7 +100,7 @@ func TestThrottleProbability(t *testing.T) {
 // locally at that rate, fail fast, and count as requests.
 func TestThrottleRefuses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		th := resilient.MustNewThrottle(resilient.WithThrottleRandom(always))
+		th := resilient.MustNewThrottle(resilient.WithThrottleRandom(throttleAlways))
 		ex := resilient.MustNew(resilient.WithAttempts(1), resilient.WithThrottle(th))
 		_, err := resilient.Do(t.Context(), protectFailing, ex)
 		require.ErrorIs(t, err, errProtectUpstream)
@@ -138,7 +138,7 @@ func TestThrottleRandomDraw(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				th := resilient.MustNewThrottle(resilient.WithThrottleRandom(func() float64 { return tt.draw }))
-				reportTo(t, th, resilient.Retry, 1) // p = 1/2
+				throttleReport(t, th, resilient.Retry, 1) // p = 1/2
 				_, err := th.Admit(t.Context(), 1)
 				if tt.refused {
 					assert.ErrorIs(t, err, resilient.ErrThrottled)
@@ -154,16 +154,16 @@ func TestThrottleRandomDraw(t *testing.T) {
 // tenth of the window at a time.
 func TestThrottleWindowSlides(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		th := resilient.MustNewThrottle(resilient.WithThrottleWindow(10*time.Second), resilient.WithThrottleRandom(never))
-		reportTo(t, th, resilient.Retry, 99)
+		th := resilient.MustNewThrottle(resilient.WithThrottleWindow(10*time.Second), resilient.WithThrottleRandom(throttleNever))
+		throttleReport(t, th, resilient.Retry, 99)
 		require.InDelta(t, 0.99, th.Probability(), 1e-12)
 		time.Sleep(5 * time.Second)
-		reportTo(t, th, resilient.Success, 40)
+		throttleReport(t, th, resilient.Success, 40)
 		assert.InDelta(t, (139-80.0)/140, th.Probability(), 1e-12, "both halves in the window")
 		time.Sleep(5 * time.Second)
 		assert.Zero(t, th.Probability(), "the failures left the window")
 		time.Sleep(5 * time.Second)
-		reportTo(t, th, resilient.Retry, 1)
+		throttleReport(t, th, resilient.Retry, 1)
 		assert.InDelta(t, 0.5, th.Probability(), 1e-12, "the successes left too")
 		time.Sleep(time.Hour)
 		assert.Zero(t, th.Probability())
@@ -230,7 +230,7 @@ func TestThrottleOutage(t *testing.T) {
 func TestThrottleHammer(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	const goroutines, each = 32, 500
-	th := resilient.MustNewThrottle(resilient.WithThrottleRandom(never), resilient.WithAcceptMultiplier(1))
+	th := resilient.MustNewThrottle(resilient.WithThrottleRandom(throttleNever), resilient.WithAcceptMultiplier(1))
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
