@@ -672,15 +672,28 @@ func MustNewBreaker(opts ...BreakerOption) *Breaker {
 }
 
 func newBreaker(c *breakerConfig, snap *Snapshot) (*Breaker, error) {
+	b, err := buildBreaker(c, snap)
+	if err != nil {
+		return nil, err
+	}
+	b.dispatch()
+	return b, nil
+}
+
+// buildBreaker builds a breaker whose initial event is queued, not yet
+// delivered (see dispatch).
+func buildBreaker(c *breakerConfig, snap *Snapshot) (*Breaker, error) {
 	b := &Breaker{cfg: c}
+	// Generation 1: the zero Permit is never current.
+	b.word.Store(1 << wordGenShift)
 	b.win.Store(newWindow(c))
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.since = time.Now()
 	b.refusal.Store(b.refusalLocked(StateOpen))
 	state := StateClosed
 	if snap != nil {
 		if err := b.restoreLocked(*snap, false); err != nil {
-			b.mu.Unlock()
 			return nil, err
 		}
 		state = wordState(b.word.Load())
@@ -688,9 +701,17 @@ func newBreaker(c *breakerConfig, snap *Snapshot) (*Breaker, error) {
 	b.pending = append(b.pending, pendingEvent{ev: Transition{
 		Name: c.name, From: state, To: state, Metrics: b.metricsLocked(b.since), At: b.since,
 	}})
-	b.mu.Unlock()
-	b.dispatch()
 	return b, nil
+}
+
+// stop stops the breaker's timer, for a breaker built but never used.
+func (b *Breaker) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
 }
 
 // Name returns the breaker's name (see [WithBreakerName]).

@@ -171,6 +171,9 @@ func (b *Breaker) restoreLocked(s Snapshot, event bool) error {
 	}
 	if !s.Since.IsZero() && s.State == to {
 		b.since = s.Since
+		if event {
+			b.pending[len(b.pending)-1].snap.Since = s.Since
+		}
 	}
 	if !event {
 		// When building, the initial event tells of the restored state.

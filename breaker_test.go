@@ -403,6 +403,7 @@ func TestBreakerStaleResultsIgnored(t *testing.T) {
 		for _, p := range old { // admitted two generations ago
 			b.Record(p, errBrBoom)
 		}
+		b.Record(Permit{}, errBrBoom) // never admitted
 		m := b.Metrics()
 		assert.Equal(t, 0, m.Calls)
 		assert.Equal(t, StateClosed, m.State)
@@ -906,4 +907,12 @@ func (a *atomic32) max(v int32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.n = max(a.n, v)
+}
+
+func TestBreakerZeroPermitNeverCounts(t *testing.T) {
+	b := MustNewBreaker(WithConsecutiveFailures(1))
+	b.Record(Permit{}, errBrBoom)
+	b.Done(Permit{Token: tokenProbe}, Report{Outcome: Fail})
+	assert.Equal(t, StateClosed, b.State())
+	assert.Equal(t, 0, b.Metrics().Calls)
 }

@@ -102,20 +102,14 @@ func (s *Breakers) Len() int {
 }
 
 func (s *Breakers) insert(key string) *Breaker {
-	s.mu.Lock()
-	if v, ok := s.m.Load(key); ok {
-		s.mu.Unlock()
-		return v.(*keyedBreaker).br
-	}
-	if s.n >= s.max {
-		s.evictLocked(func(*keyedBreaker) bool { return true }, true)
-	}
 	c := *s.cfg
 	if c.name != "" {
 		c.name += "/" + key
 	} else {
 		c.name = key
 	}
+	// The store is read and the breaker built outside the set's lock, so a
+	// slow store delays only this key's first caller.
 	var snap *Snapshot
 	if c.store != nil {
 		// Decision: a store failure does not make Get fail (it has no error
@@ -124,9 +118,19 @@ func (s *Breakers) insert(key string) *Breaker {
 			snap = &sn
 		}
 	}
-	br, err := newBreaker(&c, snap)
+	br, err := buildBreaker(&c, snap)
 	if err != nil { // a snapshot that cannot be restored
-		br, _ = newBreaker(&c, nil)
+		br, _ = buildBreaker(&c, nil)
+	}
+
+	s.mu.Lock()
+	if v, ok := s.m.Load(key); ok { // another caller was first
+		s.mu.Unlock()
+		br.stop()
+		return v.(*keyedBreaker).br
+	}
+	if s.n >= s.max {
+		s.evictLocked(nil, true)
 	}
 	k := &keyedBreaker{br: br}
 	k.used.Store(s.epoch.Load())
@@ -141,6 +145,9 @@ func (s *Breakers) insert(key string) *Breaker {
 		}
 	}
 	s.mu.Unlock()
+	// Listeners hear of the new breaker outside the set's lock: they may
+	// use the set.
+	br.dispatch()
 	return br
 }
 

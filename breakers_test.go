@@ -3,6 +3,7 @@ package resilient
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -51,6 +52,16 @@ func TestBreakersGet(t *testing.T) {
 
 		named := MustNewBreakers(1, time.Minute, WithBreakerName("users"))
 		assert.Equal(t, "users/h1", named.Get("h1").Name())
+
+		// A listener of the set's breakers may use the set.
+		var set atomic.Pointer[Breakers]
+		var seen []int
+		set.Store(MustNewBreakers(10, time.Minute, WithStateListener(func(Transition) {
+			seen = append(seen, set.Load().Len())
+		})))
+		set.Load().Get("x")
+		set.Load().Get("y")
+		assert.Equal(t, []int{1, 2}, seen, "told of each new breaker once, after it joined the set")
 		a.Reset()
 	})
 }
