@@ -297,3 +297,18 @@ func TestBudgetSuccessPathAllocs(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+// TestProtectSuccessPathAllocs: the budget, throttle and bulkhead together
+// keep a prebuilt executor's success path free of allocations.
+func TestProtectSuccessPathAllocs(t *testing.T) {
+	ex := resilient.MustNew(
+		resilient.WithBulkhead(resilient.MustNewBulkhead(4)),
+		resilient.WithThrottle(resilient.MustNewThrottle()),
+		resilient.WithBudget(resilient.MustNewBudget()),
+	)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		_, _ = resilient.Do(ctx, protectSucceeding, ex)
+	})
+	assert.Zero(t, allocs)
+}

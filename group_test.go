@@ -86,6 +86,7 @@ func TestGroupShares(t *testing.T) {
 
 // TestGroupErrorShared: an error is shared like a value.
 func TestGroupErrorShared(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	synctest.Test(t, func(t *testing.T) {
 		var g resilient.Group[string, string]
 		release := make(chan struct{})
@@ -141,6 +142,7 @@ func TestGroupWaiterLeaves(t *testing.T) {
 // TestGroupDeadlineNotInherited: the execution does not inherit the first
 // caller's deadline, but keeps its values.
 func TestGroupDeadlineNotInherited(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	synctest.Test(t, func(t *testing.T) {
 		var g resilient.Group[string, string]
 		type keyT struct{}
@@ -203,6 +205,7 @@ func TestGroupAbandoned(t *testing.T) {
 
 // TestGroupAbandonedCause: the abandoned execution's context says why.
 func TestGroupAbandonedCause(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	synctest.Test(t, func(t *testing.T) {
 		var g resilient.Group[string, string]
 		cause := make(chan error, 1)
@@ -305,6 +308,7 @@ func TestGroupPanicAfterAllLeft(t *testing.T) {
 }
 
 func TestGroupGoexit(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	synctest.Test(t, func(t *testing.T) {
 		var g resilient.Group[string, string]
 		_, err := g.Do(t.Context(), "k", func(context.Context) (string, error) {
@@ -318,6 +322,7 @@ func TestGroupGoexit(t *testing.T) {
 // TestGroupCopy: WithCopy gives each caller its own copy; the original is
 // never handed out.
 func TestGroupCopy(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	synctest.Test(t, func(t *testing.T) {
 		var copies atomic.Int32
 		g := resilient.MustNewGroup[string, []byte](resilient.WithCopy(func(b []byte) []byte {
@@ -354,6 +359,7 @@ func TestGroupCopy(t *testing.T) {
 }
 
 func TestGroupInvalid(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	tests := []struct {
 		name string
 		opt  resilient.GroupOption
@@ -380,6 +386,7 @@ func TestGroupInvalid(t *testing.T) {
 }
 
 func TestGroupBadArguments(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	var g resilient.Group[string, int]
 	var calls int
 	fn := func(context.Context) (int, error) { calls++; return 1, nil }
