@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -293,4 +294,45 @@ func TestFailsafeHTTPLeavesRetriedResponsesOpen(t *testing.T) {
 	assert.Equal(t, int64(3*calls), tt.opened.Load())
 	assert.Equal(t, int64(calls), tt.closed.Load(), "only the returned bodies are closed")
 	assert.Greater(t, u.conns.Load(), int64(1), "connections")
+}
+
+// TestDedupSharesOneCall proves what the dedup benchmark measures: callers
+// that ask for the key while a call is in flight share it. In a synctest
+// bubble, the upstream call blocks until every caller is blocked waiting
+// (synctest.Wait), so the sharing is certain: one upstream call for all the
+// callers with the groups, one per caller without.
+func TestDedupSharesOneCall(t *testing.T) {
+	for _, l := range dedupLibs {
+		t.Run(l.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				gate := make(chan struct{})
+				w, n := counted(func(context.Context) (int, error) {
+					<-gate
+					return want, nil
+				})
+				call := l.build(w)
+				results := make(chan int, dedupGoroutines)
+				ask := func() {
+					v, err := call(context.Background())
+					assert.NoError(t, err)
+					results <- v
+				}
+				go ask()
+				synctest.Wait() // the first caller's upstream call is in flight
+				for range dedupGoroutines - 1 {
+					go ask()
+				}
+				synctest.Wait() // every caller is waiting
+				close(gate)
+				for range dedupGoroutines {
+					assert.Equal(t, want, <-results)
+				}
+				wantCalls := int64(1)
+				if l.name == "direct" {
+					wantCalls = dedupGoroutines
+				}
+				assert.Equal(t, wantCalls, n.Load(), "upstream calls")
+			})
+		})
+	}
 }
