@@ -83,7 +83,7 @@ type Budget struct {
 type BudgetOption func(*Budget) error
 
 // WithRetryRatio sets the share of requests that may be retried: each
-// call's first attempt deposits r of a retry. r must be in (0, 1]; the
+// call's first attempt deposits r of a retry. r must be in [1e-6, 1]; the
 // default is [DefaultRetryRatio] (0.1: retries add at most 10% to the
 // load). To never retry, use WithAttempts(1) on the executor instead.
 func WithRetryRatio(r float64) BudgetOption {
@@ -92,6 +92,9 @@ func WithRetryRatio(r float64) BudgetOption {
 			return fmt.Errorf("resilient: WithRetryRatio: r must be in (0, 1], got %v", r)
 		}
 		b.deposit = int64(math.Round(r * tokenUnit))
+		if b.deposit == 0 {
+			return fmt.Errorf("resilient: WithRetryRatio: r must be at least 1e-06, got %v", r)
+		}
 		return nil
 	}
 }

@@ -33,6 +33,7 @@ func TestBudgetOptionsInvalid(t *testing.T) {
 		{"ratio negative", resilient.WithRetryRatio(-0.1), "resilient: WithRetryRatio: r must be in (0, 1], got -0.1"},
 		{"ratio above one", resilient.WithRetryRatio(1.5), "resilient: WithRetryRatio: r must be in (0, 1], got 1.5"},
 		{"ratio NaN", resilient.WithRetryRatio(math.NaN()), "resilient: WithRetryRatio: r must be in (0, 1], got NaN"},
+		{"ratio too fine", resilient.WithRetryRatio(1e-9), "resilient: WithRetryRatio: r must be at least 1e-06, got 1e-09"},
 		{"burst zero", resilient.WithRetryBurst(0), "resilient: WithRetryBurst: n must be >= 1, got 0"},
 		{"burst negative", resilient.WithRetryBurst(-3), "resilient: WithRetryBurst: n must be >= 1, got -3"},
 		{"burst overflow", resilient.WithRetryBurst(math.MaxInt), "resilient: WithRetryBurst: n must be >= 1"},
