@@ -51,6 +51,7 @@ type config struct {
 	nonIdempotent  bool
 	status         func(*http.Response) resilient.Outcome
 	breakers       *resilient.Breakers
+	dedup          *dedup
 	err            error // an invalid option, for clients made by NewClient
 }
 

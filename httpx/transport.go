@@ -81,6 +81,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, fmt.Errorf("%w: nil URL", ErrInvalidRequest)
 	}
+	if cfg.dedup != nil && dedupable(req) {
+		return t.roundTripShared(req, cfg)
+	}
+	return t.roundTrip(req, cfg)
+}
+
+// roundTrip sends one request with retries.
+func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, error) {
 	c := &roundTrip{cfg: cfg, base: t.base(), req: req, tmpl: req}
 	c.plan()
 	// DoHedged is Do for an executor that does not hedge; with one that

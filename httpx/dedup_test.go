@@ -1,0 +1,230 @@
+package httpx
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// gate is a base that blocks every request until released, and then
+// answers with body.
+func gate(release <-chan struct{}, body string) *fakeRT {
+	return &fakeRT{fn: func(_ int, req *http.Request) (*http.Response, error) {
+		select {
+		case <-release:
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+		r := respond(200, body, "X-Shared", "v")
+		return r, nil
+	}}
+}
+
+func TestDedupSharesOneExecution(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		f := gate(release, "payload")
+		tr := newTransport(t, f, WithDedup(nil))
+		const n = 10
+		resps := make([]*http.Response, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x?a=1"))
+				if assert.NoError(t, err) {
+					resps[i] = resp
+				}
+			})
+		}
+		synctest.Wait() // every caller is waiting: one in the base, the rest on it
+		close(release)
+		wg.Wait()
+		assert.Equal(t, 1, f.calls(), "one request for ten callers")
+		resps[0].Header.Set("X-Shared", "changed by caller 0")
+		for i, r := range resps {
+			require.NotNil(t, r, "caller %d", i)
+			assert.Equal(t, "payload", readAll(t, r.Body), "caller %d reads the whole body", i)
+			require.NoError(t, r.Body.Close())
+			assert.EqualValues(t, len("payload"), r.ContentLength)
+			if i > 0 {
+				assert.Equal(t, "v", r.Header.Get("X-Shared"), "headers are each caller's own")
+			}
+		}
+		assert.EqualValues(t, 1, f.bodies[0].closes.Load(), "the shared body is closed once")
+	})
+}
+
+func TestDedupKeys(t *testing.T) {
+	cases := []struct {
+		name   string
+		a, b   func(*http.Request)
+		key    func(*http.Request) string
+		method string
+		calls  int
+	}{
+		{"identical requests merge", func(*http.Request) {}, func(*http.Request) {}, nil, http.MethodGet, 1},
+		{"different Authorization never merge",
+			func(r *http.Request) { r.Header.Set("Authorization", "Bearer alice") },
+			func(r *http.Request) { r.Header.Set("Authorization", "Bearer bob") }, nil, http.MethodGet, 2},
+		{"different Cookie never merge",
+			func(r *http.Request) { r.Header.Set("Cookie", "s=1") },
+			func(r *http.Request) { r.Header.Set("Cookie", "s=2") }, nil, http.MethodGet, 2},
+		{"different Range never merge",
+			func(r *http.Request) { r.Header.Set("Range", "bytes=0-9") },
+			func(*http.Request) {}, nil, http.MethodGet, 2},
+		{"different URL never merge",
+			func(*http.Request) {}, func(r *http.Request) { r.URL.RawQuery = "page=2" }, nil, http.MethodGet, 2},
+		{"other headers merge by default",
+			func(r *http.Request) { r.Header.Set("X-Request-Id", "1") },
+			func(r *http.Request) { r.Header.Set("X-Request-Id", "2") }, nil, http.MethodGet, 1},
+		{"custom key",
+			func(r *http.Request) { r.Header.Set("X-Tenant", "a") },
+			func(r *http.Request) { r.Header.Set("X-Tenant", "b") },
+			func(r *http.Request) string { return r.Header.Get("X-Tenant") }, http.MethodGet, 2},
+		{"HEAD merges", func(*http.Request) {}, func(*http.Request) {}, nil, http.MethodHead, 1},
+		{"POST never merges", func(*http.Request) {}, func(*http.Request) {}, nil, http.MethodPost, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				f := gate(release, "x")
+				tr := newTransport(t, f, WithDedup(tc.key), WithNonIdempotentRetries())
+				var wg sync.WaitGroup
+				for _, edit := range []func(*http.Request){tc.a, tc.b} {
+					req, err := http.NewRequestWithContext(t.Context(), tc.method, "http://api.test/items", nil)
+					require.NoError(t, err)
+					edit(req)
+					wg.Go(func() {
+						resp, err := tr.RoundTrip(req)
+						if assert.NoError(t, err) {
+							assert.NoError(t, resp.Body.Close())
+						}
+					})
+				}
+				synctest.Wait()
+				close(release)
+				wg.Wait()
+				assert.Equal(t, tc.calls, f.calls())
+			})
+		})
+	}
+}
+
+func TestDedupWaiterCancellationDoesNotAffectOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		f := gate(release, "ok")
+		tr := newTransport(t, f, WithDedup(nil))
+		first, cancelFirst := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		var firstErr error
+		wg.Go(func() {
+			_, firstErr = tr.RoundTrip(get(t, first, "http://api.test/x")) // starts the execution
+		})
+		synctest.Wait()
+		var others [3]string
+		for i := range others {
+			wg.Go(func() {
+				resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+				if assert.NoError(t, err) {
+					others[i] = readAll(t, resp.Body)
+				}
+			})
+		}
+		synctest.Wait()
+		cancelFirst() // the caller that started it leaves
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		assert.ErrorIs(t, firstErr, context.Canceled)
+		assert.Equal(t, [3]string{"ok", "ok", "ok"}, others)
+		assert.Equal(t, 1, f.calls())
+	})
+}
+
+func TestDedupAbandonedExecutionIsCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := gate(make(chan struct{}), "never")
+		tr := newTransport(t, f, WithDedup(nil))
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				_, err := tr.RoundTrip(get(t, ctx, "http://api.test/x"))
+				assert.ErrorIs(t, err, context.Canceled)
+			})
+		}
+		synctest.Wait()
+		cancel()
+		wg.Wait()
+		synctest.Wait() // the shared execution ends too: no goroutine is left in the bubble
+		assert.Equal(t, 1, f.calls())
+	})
+}
+
+func TestDedupLongBodyIsNotShared(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		long := strings.Repeat("z", DedupMaxBody+1)
+		f := gate(release, long)
+		tr := newTransport(t, f, WithDedup(nil))
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/big"))
+				if assert.NoError(t, err) {
+					b, _ := io.ReadAll(resp.Body)
+					assert.Len(t, b, len(long))
+					assert.NoError(t, resp.Body.Close())
+				}
+			})
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		assert.Equal(t, 3, f.calls(), "one shared attempt, then one request per caller")
+		for _, b := range f.bodies {
+			assert.EqualValues(t, 1, b.closes.Load())
+		}
+	})
+}
+
+func TestDedupHeadKeepsContentLength(t *testing.T) {
+	f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+		r := respond(200, "")
+		r.ContentLength = 1234
+		return r, nil
+	}}
+	tr := newTransport(t, f, WithDedup(nil))
+	req, err := http.NewRequest(http.MethodHead, "http://api.test/x", nil)
+	require.NoError(t, err)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1234, resp.ContentLength)
+	assert.Same(t, req, resp.Request)
+}
+
+func TestDefaultDedupKey(t *testing.T) {
+	a, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
+	b, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
+	assert.Equal(t, DefaultDedupKey(a), DefaultDedupKey(b))
+	a.Header.Add("Cookie", "a=1")
+	a.Header.Add("Cookie", "b=2")
+	b.Header.Add("Cookie", "a=1b=2")
+	assert.NotEqual(t, DefaultDedupKey(a), DefaultDedupKey(b), "values are delimited")
+	b.Header.Del("Cookie")
+	b.Header.Set("Authorization", "a=1")
+	a.Header.Del("Cookie")
+	a.Header.Set("Cookie", "a=1")
+	assert.NotEqual(t, DefaultDedupKey(a), DefaultDedupKey(b), "headers are delimited")
+	b.Host = "other.test"
+	assert.NotEqual(t, DefaultDedupKey(a), DefaultDedupKey(b))
+}
