@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every side-by-side benchmark of this module, -count 10, and prints
+# benchstat tables: one per group of scenarios, one column per library,
+# each compared with this library's column (the base).
+#
+#   ./run.sh                                  # everything (about 15 minutes)
+#   COUNT=3 BENCHTIME=200ms ./run.sh          # a quicker look
+#   SERIAL='^BenchmarkRetryHappy$' PARALLEL=- ./run.sh   # a subset
+#
+# Raw results go to $OUT (bench.txt); benchstat can be re-run on them.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+count=${COUNT:-10}
+benchtime=${BENCHTIME:-500ms}
+out=${OUT:-bench.txt}
+serial=${SERIAL:-'^Benchmark(RetryHappy|RetryFlaky|BreakerClosed|BreakerOpen|RetryBreakerHappy|RetryBreakerFlaky|HTTPGet|HTTPGetFlaky|Dedup)$'}
+parallel=${PARALLEL:-'^Benchmark(RetryHappyParallel|BreakerClosedParallel)$'}
+benchstat=(go run golang.org/x/perf/cmd/benchstat@latest)
+
+bin=$(mktemp -d)/bench.test
+trap 'rm -rf "$(dirname "$bin")"' EXIT
+go test -c -o "$bin" .
+
+{
+  echo "# $(go version); $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC')"
+  # Serial scenarios at the machine's GOMAXPROCS; the parallel ones at 1
+  # and 2 CPUs, to see whether the per-call time grows with cores.
+  "$bin" -test.run '^$' -test.bench "$serial" -test.benchmem \
+    -test.count "$count" -test.benchtime "$benchtime"
+  if [ "$parallel" != "-" ]; then
+    "$bin" -test.run '^$' -test.bench "$parallel" -test.benchmem \
+      -test.count "$count" -test.benchtime "$benchtime" -test.cpu 1,2
+  fi
+} | tee "$out"
+
+table() { # title, benchmark-name regexp, column order
+  echo
+  echo "## $1"
+  "${benchstat[@]}" -filter ".name:/$2/" -col "/lib@($3)" "$out"
+}
+table "Retry (scenarios 1, 2)" '^Retry(Happy|HappyParallel|Flaky)$' \
+  'resilient direct eapache sethvargo cenkalti avast failsafe'
+table "Breaker (scenarios 3, 4, 5)" '^(Breaker|RetryBreaker)' \
+  'resilient resilient-allow direct eapache gobreaker failsafe'
+table "HTTP GET over loopback (scenario 6)" '^HTTP' \
+  'httpx plain retryablehttp failsafehttp'
+table "Deduplication (scenario 7)" '^Dedup$' \
+  'resilient direct singleflight'
