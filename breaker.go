@@ -436,8 +436,9 @@ func WithCountWindow(n int) BreakerOption {
 //
 // Decision: the window does not read the clock per call. A timer moves it
 // on by one bucket every d/buckets, and only while it holds calls; an idle
-// window holds no timer. Each call costs one atomic add on the current
-// bucket.
+// window holds no timer. A success costs one atomic add on one of several
+// counters, each on its own cache line, so that parallel callers seldom
+// share one; a failure, one add on the current bucket.
 func WithTimeWindow(d time.Duration, buckets int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		switch {

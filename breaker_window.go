@@ -1,6 +1,7 @@
 package resilient
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,11 @@ type window struct {
 	// Time window: buckets[head] receives calls; a timer moves head on
 	// every tick and clears the bucket it moves to, and runs only while
 	// ticking (set by the first call recorded into an idle window, cleared
-	// by the tick that finds the window empty).
+	// by the tick that finds the window empty). Plain successes are counted
+	// in pending, striped over cache lines so that parallel callers do not
+	// contend on one counter; each tick adds them to the bucket it closes.
 	buckets []bucket
+	pending []stripe
 	head    atomic.Uint32
 	tick    time.Duration
 	ticking atomic.Bool
@@ -44,6 +48,16 @@ type bucket struct {
 	calls, fails, slows atomic.Int64
 }
 
+// stripe is a counter alone on its cache line.
+type stripe struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+// pendingStripes is how many stripes a time window counts successes in (a
+// power of two).
+const pendingStripes = 8
+
 // Outcome bits of a ring slot (0: empty).
 const (
 	slotFilled = 1 << iota
@@ -55,7 +69,11 @@ func newWindow(c *breakerConfig) *window {
 	if c.countN > 0 {
 		return &window{ring: make([]atomic.Uint32, c.countN), n: uint64(c.countN)}
 	}
-	return &window{buckets: make([]bucket, c.buckets), tick: c.timeD / time.Duration(c.buckets)}
+	return &window{
+		buckets: make([]bucket, c.buckets),
+		pending: make([]stripe, pendingStripes),
+		tick:    c.timeD / time.Duration(c.buckets),
+	}
 }
 
 // success records a plain success (neither failed nor slow): the hot path.
@@ -70,7 +88,7 @@ func (w *window) success() {
 		w.put(slotFilled)
 		return
 	}
-	w.buckets[w.head.Load()].calls.Add(1)
+	w.pending[rand.Uint32()&(pendingStripes-1)].n.Add(1)
 	w.startTicking()
 }
 
@@ -127,6 +145,9 @@ func (w *window) counts() (calls, fails, slows int64) {
 		fails += bk.fails.Load()
 		slows += bk.slows.Load()
 	}
+	for i := range w.pending {
+		calls += w.pending[i].n.Load()
+	}
 	return calls, fails, slows
 }
 
@@ -156,6 +177,16 @@ func (w *window) onTick() {
 	defer w.mu.Unlock()
 	if w.retired {
 		return
+	}
+	// Successes counted since the last tick belong to the bucket closing
+	// now; one counted while we flush belongs to the next, and is flushed
+	// at the next tick.
+	var n int64
+	for i := range w.pending {
+		n += w.pending[i].n.Swap(0)
+	}
+	if n != 0 {
+		w.buckets[w.head.Load()].calls.Add(n)
 	}
 	h := (w.head.Load() + 1) % uint32(len(w.buckets))
 	bk := &w.buckets[h]
