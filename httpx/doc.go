@@ -28,12 +28,14 @@
 //	|                        | Idempotency-Key, or only when never sent (dial, DNS)  |
 //	| Retry-After            | seconds or HTTP-date; a floor for the wait; above 30s |
 //	|                        | (DefaultMaxRetryAfter) the call ends at once          |
-//	| after the last attempt | the last response, body intact, err == nil           |
+//	| after the last attempt | the last response, body intact, err == nil            |
 //	| discarded responses    | drained (up to 64 KiB, DrainLimit) and closed         |
 //	| request bodies         | replayed through GetBody; otherwise sent once         |
 //	| per-attempt timeout    | none (WithAttemptTimeout; the context bounds the call)|
 //	| redirects              | 10 (MaxRedirects), then ErrTooManyRedirects           |
 //	| base transport         | http.DefaultTransport                                 |
+//	| per-host breakers      | none (WithHostBreakers)                               |
+//	| deduplication          | none (WithDedup)                                      |
 //
 // # Classification
 //
@@ -73,7 +75,33 @@
 //
 // [WithExecutor] takes any [resilient.Executor]: its attempts, backoff,
 // classifier, breaker, budget and hooks apply to every request; the
-// breaker counts every attempt. Errors are those of the executor: a
-// request that gets no response fails with a [*resilient.Error] that wraps
-// the last attempt's error, so errors.Is and errors.As see both.
+// breaker counts every attempt. An executor that hedges
+// ([resilient.WithHedge]) races slow attempts of requests that are safe to
+// repeat, and the losers' responses are drained and closed; a request that
+// is not safe to repeat is never hedged.
+//
+// # Circuit breaking
+//
+// A breaker given to the executor guards every host together.
+// [WithHostBreakers] gives each host its own, from a
+// [resilient.Breakers] set: a failing host is cut off while the others are
+// served, and with [resilient.WithOpenFromHint] a 503's or 429's
+// Retry-After sets how long its breaker stays open.
+//
+// # Deduplication
+//
+// [WithDedup] makes concurrent identical GET and HEAD requests share one
+// execution; each caller gets its own response and its own reader of the
+// body. Requests with different credentials ([DefaultDedupKey]) never
+// share.
+//
+// # Errors
+//
+// A request that gets no response fails with a [*resilient.Error] that
+// wraps the last attempt's error, so errors.Is and errors.As see both,
+// along with the reason the Transport stopped (resilient.ErrExhausted,
+// resilient.ErrPermanent, resilient.ErrOpen, the context's error, …).
+// [ErrNilResponse], [ErrInvalidRequest] and [ErrTooManyRedirects] are the
+// package's own. A [*StatusError] is what hooks and classifiers see for a
+// response that is retried; the caller gets the response itself.
 package httpx

@@ -100,6 +100,10 @@ func newConfig(opts []Option) (*config, error) {
 // discards). The executor's classifier sees every transport error and
 // [*StatusError] that the Transport does not already mark permanent.
 //
+// An executor that hedges ([resilient.WithHedge]) races slow attempts of
+// requests that are safe to repeat (see the package doc); the attempts of
+// other requests are never hedged.
+//
 // A [resilient.WithAttemptTimeout] of ex bounds each attempt only until its
 // response headers arrive; use this package's [WithAttemptTimeout] to bound
 // the reading of the body too. Default: the policy in the package doc. Nil

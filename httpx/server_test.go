@@ -456,7 +456,7 @@ func TestGetAndDoUseTheDefaultPolicy(t *testing.T) {
 	require.NoError(t, resp.Body.Close())
 	assert.EqualValues(t, 4, hits.Load())
 
-	_, err = Get(nil, srv.URL) //nolint:staticcheck // a nil context is an error, not a panic
+	_, err = Get(nil, srv.URL) // a nil context is an error, not a panic
 	assert.Error(t, err)
 	_, err = Get(context.Background(), "://bad")
 	assert.Error(t, err)
