@@ -916,3 +916,34 @@ func TestBreakerZeroPermitNeverCounts(t *testing.T) {
 	assert.Equal(t, StateClosed, b.State())
 	assert.Equal(t, 0, b.Metrics().Calls)
 }
+
+func TestBreakerThroughDoMeasuresSlowCallsAndHints(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := MustNewBreaker(WithCountWindow(2), WithMinCalls(2), WithSlowCalls(time.Second, 1),
+			WithOpenFromHint(time.Hour))
+		ex := MustNew(WithBreaker(b), WithAttempts(1))
+		slow := func(context.Context) (int, error) {
+			time.Sleep(2 * time.Second)
+			return 1, nil
+		}
+		for range 2 {
+			_, err := Do(t.Context(), slow, ex)
+			require.NoError(t, err)
+		}
+		m := b.Metrics()
+		assert.Equal(t, 2, m.SlowCalls, "the executor measured each attempt for the breaker")
+		assert.Equal(t, StateOpen, m.State)
+		b.Reset()
+
+		// A server's hint, carried by the attempt's error, sets the open
+		// duration.
+		hinted := MustNewBreaker(WithConsecutiveFailures(1), WithOpenFromHint(time.Hour))
+		ex = MustNew(WithBreaker(hinted), WithAttempts(1))
+		_, err := Do(t.Context(), func(context.Context) (int, error) {
+			return 0, RetryAfter(errBrBoom, 42*time.Second)
+		}, ex)
+		require.ErrorIs(t, err, errBrBoom)
+		assert.Equal(t, time.Now().Add(42*time.Second), hinted.Snapshot().OpenUntil)
+		hinted.Reset()
+	})
+}
