@@ -134,10 +134,13 @@ func TestBreakersIdle(t *testing.T) {
 		busy := s.Get("busy")
 		held := s.Get("held")
 		held.ForceOpen()
-		for range 4 { // 20s: busy is used every 5s
+		for i := range 4 { // 20s: busy is used every 5s
 			time.Sleep(5 * time.Second)
 			synctest.Wait()
 			s.Get("busy")
+			if i == 1 {
+				assert.Equal(t, 3, s.Len(), "10s unused: kept")
+			}
 		}
 		assert.Equal(t, 2, s.Len(), "idle forgotten after between 10s and 15s unused")
 		assert.NotSame(t, idle, s.Get("idle"))
