@@ -44,8 +44,9 @@ func (Transition) isEvent()   {}
 // order the events happen, on the caller's goroutine. fn must be safe for
 // concurrent use when the executor is shared.
 //
-// Each event is boxed into an [Event] interface, which allocates; code that
-// must not allocate per event (a metrics adapter) sets [Hooks] directly.
+// Each event is boxed into an [Event] interface, which allocates when fn
+// keeps the event or lets it escape; code that must not allocate per event
+// (a metrics adapter) sets [Hooks] directly.
 // A nil fn returns empty Hooks, which cost nothing.
 func Observe(fn func(Event)) Hooks {
 	if fn == nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -506,6 +508,34 @@ func TestHotPathAllocs(t *testing.T) {
 				_, _ = resilient.Do(ctx, ok, tc.ex)
 			})
 			assert.Zero(t, allocs)
+		})
+	}
+}
+
+// BenchmarkObserveHooks measures what each way of observing adds to a
+// successful call through a prebuilt executor.
+func BenchmarkObserveHooks(b *testing.B) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	debug := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ok := func(context.Context) (int, error) { return 1, nil }
+	cases := []struct {
+		name string
+		h    resilient.Hooks
+	}{
+		{"none", resilient.Hooks{}},
+		{"text-metrics", resilient.NewTextMetrics().Hooks()},
+		{"slog-info", resilient.SlogHooks(quiet)},
+		{"slog-debug", resilient.SlogHooks(debug)},
+		{"observe", resilient.Observe(func(resilient.Event) {})},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			ex := resilient.MustNew(resilient.WithName("api"), resilient.WithHooks(tc.h))
+			ctx := b.Context()
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = resilient.Do(ctx, ok, ex)
+			}
 		})
 	}
 }
