@@ -16,7 +16,9 @@ const (
 	// Brownout fails a share of requests with 503, delays some (latency
 	// spikes, slow headers) and resets a few connections mid-body.
 	Brownout
-	// Throttling answers a share of requests with 429 and a Retry-After.
+	// Throttling answers a share of requests with 429 and a Retry-After,
+	// and every request that comes back sooner than its Retry-After
+	// allowed.
 	Throttling
 	// Outage serves nothing: connections are refused, or every request
 	// gets 503 (see [OutageMode]).

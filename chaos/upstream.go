@@ -364,10 +364,17 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.n++
 	n := st.n
-	if now.Before(st.notBefore) {
+	early := now.Before(st.notBefore)
+	if early {
 		ps.EarlyRetries++
 	}
 	d := u.cfg.Decide(pi, id, n)
+	if early && d.Fault != Throttled && u.cfg.Timeline[pi].Kind == Throttling {
+		// Decision: as rate limiters do, a request that comes back sooner
+		// than it was told is throttled again, whatever its draw, with the
+		// shortest hint, in seconds.
+		d = Decision{Fault: Throttled, RetryAfter: u.cfg.RetryAfter[0]}
+	}
 	switch d.Fault {
 	case Down:
 		ps.Down++

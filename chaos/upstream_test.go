@@ -155,8 +155,9 @@ func TestUpstreamCountsEarlyRetries(t *testing.T) {
 				assert.Equal(t, tt.wantHeader, rec.Header().Get("Retry-After"))
 
 				time.Sleep(t0.Add(tt.wantWait - time.Millisecond).Sub(time.Now()))
-				serve(u, "GET", "a", "") // too soon: counted, throttled again
+				rec, _ = serve(u, "GET", "a", "") // too soon: counted, throttled again
 				assert.Equal(t, 1, u.Stats().Total.EarlyRetries)
+				assert.Equal(t, 429, rec.Code)
 
 				serve(u, "GET", "b", "") // another id owes nothing
 				assert.Equal(t, 1, u.Stats().Total.EarlyRetries)
@@ -292,4 +293,41 @@ func TestUpstreamResetsMidBody(t *testing.T) {
 	assert.Equal(t, 1, u.Stats().Total.Executed, "its work was done")
 	require.NoError(t, u.Close())
 	assert.Equal(t, 1, u.Stats().Total.Received, "counters stay readable")
+}
+
+func TestUpstreamThrottlesEarlyRetriesAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := clean()
+		c.Timeline = Timeline{{Throttling, time.Hour}}
+		c.Profiles[Throttling] = Profile{Throttled: 0.5}
+		c.RetryAfter = []time.Duration{time.Second}
+		c.DateShare = 0
+		// An id whose first arrival is throttled and whose second is not.
+		id := ""
+		for i := 0; id == ""; i++ {
+			cand := strconv.Itoa(i)
+			if c.Decide(0, cand, 1).Fault == Throttled && c.Decide(0, cand, 2).Fault == None {
+				id = cand
+			}
+		}
+		tests := []struct {
+			name  string
+			after time.Duration
+			code  int
+			early int
+		}{
+			{"too soon: throttled again", 500 * time.Millisecond, 429, 1},
+			{"on time: served", time.Second, 200, 0},
+		}
+		for _, tt := range tests {
+			u, err := New(c)
+			require.NoError(t, err)
+			rec, _ := serve(u, "GET", id, "")
+			require.Equal(t, 429, rec.Code)
+			time.Sleep(tt.after)
+			rec, _ = serve(u, "GET", id, "")
+			assert.Equal(t, tt.code, rec.Code, tt.name)
+			assert.Equal(t, tt.early, u.Stats().Total.EarlyRetries, tt.name)
+		}
+	})
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 )
 
@@ -64,7 +66,11 @@ type counting struct {
 
 func (c *counting) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.rec.attempt()
-	return c.base.RoundTrip(req)
+	resp, err := c.base.RoundTrip(req)
+	if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+		c.rec.refused.Add(1)
+	}
+	return resp, err
 }
 
 // plain is http.Client as most code uses it: one attempt, the caller's
@@ -122,4 +128,6 @@ func naive(_ *config, base http.RoundTripper, _ *recorder) (doFunc, error) {
 var clientKinds = []clientKind{
 	{"plain", "net/http Client: one attempt per request", plain},
 	{"naive", "hand-written loop: 4 attempts 100ms apart, 1s client timeout, any method, no jitter, no Retry-After, no breaker, no budget", naive},
+	{"httpx", "the library's httpx client with its defaults: 4 attempts, exponential backoff with full jitter, Retry-After honoured", httpxDefaults},
+	{"tuned", "httpx with a breaker, a retry budget (20%), a 1s attempt timeout and hedging", tuned},
 }

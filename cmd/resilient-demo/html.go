@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"strings"
 
 	"github.com/resilient-go/resilient/chaos"
@@ -132,9 +133,7 @@ func chart(w io.Writer, tl chaos.Timeline, trans []transition, title, unit strin
 		width, height          = 940, 170
 		left, right, top, foot = 56, 10, 24, 22
 	)
-	if yMax <= 0 {
-		yMax = 1
-	}
+	yMax = niceCeil(yMax)
 	total := tl.Total().Seconds()
 	pw, ph := float64(width-left-right), float64(height-top-foot)
 	x := func(s float64) float64 { return left + pw*s/total }
@@ -196,4 +195,19 @@ func axis(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%.1f", v)
+}
+
+// niceCeil rounds v up to 1, 2, 2.5 or 5 times a power of ten, so that the
+// axis reads well; v <= 0 gives 1.
+func niceCeil(v float64) float64 {
+	if !(v > 0) {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if v <= m*p*(1+1e-9) {
+			return m * p
+		}
+	}
+	return 10 * p
 }

@@ -1,13 +1,79 @@
 package main
 
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/resilient-go/resilient"
+	"github.com/resilient-go/resilient/httpx"
+)
+
+// libraryClients lists the clients built on the library.
+func libraryClients() []string { return []string{"httpx", "tuned"} }
+
+// httpxDefaults is the library's client with its defaults: 4 attempts,
+// exponential backoff with full jitter, Retry-After honoured, POSTs
+// retried only with an Idempotency-Key (or when never sent).
+func httpxDefaults(_ *config, base http.RoundTripper, _ *recorder) (doFunc, error) {
+	return httpx.NewClient(httpx.WithBase(base)).Do, nil
+}
+
+// tuned is the library's client as the README recommends for a shared
+// upstream: a breaker that opens at 75% failures over the last 50 attempts
+// (at least 20) and probes after -open; a retry budget of 20% of requests;
+// a 1s per-attempt timeout; hedging of slow requests after -hedge.
+func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
+	br, err := resilient.NewBreaker(
+		resilient.WithBreakerName("chaos"),
+		resilient.WithFailureRate(0.75),
+		resilient.WithCountWindow(50),
+		resilient.WithMinCalls(20),
+		resilient.WithOpenDuration(cfg.openFor),
+		resilient.WithStateListener(func(t resilient.Transition) {
+			if t.From != t.To { // the first event tells the initial state
+				rec.transition(t.From.String(), t.To.String())
+			}
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	budget, err := resilient.NewBudget(resilient.WithRetryRatio(0.2), resilient.WithRetryBurst(20))
+	if err != nil {
+		return nil, err
+	}
+	ex, err := resilient.New(
+		resilient.WithName("chaos"),
+		resilient.WithAttempts(4),
+		resilient.WithBackoff(resilient.Exponential(50*time.Millisecond, time.Second)),
+		resilient.WithMaxDelay(10*time.Second),
+		resilient.WithBreaker(br),
+		resilient.WithBudget(budget),
+	)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := httpx.NewTransport(httpx.WithExecutor(ex), httpx.WithBase(base), httpx.WithAttemptTimeout(time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return (&http.Client{Transport: tr}).Do, nil
+}
+
 // libraryOutcome names the library's own refusals; "" for other errors.
-func libraryOutcome(error) string { return "" }
+func libraryOutcome(err error) string {
+	switch {
+	case errors.Is(err, resilient.ErrOpen):
+		return "breaker open"
+	case errors.Is(err, resilient.ErrBudgetExhausted):
+		return "budget empty"
+	}
+	return ""
+}
 
 // isRejection reports whether an outcome is the client refusing a request
 // itself, without sending it.
 func isRejection(outcome string) bool {
 	return outcome == "breaker open" || outcome == "budget empty"
 }
-
-// libraryClients lists the clients built on the library.
-func libraryClients() []string { return nil }

@@ -11,6 +11,9 @@ import (
 // outcomeOf names why a logical request got no (complete) response, by
 // errors.Is and errors.As, never by the error's text.
 func outcomeOf(err error) string {
+	if o := libraryOutcome(err); o != "" {
+		return o
+	}
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -23,9 +26,6 @@ func outcomeOf(err error) string {
 		return "reset"
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	}
-	if o := libraryOutcome(err); o != "" {
-		return o
 	}
 	return "error"
 }

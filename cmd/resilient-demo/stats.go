@@ -29,6 +29,8 @@ type ClientFigures struct {
 	Total       PhaseFigures   `json:"total"`
 	// Connections is every connection the client's transport opened.
 	Connections int `json:"connections"`
+	// Refused is every request on the wire whose connection was refused.
+	Refused int `json:"refused_connections"`
 	// OutageUpstream is every request sent on the wire (or connection
 	// tried) during outage phases, and OutageAmplification that per
 	// logical request started in them.
@@ -142,7 +144,7 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 	trans := slices.Clone(rec.transitions)
 	rec.mu.Unlock()
 
-	f := ClientFigures{Name: name, Description: desc, Connections: int(rec.conns.Load()), Transitions: trans}
+	f := ClientFigures{Name: name, Description: desc, Connections: int(rec.conns.Load()), Refused: int(rec.refused.Load()), Transitions: trans}
 	if f.Transitions == nil {
 		f.Transitions = []transition{}
 	}
