@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,7 +64,9 @@ func (p *PanicError) Unwrap() error {
 //
 // The value is shared: every caller gets the same one, and must treat it as
 // read-only (a map, a slice, a pointed-to struct). [WithCopy] gives each
-// caller a copy of its own instead.
+// caller a copy of its own instead. Nothing is lost: [WithRelease] hands
+// back every value that no caller gets (that of an execution every caller
+// left, and with WithCopy the original), so that, say, a body is closed.
 //
 // Decision: Group is its own small implementation rather than a wrapper of
 // golang.org/x/sync/singleflight, which cannot give these guarantees:
@@ -76,6 +79,7 @@ func (p *PanicError) Unwrap() error {
 // is safe for concurrent use and must not be copied after first use.
 type Group[K comparable, T any] struct {
 	copy    func(T) T
+	release func(T)
 	timeout time.Duration
 
 	mu sync.Mutex
@@ -89,8 +93,13 @@ type flight[T any] struct {
 	stop   context.CancelFunc // of the time limit, or nil
 	done   chan struct{}      // closed when the fields below are set
 
-	waiters int // callers still waiting; guarded by the group's mu
-	joined  int // callers that joined, in all; guarded by the group's mu, final once done
+	waiters  int  // callers still waiting; guarded by the group's mu
+	joined   int  // callers that joined, in all; guarded by the group's mu, final once done
+	finished bool // fn has ended; guarded by the group's mu
+	// receivers is how many callers take the result: the waiters left
+	// when fn ended. Each takes it after done is closed; with a copy, the
+	// last one to have copied releases the original.
+	receivers atomic.Int64
 
 	val      T
 	err      error
@@ -103,15 +112,17 @@ type GroupOption func(*groupConfig) error
 
 type groupConfig struct {
 	copy    any // func(T) T, checked by NewGroup
+	release any // func(T), checked by NewGroup
 	timeout time.Duration
 }
 
 // WithCopy gives every caller of a [Group] its own copy of the shared
 // value: copy is called once per caller that gets the value (also a caller
 // that was alone, and also with an error or a zero value), on that caller's
-// goroutine, and the original is never handed out. copy must only read its
-// argument, as the callers' copies are made concurrently. T must be the
-// group's value type; nil removes the copy.
+// goroutine, and the original is never handed out (see [WithRelease] to
+// release it). copy must only read its argument, as the callers' copies
+// are made concurrently. T must be the group's value type; nil removes the
+// copy.
 func WithCopy[T any](copy func(T) T) GroupOption {
 	return func(c *groupConfig) error {
 		if copy == nil {
@@ -119,6 +130,24 @@ func WithCopy[T any](copy func(T) T) GroupOption {
 			return nil
 		}
 		c.copy = copy
+		return nil
+	}
+}
+
+// WithRelease sets the release hook of a [Group]'s values that no caller
+// gets: the value of an execution that every caller left before it ended
+// (a response body nobody will read), and, with [WithCopy], the original
+// once every caller has its copy. release runs once per such value, also
+// with an error or a zero value: on the execution's goroutine when nobody
+// waited, or on the goroutine of the last caller to copy. It must not
+// panic. T must be the group's value type; nil removes the hook.
+func WithRelease[T any](release func(T)) GroupOption {
+	return func(c *groupConfig) error {
+		if release == nil {
+			c.release = nil // not a typed nil func, which NewGroup would take for one
+			return nil
+		}
+		c.release = release
 		return nil
 	}
 }
@@ -158,6 +187,14 @@ func NewGroup[K comparable, T any](opts ...GroupOption) (*Group[K, T], error) {
 			return nil, fmt.Errorf("resilient: WithCopy: copy is a %T, the group's values are %T", c.copy, t)
 		}
 		g.copy = f
+	}
+	if c.release != nil {
+		f, ok := c.release.(func(T))
+		if !ok {
+			var t T
+			return nil, fmt.Errorf("resilient: WithRelease: release is a %T, the group's values are %T", c.release, t)
+		}
+		g.release = f
 	}
 	return g, nil
 }
@@ -241,8 +278,14 @@ func (g *Group[K, T]) run(key K, f *flight[T], fn func(context.Context) (T, erro
 		if g.m[key] == f {
 			delete(g.m, key)
 		}
+		f.finished = true
+		receivers := f.waiters
+		f.receivers.Store(int64(receivers))
 		g.mu.Unlock()
 		close(f.done)
+		if receivers == 0 && g.release != nil && returned {
+			g.release(f.val) // nobody is left to take it
+		}
 		if f.stop != nil {
 			f.stop()
 		}
@@ -257,12 +300,12 @@ func (g *Group[K, T]) wait(ctx context.Context, key K, f *flight[T]) (v T, share
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		select {
-		case <-f.done: // both ready: the result is worth more than the error
-		default:
-			g.leave(key, f)
+		if g.leave(key, f) {
 			return v, false, joinCause(ctx.Err(), context.Cause(ctx))
 		}
+		// fn ended first and counted us as a receiver: take the result,
+		// which is worth more than the error.
+		<-f.done
 	}
 	// f.joined is final: the execution left the map, under g.mu, before
 	// done was closed.
@@ -276,21 +319,29 @@ func (g *Group[K, T]) wait(ctx context.Context, key K, f *flight[T]) (v T, share
 	v = f.val
 	if g.copy != nil {
 		v = g.copy(v)
+		if f.receivers.Add(-1) == 0 && g.release != nil {
+			g.release(f.val) // every receiver has its copy
+		}
 	}
 	return v, shared, f.err
 }
 
-// leave drops a caller from f; the last one to leave cancels it, and takes
-// it out of the map at once, so that no later caller joins it.
-func (g *Group[K, T]) leave(key K, f *flight[T]) {
+// leave drops a caller from f, unless fn has already ended (then false:
+// the caller was counted as a receiver and must take the result). The last
+// caller to leave cancels f, and takes it out of the map at once, so that
+// no later caller joins it.
+func (g *Group[K, T]) leave(key K, f *flight[T]) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if f.finished {
+		return false
+	}
 	f.waiters--
-	if f.waiters > 0 {
-		return
+	if f.waiters == 0 {
+		if g.m[key] == f {
+			delete(g.m, key)
+		}
+		f.cancel(ErrAbandoned)
 	}
-	if g.m[key] == f {
-		delete(g.m, key)
-	}
-	f.cancel(ErrAbandoned)
+	return true
 }

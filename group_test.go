@@ -520,3 +520,138 @@ func TestGroupHammer(t *testing.T) {
 		return true
 	}, 5*time.Second, time.Millisecond)
 }
+
+// TestGroupRelease: a value nobody takes goes to the release hook, once;
+// a value that callers take does not.
+func TestGroupRelease(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tests := []struct {
+		name     string
+		copy     bool
+		leave    bool // every caller leaves before fn ends
+		released int
+		copies   int
+	}{
+		{"taken", false, false, 0, 0},
+		{"abandoned", false, true, 1, 0},
+		{"copied, original released", true, false, 1, 3},
+		{"copied but abandoned", true, true, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var released []string
+				var copies atomic.Int32
+				opts := []resilient.GroupOption{resilient.WithRelease(func(v string) { released = append(released, v) })}
+				if tt.copy {
+					opts = append(opts, resilient.WithCopy(func(v string) string { copies.Add(1); return v + "'" }))
+				}
+				g := resilient.MustNewGroup[string, string](opts...)
+				release := make(chan struct{})
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				ctxs := []context.Context{ctx, ctx, ctx}
+				res := groupJoin(t, g, ctxs, "k", func(context.Context) (string, error) {
+					<-release
+					return "body", nil
+				})
+				if tt.leave {
+					cancel()
+					for _, c := range res {
+						assert.ErrorIs(t, (<-c).err, context.Canceled)
+					}
+				}
+				close(release)
+				synctest.Wait()
+				if !tt.leave {
+					for _, c := range res {
+						r := <-c
+						require.NoError(t, r.err)
+						assert.True(t, r.v == "body" || tt.copy && r.v == "body'")
+					}
+				}
+				assert.Len(t, released, tt.released)
+				for _, v := range released {
+					assert.Equal(t, "body", v)
+				}
+				assert.Equal(t, int32(tt.copies), copies.Load())
+			})
+		})
+	}
+	_, err := resilient.NewGroup[int, []byte](resilient.WithRelease(func(string) {}))
+	require.Error(t, err)
+	assert.Equal(t, "resilient: WithRelease: release is a func(string), the group's values are []uint8", err.Error())
+}
+
+// TestGroupNothingLost: under many goroutines and random departures, every
+// value an execution returns is taken by a caller or released, never both,
+// never twice.
+func TestGroupNothingLost(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, withCopy := range []bool{false, true} {
+		t.Run(fmt.Sprint("copy=", withCopy), func(t *testing.T) {
+			var mu sync.Mutex
+			taken := map[int64]int{}
+			released := map[int64]int{}
+			var produced atomic.Int64
+			opts := []resilient.GroupOption{resilient.WithRelease(func(v *int64) {
+				mu.Lock()
+				released[*v]++
+				mu.Unlock()
+			})}
+			if withCopy {
+				opts = append(opts, resilient.WithCopy(func(v *int64) *int64 { c := *v; return &c }))
+			}
+			g := resilient.MustNewGroup[int, *int64](opts...)
+			var wg sync.WaitGroup
+			for i := range 32 {
+				wg.Go(func() {
+					r := rand.New(rand.NewPCG(uint64(i), 11))
+					for range 200 {
+						ctx, cancel := context.WithCancel(context.Background())
+						if r.IntN(3) == 0 {
+							go cancel()
+						}
+						v, err := g.Do(ctx, r.IntN(3), func(context.Context) (*int64, error) {
+							runtime.Gosched()
+							id := produced.Add(1)
+							return &id, nil
+						})
+						cancel()
+						if err == nil {
+							mu.Lock()
+							taken[*v]++
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			wg.Wait()
+			require.Eventually(t, func() bool { // abandoned executions end on their own
+				mu.Lock()
+				defer mu.Unlock()
+				n := 0
+				for id := range produced.Load() {
+					if taken[id+1] > 0 || released[id+1] > 0 {
+						n++
+					}
+				}
+				return int64(n) == produced.Load()
+			}, 5*time.Second, time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			for id, n := range released {
+				assert.Equal(t, 1, n, "value %d released %d times", id, n)
+				if !withCopy {
+					assert.Zero(t, taken[id], "value %d both taken and released", id)
+				}
+			}
+			if withCopy {
+				assert.Len(t, released, int(produced.Load()), "every original is released")
+			} else {
+				assert.Len(t, released, int(produced.Load())-len(taken))
+			}
+			t.Logf("produced %d, taken %d distinct, released %d", produced.Load(), len(taken), len(released))
+		})
+	}
+}
