@@ -1,7 +1,6 @@
 package httpx_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -141,16 +140,4 @@ func ExampleStatusOutcome() {
 	// 429 retry
 	// 501 fail
 	// 503 retry
-}
-
-func ExampleGet() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := httpx.Get(ctx, "http://127.0.0.1:0/") // port 0: nothing can listen there
-	var rerr *resilient.Error
-	if errors.As(err, &rerr) {
-		fmt.Println("no response after", rerr.Attempts, "attempts; connection refused:", httpx.NeverSent(err))
-		return
-	}
-	resp.Body.Close()
 }
