@@ -43,7 +43,11 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "client\tsuccess\tbrownout\toutage ampl\tafter open\topen p50\trecovery\t429 p50/max\tearly\tdup POST\tconns\t")
+	hdr := "client\tsuccess\tbrownout\toutage ampl\tafter open\topen p50\trecovery\t429 p50/max\t"
+	if server {
+		hdr += "early\tdup POST\t"
+	}
+	fmt.Fprintln(tw, hdr+"conns\t")
 	for _, c := range f.Clients {
 		brown := "-"
 		for _, p := range c.Phases {
@@ -65,12 +69,12 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 		if c.Throttled.Count > 0 {
 			thr = msStr(c.Throttled.P50Ms) + "/" + msStr(c.Throttled.MaxMs)
 		}
-		early, dup := "-", "-"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t", c.Name, pct(c.Total.Success, c.Total.Requests), brown,
+			c.OutageAmplification, afterOpen, openP50, rec, thr)
 		if c.Total.Server != nil {
-			early, dup = fmt.Sprint(c.Total.Server.EarlyRetries), fmt.Sprint(c.Total.Server.Duplicates)
+			fmt.Fprintf(tw, "%d\t%d\t", c.Total.Server.EarlyRetries, c.Total.Server.Duplicates)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", c.Name, pct(c.Total.Success, c.Total.Requests), brown,
-			c.OutageAmplification, afterOpen, openP50, rec, thr, early, dup, c.Connections)
+		fmt.Fprintf(tw, "%d\t\n", c.Connections)
 	}
 	tw.Flush()
 	fmt.Fprint(w, `
@@ -78,7 +82,8 @@ reqs: logical requests started in the phase; upstream: requests sent on the wire
 tried) in the phase; ampl: upstream / reqs; breaker: breaker transitions; early: requests that came
 back sooner than a Retry-After allowed; dup POST: POSTs executed twice; after open: amplification
 in the outage once the breaker opened; open p50: latency of the requests it refused; recovery: from
-the end of the outage to the first success; 429 p50/max: latency of requests answered with a 429.
+the end of the outage to the first success; 429 p50/max: latency of requests answered with a 429;
+conns: connections opened.
 `)
 }
 
