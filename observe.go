@@ -164,6 +164,11 @@ var latencyBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 
 // The zero value is not usable; build one with [NewTextMetrics]. A
 // TextMetrics is safe for concurrent use; counting takes no lock and does
 // not allocate once a name has been seen.
+//
+// Decision: TextMetrics is an io.WriterTo, not an http.Handler. The core
+// package does not import net/http (a program that retries database calls
+// should not link an HTTP stack for its metrics); the handler is three
+// lines in the program, as in the example.
 type TextMetrics struct {
 	executors nameTable[textSeries]
 	breakers  nameTable[breakerSeries]

@@ -12,6 +12,9 @@ import (
 
 	prom "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -291,6 +294,36 @@ resilient_breaker_transitions_total{breaker="b.example",state="forced-open"} 1
 	n, err := testutil.GatherAndCount(reg, "resilient_breaker_state")
 	require.NoError(t, err)
 	assert.Equal(t, 2*5, n, "a state gauge per state for each of the two named breakers, none for the overflow")
+}
+
+// TestTextMetricsLint parses the core's TextMetrics output with the
+// Prometheus text parser and lints it: the stdlib exposition is valid and
+// follows the naming conventions too.
+func TestTextMetricsLint(t *testing.T) {
+	text := resilient.NewTextMetrics()
+	br := resilient.MustNewBreaker(resilient.WithStateListener(text.OnTransition))
+	br.ForceOpen()
+	ex := resilient.MustNew(resilient.WithName("api"), resilient.WithAttempts(2),
+		resilient.WithBackoff(resilient.Constant(0)), resilient.WithHooks(text.Hooks()))
+	_, _ = resilient.Do(t.Context(), script(0, errFlaky, errFlaky), ex)
+	_, _ = resilient.Do(t.Context(), script(0), ex, resilient.WithBreaker(br))
+	var out strings.Builder
+	_, err := text.WriteTo(&out)
+	require.NoError(t, err)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(out.String()))
+	require.NoError(t, err)
+	require.Len(t, families, 8)
+	gatherer := prom.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		fs := make([]*dto.MetricFamily, 0, len(families))
+		for _, f := range families {
+			fs = append(fs, f)
+		}
+		return fs, nil
+	})
+	problems, err := testutil.GatherAndLint(gatherer)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
 }
 
 func TestMetricsLint(t *testing.T) {
