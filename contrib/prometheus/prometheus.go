@@ -348,13 +348,15 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 
 // nameTable maps names to their series, at most max of them and the
 // overflow. Lookups of a known name read one atomic pointer and a map: no
-// lock, no allocation. Adding a name copies the map, under mu; names are
-// bounded, and so is the copying.
+// lock, no allocation; so do lookups of unknown names once the table is
+// full. Adding a name copies the map, under mu; names are bounded, and so
+// is the copying.
 type nameTable[S any] struct {
 	max   int
 	newS  func(name string) *S
 	mu    sync.Mutex
 	m     atomic.Pointer[map[string]*S]
+	full  atomic.Bool // max names taken: unknown names go to other, no lock
 	other *S
 }
 
@@ -369,6 +371,9 @@ func (t *nameTable[S]) get(name string) *S {
 	if s, ok := (*t.m.Load())[name]; ok {
 		return s
 	}
+	if t.full.Load() {
+		return t.other
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.m.Load()
@@ -376,6 +381,7 @@ func (t *nameTable[S]) get(name string) *S {
 		return s
 	}
 	if len(old) >= t.max {
+		t.full.Store(true)
 		return t.other
 	}
 	s := t.newS(name)
