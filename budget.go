@@ -192,6 +192,8 @@ func (b *Budget) Admit(context.Context, int) (Permit, error) {
 // policy or ended by the caller's own cancellation ([Ignore]) deposits
 // nothing.
 func (b *Budget) Done(_ Permit, r Report) {
+	// Decision: deposit per request that reached the upstream, not per
+	// success (see Budget): an outage then still funds ratio retries.
 	if r.Attempt != 1 || r.Outcome == Ignore {
 		return
 	}

@@ -114,6 +114,9 @@ func (b *Bulkhead) Limit() int { return int(b.limit) }
 func (b *Bulkhead) InFlight() int { return int(b.used.Load()) }
 
 // Admit takes a slot for the attempt, as [Bulkhead.Acquire] does.
+//
+// Decision: per attempt, released in Done, so that no slot is held through
+// a backoff wait (see Bulkhead).
 func (b *Bulkhead) Admit(ctx context.Context, _ int) (Permit, error) {
 	return Permit{}, b.Acquire(ctx)
 }

@@ -213,6 +213,8 @@ func (t *Throttle) Admit(context.Context, int) (Permit, error) {
 // Done counts the attempt: a request, accepted when its outcome is
 // [Success] or [Fail]; an [Ignore] outcome is not counted.
 func (t *Throttle) Done(_ Permit, r Report) {
+	// Decision: a permanent failure was answered by the upstream, so it is
+	// an accept; only transient failures count against it (see Throttle).
 	switch r.Outcome {
 	case Ignore, Unclassified:
 		return
