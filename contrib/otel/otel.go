@@ -74,10 +74,11 @@ const (
 	AttrState       = attribute.Key("resilient.breaker.state")
 )
 
-// DefaultBuckets are the bucket boundaries, in seconds, of the duration
-// histograms unless [WithBuckets] says otherwise: those the HTTP semantic
-// conventions advise for request durations, 5ms to 10s.
-var DefaultBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+// defaultBuckets are the bucket boundaries, in seconds, of the duration
+// histograms unless WithBuckets says otherwise: those the HTTP semantic
+// conventions advise for request durations, 5ms to 10s. Unexported, so
+// that no program can change another's default.
+var defaultBuckets = [...]float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
 // Metrics records the metrics of the executors and breakers it hooks into.
 // It is safe for concurrent use; once a name has been seen, recording its
@@ -156,8 +157,9 @@ func WithMeterProvider(p metric.MeterProvider) Option {
 }
 
 // WithBuckets sets the bucket boundaries, in seconds, of the duration
-// histograms: at least one, strictly increasing. Default [DefaultBuckets].
-// A view of the SDK can override them too.
+// histograms: at least one, strictly increasing. Default: those the HTTP
+// semantic conventions advise, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+// 0.5, 0.75, 1, 2.5, 5, 7.5 and 10. A view of the SDK can override them too.
 func WithBuckets(bounds ...float64) Option {
 	return func(c *config) error {
 		if len(bounds) == 0 {
@@ -192,7 +194,7 @@ func WithMaxNames(n int) Option {
 // is an error that names it, and so is a provider that fails to make an
 // instrument.
 func New(opts ...Option) (*Metrics, error) {
-	c := config{buckets: DefaultBuckets, maxNames: resilient.DefaultMaxNames}
+	c := config{buckets: defaultBuckets[:], maxNames: resilient.DefaultMaxNames}
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("resilient: otel.New: nil option")

@@ -234,7 +234,7 @@ func TestMetricsDefaultBuckets(t *testing.T) {
 				found = true
 				h := mt.Data.(metricdata.Histogram[float64])
 				require.Len(t, h.DataPoints, 1)
-				assert.Equal(t, resilientotel.DefaultBuckets, h.DataPoints[0].Bounds)
+				assert.Equal(t, []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}, h.DataPoints[0].Bounds)
 			}
 		}
 	}
