@@ -194,7 +194,7 @@ func WithMaxNames(n int) Option {
 // is an error that names it, and so is a provider that fails to make an
 // instrument.
 func New(opts ...Option) (*Metrics, error) {
-	c := config{buckets: defaultBuckets[:], maxNames: resilient.DefaultMaxNames}
+	c := config{buckets: append([]float64(nil), defaultBuckets[:]...), maxNames: resilient.DefaultMaxNames}
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("resilient: otel.New: nil option")
