@@ -64,7 +64,9 @@ func Observe(fn func(Event)) Hooks {
 // [WithStateListener]). A nil fn is refused when the breaker is built.
 func ObserveBreaker(fn func(Event)) BreakerOption {
 	if fn == nil {
-		return WithStateListener(nil)
+		return breakerOptionFunc(func(*breakerConfig) error {
+			return errors.New("resilient: ObserveBreaker: nil function")
+		})
 	}
 	return WithStateListener(func(t Transition) { fn(t) })
 }

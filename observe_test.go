@@ -197,7 +197,7 @@ func TestObserveBreaker(t *testing.T) {
 			{resilient.StateClosed, resilient.StateOpen},
 		}, got)
 		_, err = resilient.NewBreaker(resilient.ObserveBreaker(nil))
-		assert.Error(t, err)
+		assert.EqualError(t, err, "resilient: ObserveBreaker: nil function")
 	})
 }
 
