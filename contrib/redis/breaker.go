@@ -1,0 +1,499 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/resilient-go/resilient"
+)
+
+// Breaker is a circuit breaker shared by every replica that builds one
+// with the same name on the same Redis: when the fleet's calls to an
+// upstream fail, it opens for all of them at once, and in half-open it lets
+// at most N probes through across the whole fleet.
+//
+// It is a [resilient.Policy]: give it to executors with
+// [resilient.WithPolicy]. Each replica's Breaker wraps a local
+// [resilient.Breaker] (see [Breaker.Local]), which makes every decision on
+// the caller's goroutine from memory, and a background goroutine that syncs
+// it with Redis every sync interval ([WithSyncInterval]); see the package
+// documentation for the model and its staleness bound.
+//
+// A Breaker is safe for concurrent use. Its success path in the closed
+// state takes no lock, reads no clock, allocates nothing and makes no Redis
+// call. [Breaker.Close] stops its goroutine.
+type Breaker struct {
+	name    string
+	cfg     *config
+	rdb     goredis.UniversalClient
+	keys    []string
+	local   *resilient.Breaker
+	replica string // this replica's id, in probe permits
+	h       health
+
+	// view is the fleet's state as this replica last learnt it. It is
+	// replaced, never changed, when the state or generation changes; its
+	// counters batch this replica's outcomes until the next sync.
+	view atomic.Pointer[view]
+	seq  atomic.Uint32 // probe permit numbers
+
+	// applyMu orders changes of view and of the local breaker's mirrored
+	// state, so that an older reply never undoes a newer one.
+	applyMu sync.Mutex
+
+	causeMu sync.Mutex // guards cause; taken only with TryLock, on failures
+	cause   string
+
+	closeOnce sync.Once
+	stop      context.CancelFunc
+	done      chan struct{}
+
+	// Shared parameters, as the scripts take them.
+	bucketMS, openMS, openMaxMS, ttlMS, probeMS int64
+}
+
+// view is the fleet's state in one generation.
+type view struct {
+	state resilient.State
+	gen   uint64
+	// refusal is handed to calls refused because every fleet-wide probe
+	// slot is taken.
+	refusal *resilient.OpenError
+	// calls and fails batch this replica's outcomes in this generation;
+	// the sync swaps them to zero and sends them.
+	calls, fails atomic.Int64
+}
+
+// A Permit's token: the local breaker's token in the low 32 bits, then a
+// flag for a fleet-wide probe, then the shared generation (or, for a probe,
+// the permit's number).
+const (
+	tokLocalMask = 1<<32 - 1
+	tokProbe     = 1 << 32
+	tokShift     = 33
+	tokGenMask   = 1<<31 - 1
+)
+
+// NewBreaker builds this replica's share of the fleet breaker name, on
+// rdb. The name must not be empty; opts configure the shared window, its
+// trip condition, the open duration, the probes, the keys and the sync
+// (see [Option]); an invalid option is an error that names it.
+//
+// rdb must be built with ContextTimeoutEnabled set (for a *redis.Client or
+// *redis.ClusterClient this is checked, and an error otherwise), because
+// only then does [WithTimeout] bound every call. The Breaker does not own
+// rdb: close it after the Breaker.
+//
+// NewBreaker reads the shared state once, within the timeout, so that a
+// replica that starts while the fleet's breaker is open starts open.
+//
+// Decision: if Redis cannot be reached, NewBreaker still succeeds, on local
+// state, and reports the degradation through the event hook; it syncs when
+// Redis is back. A replica must be able to start during a Redis outage.
+func NewBreaker(rdb goredis.UniversalClient, name string, opts ...Option) (*Breaker, error) {
+	if err := checkClient("NewBreaker", rdb); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, errors.New("resilient: NewBreaker: name must not be empty")
+	}
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	// The local breaker judges this replica's own calls by the same rules,
+	// and serves alone while Redis is away.
+	local, err := resilient.NewBreaker(append(c.local[:len(c.local):len(c.local)],
+		resilient.WithBreakerName(name),
+		resilient.WithTimeWindow(c.window, c.buckets),
+		resilient.WithFailureRate(c.failureRate),
+		resilient.WithMinCalls(c.minCalls),
+		resilient.WithOpenDuration(c.openDur),
+		resilient.WithHalfOpenProbes(c.probes),
+		resilient.WithHalfOpenSuccesses(c.successes),
+		resilient.WithHalfOpenMaxWait(c.probeTTL),
+	)...)
+	if err != nil {
+		return nil, err
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	b := &Breaker{
+		name:    name,
+		cfg:     c,
+		rdb:     rdb,
+		keys:    []string{c.key(name, "state"), c.key(name, "window"), c.key(name, "probes")},
+		local:   local,
+		replica: hex.EncodeToString(id[:]),
+		h:       health{component: "breaker", name: name, onEvent: c.onEvent},
+
+		bucketMS:  max(int64(c.window/time.Duration(c.buckets)/time.Millisecond), 1),
+		openMS:    c.openDur.Milliseconds(),
+		openMaxMS: c.openMax.Milliseconds(),
+		ttlMS:     c.ttl.Milliseconds(),
+		probeMS:   c.probeTTL.Milliseconds(),
+	}
+	b.view.Store(b.newView(resilient.StateClosed, 0, ""))
+	ctx, stop := context.WithCancel(context.Background())
+	b.stop, b.done = stop, make(chan struct{})
+	_ = b.sync(ctx)
+	go b.loop(ctx)
+	return b, nil
+}
+
+// MustNewBreaker is like [NewBreaker] but panics on an invalid argument.
+func MustNewBreaker(rdb goredis.UniversalClient, name string, opts ...Option) *Breaker {
+	b, err := NewBreaker(rdb, name, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func (b *Breaker) newView(s resilient.State, gen uint64, cause string) *view {
+	var c error
+	if cause != "" {
+		c = causeError(cause)
+	}
+	return &view{state: s, gen: gen & tokGenMask,
+		refusal: &resilient.OpenError{Name: b.name, State: resilient.StateHalfOpen, Cause: c}}
+}
+
+// causeError is a cause read from Redis: only its message.
+type causeError string
+
+func (e causeError) Error() string { return string(e) }
+
+// Name returns the breaker's name.
+func (b *Breaker) Name() string { return b.name }
+
+// Local returns the replica's local breaker. It mirrors the fleet's state
+// (open, half-open, closed), and also judges this replica's own calls: it
+// may open on its own before the fleet's window trips. Use it to read
+// [resilient.Breaker.State] and [resilient.Breaker.Metrics]; its manual
+// controls act on this replica only (see [Breaker.ForceOpen] for the
+// fleet's).
+func (b *Breaker) Local() *resilient.Breaker { return b.local }
+
+// State returns the fleet's state as this replica last learnt it (at most
+// a sync interval old, or older while Redis is away).
+func (b *Breaker) State() resilient.State { return b.view.Load().state }
+
+// Degraded reports whether the breaker has lost Redis and decides on local
+// state alone.
+func (b *Breaker) Degraded() bool { return b.h.degraded.Load() }
+
+// Admit implements [resilient.Policy]. The local breaker decides first (a
+// refusal costs no Redis call); in the fleet's closed state that is all.
+// While the fleet is open past its open duration or half-open, a call the
+// local breaker admits must also win one of the fleet's probe slots, one
+// Redis call within the timeout.
+func (b *Breaker) Admit(ctx context.Context, _ int) (resilient.Permit, error) {
+	lp, err := b.local.Allow()
+	if err != nil {
+		return resilient.Permit{}, err
+	}
+	v := b.view.Load()
+	if v.state == resilient.StateClosed || v.state == resilient.StateDisabled || b.h.degraded.Load() {
+		return resilient.Permit{Token: v.gen<<tokShift | lp.Token}, nil
+	}
+	return b.admitProbe(ctx, v, lp)
+}
+
+func (b *Breaker) admitProbe(ctx context.Context, v *view, lp resilient.Permit) (resilient.Permit, error) {
+	seq := uint64(b.seq.Add(1)) & tokGenMask
+	r, err := b.run(ctx, "probe", probeScript, b.member(seq), b.probeMS, b.cfg.probes, b.ttlMS)
+	if err != nil {
+		// Fallback: the local breaker, which admitted the call, decides.
+		return resilient.Permit{Token: v.gen<<tokShift | lp.Token}, nil
+	}
+	nv := b.apply(r)
+	switch {
+	case r.extra == 1:
+		return resilient.Permit{Token: seq<<tokShift | tokProbe | lp.Token}, nil
+	case nv.state == resilient.StateClosed || nv.state == resilient.StateDisabled:
+		// The fleet closed meanwhile: an ordinary call.
+		return resilient.Permit{Token: nv.gen<<tokShift | lp.Token}, nil
+	}
+	b.local.Done(lp, resilient.Report{Outcome: resilient.Ignore})
+	switch nv.state {
+	case resilient.StateOpen:
+		// This replica's clock ran ahead of the server's: still open.
+		return resilient.Permit{}, &resilient.OpenError{Name: b.name, State: resilient.StateOpen,
+			Until: r.arrivedAt.Add(r.left), Cause: nv.refusal.Cause}
+	case resilient.StateForcedOpen:
+		return resilient.Permit{}, &resilient.OpenError{Name: b.name, State: resilient.StateForcedOpen}
+	}
+	return resilient.Permit{}, nv.refusal
+}
+
+func (b *Breaker) member(seq uint64) string {
+	return b.replica + ":" + strconv.FormatUint(seq, 10)
+}
+
+// Done implements [resilient.Policy]: the local breaker learns the outcome
+// at once; the fleet learns it at the next sync (a counter add), or, for a
+// fleet-wide probe, now (one Redis call within the timeout).
+func (b *Breaker) Done(p resilient.Permit, r resilient.Report) {
+	b.local.Done(resilient.Permit{Token: p.Token & tokLocalMask}, r)
+	if p.Token&tokProbe != 0 {
+		b.probeDone(p.Token>>tokShift, r)
+		return
+	}
+	v := b.view.Load()
+	if v.gen != p.Token>>tokShift {
+		return // admitted in another generation
+	}
+	switch r.Outcome {
+	case resilient.Success:
+		v.calls.Add(1)
+	case resilient.Retry, resilient.Fail:
+		v.calls.Add(1)
+		v.fails.Add(1)
+		b.noteCause(r.Err)
+	}
+}
+
+// NeedsDuration implements [resilient.DurationPolicy] for the local
+// breaker.
+func (b *Breaker) NeedsDuration() bool { return b.local.NeedsDuration() }
+
+func (b *Breaker) noteCause(err error) {
+	if err == nil || !b.causeMu.TryLock() {
+		return
+	}
+	if b.cause == "" {
+		b.cause = truncate(err.Error())
+	}
+	b.causeMu.Unlock()
+}
+
+func (b *Breaker) takeCause() string {
+	b.causeMu.Lock()
+	defer b.causeMu.Unlock()
+	c := b.cause
+	b.cause = ""
+	return c
+}
+
+func (b *Breaker) probeDone(seq uint64, r resilient.Report) {
+	result, cause := "2", ""
+	switch r.Outcome {
+	case resilient.Success:
+		result = "1"
+	case resilient.Retry, resilient.Fail:
+		result = "0"
+		if r.Err != nil {
+			cause = truncate(r.Err.Error())
+		}
+	}
+	// The caller's context is gone by now; the timeout bounds the call.
+	res, err := b.run(context.Background(), "probe-done", probeDoneScript,
+		b.member(seq), result, b.cfg.successes, b.openMS, b.openMaxMS, b.ttlMS, cause)
+	if err == nil {
+		b.apply(res)
+	}
+	// On failure the permit expires by its TTL.
+}
+
+// ForceOpen opens the breaker for the whole fleet until [Breaker.Reset]:
+// every replica refuses every call from its next sync. It needs Redis: an
+// error means nothing changed fleet-wide (use the local breaker's
+// controls, through [Breaker.Local], for this replica alone).
+func (b *Breaker) ForceOpen(ctx context.Context) error {
+	return b.control(ctx, resilient.StateForcedOpen)
+}
+
+// Disable keeps the breaker closed for the whole fleet until
+// [Breaker.Reset]: calls are still counted but never open it.
+func (b *Breaker) Disable(ctx context.Context) error {
+	return b.control(ctx, resilient.StateDisabled)
+}
+
+// Reset closes the breaker for the whole fleet, with a fresh window; it
+// ends a ForceOpen or a Disable.
+func (b *Breaker) Reset(ctx context.Context) error {
+	return b.control(ctx, resilient.StateClosed)
+}
+
+func (b *Breaker) control(ctx context.Context, to resilient.State) error {
+	r, err := b.run(ctx, "control", controlScript, int(to), b.openMS, b.ttlMS)
+	if err != nil {
+		return fmt.Errorf("resilient: breaker %q: %w", b.name, err)
+	}
+	b.apply(r)
+	return nil
+}
+
+// Close stops the breaker's background sync, after a last flush of the
+// batched counts (within the timeout). It does not close the Redis client.
+// Calls may still go through the breaker after Close, on local state.
+// Close is idempotent.
+func (b *Breaker) Close() error {
+	b.closeOnce.Do(func() {
+		b.stop()
+		<-b.done
+		_ = b.sync(context.Background())
+	})
+	return nil
+}
+
+func (b *Breaker) loop(ctx context.Context) {
+	defer close(b.done)
+	t := time.NewTicker(b.cfg.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = b.sync(ctx)
+		}
+	}
+}
+
+// sync flushes the batched counts of the current generation and applies
+// the fleet's state.
+func (b *Breaker) sync(ctx context.Context) error {
+	v := b.view.Load()
+	calls, fails := v.calls.Swap(0), v.fails.Swap(0)
+	cause := ""
+	if fails > 0 {
+		cause = b.takeCause()
+	}
+	r, err := b.run(ctx, "sync", syncScript, v.gen, calls, fails, b.bucketMS, b.cfg.buckets,
+		b.cfg.minCalls, b.cfg.failureRate, b.openMS, b.openMaxMS, b.ttlMS, cause)
+	if err != nil {
+		if ctx.Err() == nil {
+			// Kept for the next sync. Decision: counts older than the
+			// window are dropped on recovery (see run), since judging them
+			// as recent could trip the fleet on a past outage.
+			v.calls.Add(calls)
+			v.fails.Add(fails)
+		}
+		return err
+	}
+	b.apply(r)
+	return nil
+}
+
+// reply is what every breaker script returns.
+type reply struct {
+	extra     int64
+	state     resilient.State
+	gen       uint64
+	left      time.Duration
+	cause     string
+	rounds    int
+	inState   time.Duration
+	arrivedAt time.Time
+}
+
+// run runs a script with the timeout, and tracks Redis's health. A failure
+// caused by the caller's own context is not Redis's, and is not reported.
+func (b *Breaker) run(ctx context.Context, op string, s *goredis.Script, args ...any) (reply, error) {
+	res, err := call(ctx, b.cfg.timeout, func(ctx context.Context) ([]any, error) {
+		return s.Run(ctx, b.rdb, b.keys, args...).Slice()
+	})
+	if err == nil {
+		var r reply
+		r, err = parseReply(res)
+		if err == nil {
+			if lost := b.h.ok(op); lost > b.cfg.window {
+				v := b.view.Load()
+				v.calls.Store(0)
+				v.fails.Store(0)
+			}
+			return r, nil
+		}
+	}
+	if ctx.Err() == nil {
+		b.h.fail(op, err)
+	}
+	return reply{}, err
+}
+
+func parseReply(res []any) (reply, error) {
+	if len(res) != 7 {
+		return reply{}, fmt.Errorf("resilient: redis: unexpected script reply %v", res)
+	}
+	n := func(i int) int64 { v, _ := res[i].(int64); return v }
+	cause, _ := res[4].(string)
+	st := resilient.State(n(1))
+	if st > resilient.StateDisabled {
+		return reply{}, fmt.Errorf("resilient: redis: unknown breaker state %d", n(1))
+	}
+	return reply{
+		extra:     n(0),
+		state:     st,
+		gen:       uint64(n(2)) & tokGenMask,
+		left:      time.Duration(n(3)) * time.Millisecond,
+		cause:     cause,
+		rounds:    int(n(5)),
+		inState:   time.Duration(n(6)) * time.Millisecond,
+		arrivedAt: time.Now(),
+	}, nil
+}
+
+// apply makes the fleet's state in r this replica's view, and mirrors it in
+// the local breaker, when its state or generation is new. It returns the
+// current view.
+func (b *Breaker) apply(r reply) *view {
+	b.applyMu.Lock()
+	defer b.applyMu.Unlock()
+	cur := b.view.Load()
+	if cur.gen == r.gen && cur.state == r.state {
+		if r.state == resilient.StateOpen && r.left > 0 && b.local.State() == resilient.StateHalfOpen {
+			// The local open duration ended before the server's: stay open
+			// locally for what the server says is left.
+			b.mirrorOpen(r)
+		}
+		return cur
+	}
+	// Generations only grow, but a key that expired (or a Redis that lost
+	// its data) starts again from 0: a different generation is news either
+	// way, and replies are applied in the order they arrive.
+	nv := b.newView(r.state, r.gen, r.cause)
+	b.view.Store(nv)
+	switch r.state {
+	case resilient.StateClosed:
+		if cur.state != resilient.StateClosed || b.local.State() != resilient.StateClosed {
+			b.local.Reset()
+		}
+	case resilient.StateDisabled:
+		b.local.Disable()
+	case resilient.StateForcedOpen:
+		b.local.ForceOpen()
+	case resilient.StateOpen, resilient.StateHalfOpen:
+		b.mirrorOpen(r)
+	}
+	return nv
+}
+
+// mirrorOpen puts the local breaker in r's open or half-open state.
+func (b *Breaker) mirrorOpen(r reply) {
+	s := resilient.Snapshot{
+		Version: resilient.SnapshotVersion,
+		State:   r.state,
+		Since:   r.arrivedAt.Add(-r.inState),
+		Rounds:  r.rounds,
+		Cause:   r.cause,
+	}
+	if r.state == resilient.StateOpen {
+		s.OpenUntil = r.arrivedAt.Add(r.left)
+	}
+	_ = b.local.Restore(s) // a valid snapshot by construction
+}
+
+var (
+	_ resilient.Policy         = (*Breaker)(nil)
+	_ resilient.DurationPolicy = (*Breaker)(nil)
+)

@@ -1,0 +1,421 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/resilient-go/resilient"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var errUpstream = errors.New("upstream down")
+
+// fast is a configuration with short intervals, for tests on a real Redis.
+func fast(extra ...Option) []Option {
+	return append([]Option{
+		WithSyncInterval(20 * time.Millisecond),
+		WithWindow(10*time.Second, 10),
+		WithMinCalls(10),
+		WithFailureRate(0.5),
+		WithOpenDuration(time.Minute),
+		WithKeyTTL(time.Minute),
+		WithProbeTTL(time.Minute),
+	}, extra...)
+}
+
+func newTestBreaker(t *testing.T, rdb goredis.UniversalClient, name string, opts ...Option) *Breaker {
+	t.Helper()
+	b, err := NewBreaker(rdb, name, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// eventually polls cond every few milliseconds, for at most d.
+func eventually(t *testing.T, d time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	require.Eventually(t, cond, d, 5*time.Millisecond, msg)
+}
+
+func TestTwoReplicasShareATrip(t *testing.T) {
+	srv := startRedis(t, false)
+	a := newTestBreaker(t, srv.Client(), "users", fast()...)
+	b := newTestBreaker(t, srv.Client(), "users", fast()...)
+	exA := resilient.MustNew(resilient.WithAttempts(1), resilient.WithPolicy(a))
+	exB := resilient.MustNew(resilient.WithAttempts(1), resilient.WithPolicy(b))
+	ctx := context.Background()
+
+	// Replica A sees only failures, replica B only successes; B must stop
+	// calling once the fleet's window has tripped, although none of its
+	// own calls failed.
+	var wg sync.WaitGroup
+	var bOK, bRefused atomic.Int64
+	var bErr atomic.Value
+	wg.Go(func() {
+		for range 20 {
+			_ = exA.Run(ctx, func(context.Context) error { return errUpstream })
+		}
+	})
+	wg.Go(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			err := exB.Run(ctx, func(context.Context) error { return nil })
+			if err != nil {
+				bErr.Store(err)
+				bRefused.Add(1)
+				return
+			}
+			bOK.Add(1)
+			time.Sleep(time.Millisecond) // pacing of the traffic, not synchronisation
+		}
+	})
+	wg.Wait()
+
+	require.Equal(t, int64(1), bRefused.Load(), "replica B was never refused")
+	err := bErr.Load().(error)
+	assert.ErrorIs(t, err, resilient.ErrOpen)
+	var oe *resilient.OpenError
+	require.ErrorAs(t, err, &oe)
+	assert.Equal(t, "users", oe.Name)
+	assert.Equal(t, resilient.StateOpen, b.State())
+	assert.Equal(t, resilient.StateOpen, b.Local().State())
+	assert.Zero(t, b.Local().Metrics().Failures, "B's own calls never failed")
+	assert.Greater(t, bOK.Load(), int64(0))
+	assert.Contains(t, oe.Cause.Error(), errUpstream.Error(), "the cause travels with the shared state")
+	assert.InDelta(t, time.Minute.Seconds(), oe.RetryAfter().Seconds(), 5)
+}
+
+// trip makes b's fleet open: 10 failures, then a sync, and waits until b
+// sees the fleet open.
+func trip(t *testing.T, b *Breaker) {
+	t.Helper()
+	for range 10 {
+		p, err := b.Admit(context.Background(), 1)
+		require.NoError(t, err)
+		b.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errUpstream})
+	}
+	eventually(t, 2*time.Second, func() bool { return b.State() == resilient.StateOpen }, "the fleet did not open")
+}
+
+func TestTripReachesOtherReplicaWithinTheSyncInterval(t *testing.T) {
+	srv := startRedis(t, false)
+	const interval = 50 * time.Millisecond
+	a := newTestBreaker(t, srv.Client(), "orders", fast(WithSyncInterval(interval))...)
+	b := newTestBreaker(t, srv.Client(), "orders", fast(WithSyncInterval(interval))...)
+	for range 10 {
+		p, err := a.Admit(context.Background(), 1)
+		require.NoError(t, err)
+		a.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errUpstream})
+	}
+	// A's next sync trips the fleet (≤ 1 interval); B's next sync reads it
+	// (≤ 1 more). Two intervals, plus scheduling slack on a busy machine.
+	start := time.Now()
+	eventually(t, 2*time.Second, func() bool { return b.State() == resilient.StateOpen }, "B never saw the trip")
+	t.Logf("B saw the trip after %v (sync interval %v)", time.Since(start), interval)
+	_, err := b.Admit(context.Background(), 1)
+	assert.ErrorIs(t, err, resilient.ErrOpen)
+}
+
+func TestFleetWideProbeLimit(t *testing.T) {
+	srv := startRedis(t, false)
+	const probes, replicas, workers = 3, 4, 8
+	opts := fast(WithOpenDuration(300*time.Millisecond), WithHalfOpenProbes(probes))
+	rs := make([]*Breaker, replicas)
+	for i := range rs {
+		rs[i] = newTestBreaker(t, srv.Client(), "search", opts...)
+	}
+	// Trip the fleet from replica 0, and wait for every replica to see it.
+	trip(t, rs[0])
+	eventually(t, 2*time.Second, func() bool {
+		for _, r := range rs {
+			if r.State() != resilient.StateOpen {
+				return false
+			}
+		}
+		return true
+	}, "the fleet did not open")
+
+	// Once the open duration has passed, every worker of every replica
+	// hammers Admit and keeps what it is given: never more than probes in
+	// total.
+	var mu sync.Mutex
+	var held []struct {
+		r *Breaker
+		p resilient.Permit
+	}
+	var wg sync.WaitGroup
+	stop := time.Now().Add(1500 * time.Millisecond)
+	for _, r := range rs {
+		for range workers {
+			wg.Go(func() {
+				for time.Now().Before(stop) {
+					p, err := r.Admit(context.Background(), 1)
+					if err == nil {
+						mu.Lock()
+						held = append(held, struct {
+							r *Breaker
+							p resilient.Permit
+						}{r, p})
+						mu.Unlock()
+					} else {
+						assert.ErrorIs(t, err, resilient.ErrOpen)
+					}
+					time.Sleep(time.Millisecond) // pacing, not synchronisation
+				}
+			})
+		}
+	}
+	wg.Wait()
+	require.Len(t, held, probes, "fleet-wide probes admitted")
+
+	// The probes succeed: the fleet closes, for every replica.
+	for _, h := range held {
+		h.r.Done(h.p, resilient.Report{Attempt: 1, Outcome: resilient.Success})
+	}
+	eventually(t, 2*time.Second, func() bool {
+		for _, r := range rs {
+			if r.State() != resilient.StateClosed || r.Local().State() != resilient.StateClosed {
+				return false
+			}
+		}
+		return true
+	}, "the fleet did not close after its probes succeeded")
+}
+
+func TestProbePermitOfADeadReplicaExpires(t *testing.T) {
+	srv := startRedis(t, false)
+	opts := fast(WithOpenDuration(50*time.Millisecond), WithProbeTTL(300*time.Millisecond))
+	dead := newTestBreaker(t, srv.Client(), "pay", opts...)
+	live := newTestBreaker(t, srv.Client(), "pay", opts...)
+	trip(t, dead)
+	eventually(t, 2*time.Second, func() bool { return live.State() == resilient.StateOpen }, "not open")
+	// The dead replica takes the only probe and never reports it.
+	eventually(t, 2*time.Second, func() bool {
+		p, err := dead.Admit(context.Background(), 1)
+		return err == nil && p.Token&tokProbe != 0
+	}, "no fleet-wide probe was admitted")
+	require.NoError(t, dead.Close())
+
+	_, err := live.Admit(context.Background(), 1)
+	require.ErrorIs(t, err, resilient.ErrOpen, "the slot is held")
+	start := time.Now()
+	eventually(t, 3*time.Second, func() bool {
+		p, err := live.Admit(context.Background(), 1)
+		if err != nil {
+			return false
+		}
+		live.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Success})
+		return true
+	}, "the dead replica's probe slot was never freed")
+	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "freed before its TTL")
+	eventually(t, 2*time.Second, func() bool { return live.State() == resilient.StateClosed }, "not closed")
+}
+
+func TestFailedProbeReopensTheFleet(t *testing.T) {
+	srv := startRedis(t, false)
+	opts := fast(WithOpenDuration(100 * time.Millisecond))
+	a := newTestBreaker(t, srv.Client(), "cart", opts...)
+	b := newTestBreaker(t, srv.Client(), "cart", opts...)
+	trip(t, a)
+	var probe resilient.Permit
+	eventually(t, 2*time.Second, func() bool {
+		p, err := a.Admit(context.Background(), 1)
+		probe = p
+		return err == nil && p.Token&tokProbe != 0
+	}, "no fleet-wide probe")
+	a.Done(probe, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errors.New("still down")})
+	assert.Equal(t, resilient.StateOpen, a.State(), "the probe's failure reopens at once")
+	eventually(t, time.Second, func() bool { return b.State() == resilient.StateOpen && b.Local().State() == resilient.StateOpen },
+		"B did not learn of the reopening")
+	_, err := b.Admit(context.Background(), 1)
+	var oe *resilient.OpenError
+	require.ErrorAs(t, err, &oe)
+	assert.Equal(t, "still down", oe.Cause.Error())
+}
+
+func TestManualControlsAreFleetWide(t *testing.T) {
+	srv := startRedis(t, false)
+	a := newTestBreaker(t, srv.Client(), "inv", fast()...)
+	b := newTestBreaker(t, srv.Client(), "inv", fast()...)
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		do    func(context.Context) error
+		state resilient.State
+	}{
+		{"force open", a.ForceOpen, resilient.StateForcedOpen},
+		{"reset", a.Reset, resilient.StateClosed},
+		{"disable", a.Disable, resilient.StateDisabled},
+		{"reset again", a.Reset, resilient.StateClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.NoError(t, tt.do(ctx))
+			eventually(t, 2*time.Second, func() bool {
+				return b.State() == tt.state && b.Local().State() == tt.state
+			}, "replica B did not follow")
+		})
+	}
+	// Disabled: failures are counted but never open it.
+	require.NoError(t, a.Disable(ctx))
+	eventually(t, 2*time.Second, func() bool { return b.State() == resilient.StateDisabled }, "not disabled")
+	for range 20 {
+		p, err := b.Admit(ctx, 1)
+		require.NoError(t, err)
+		b.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errUpstream})
+	}
+	require.NoError(t, b.sync(ctx))
+	assert.Equal(t, resilient.StateDisabled, b.State())
+}
+
+func TestRedisStoppedThenRestarted(t *testing.T) {
+	srv := startRedis(t, false)
+	var mu sync.Mutex
+	var events []Event
+	hook := WithEventHook(func(ev Event) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	})
+	kinds := func() []EventKind {
+		mu.Lock()
+		defer mu.Unlock()
+		var k []EventKind
+		for _, ev := range events {
+			k = append(k, ev.Kind)
+		}
+		return k
+	}
+	a := newTestBreaker(t, srv.Client(), "geo", fast(hook, WithMinCalls(5))...)
+	ex := resilient.MustNew(resilient.WithAttempts(1), resilient.WithPolicy(a))
+	ctx := context.Background()
+	require.NoError(t, ex.Run(ctx, func(context.Context) error { return nil }))
+
+	srv.Stop()
+	// Calls keep working on local state, and quickly: the success path
+	// never waits for Redis.
+	for range 50 {
+		start := time.Now()
+		require.NoError(t, ex.Run(ctx, func(context.Context) error { return nil }))
+		assert.Less(t, time.Since(start), 20*time.Millisecond)
+	}
+	eventually(t, 2*time.Second, func() bool { return a.Degraded() }, "no degradation noticed")
+	assert.Equal(t, []EventKind{EventDegraded}, kinds(), "one event per change")
+	mu.Lock()
+	assert.Equal(t, "breaker", events[0].Component)
+	assert.Equal(t, "geo", events[0].Name)
+	assert.Error(t, events[0].Err)
+	mu.Unlock()
+
+	// The local breaker alone still protects the upstream.
+	opened := false
+	for range 100 {
+		if err := ex.Run(ctx, func(context.Context) error { return errUpstream }); errors.Is(err, resilient.ErrOpen) {
+			opened = true
+			break
+		}
+	}
+	assert.True(t, opened, "the local breaker opens while Redis is away")
+	assert.Equal(t, resilient.StateOpen, a.Local().State())
+	a.Local().Reset()
+
+	srv.Start()
+	eventually(t, 3*time.Second, func() bool { return !a.Degraded() }, "no recovery noticed")
+	assert.Equal(t, []EventKind{EventDegraded, EventRecovered}, kinds())
+
+	// Resynchronised: a fleet-wide change made by another replica reaches it.
+	other := newTestBreaker(t, srv.Client(), "geo", fast()...)
+	require.NoError(t, other.ForceOpen(ctx))
+	eventually(t, 2*time.Second, func() bool { return a.State() == resilient.StateForcedOpen }, "no resync")
+	assert.ErrorIs(t, ex.Run(ctx, func(context.Context) error { return nil }), resilient.ErrOpen)
+}
+
+// A Redis that accepts connections but never answers must not stall the
+// caller beyond the timeout.
+func TestSlowRedisIsBoundedByTheTimeout(t *testing.T) {
+	hole := blackHole(t)
+	rdb := goredis.NewClient(&goredis.Options{Addr: hole, ContextTimeoutEnabled: true, MaxRetries: -1,
+		DisableIdentity: true, Protocol: 2})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var degraded atomic.Int64
+	start := time.Now()
+	b, err := NewBreaker(rdb, "slow", fast(WithTimeout(30*time.Millisecond),
+		WithEventHook(func(Event) { degraded.Add(1) }))...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	assert.Less(t, time.Since(start), time.Second, "NewBreaker waited too long")
+	assert.True(t, b.Degraded())
+	assert.Equal(t, int64(1), degraded.Load())
+	p, err := b.Admit(context.Background(), 1)
+	require.NoError(t, err)
+	b.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Success})
+}
+
+func TestNewBreakerRefusesInvalidArguments(t *testing.T) {
+	srv := startRedis(t, false)
+	rdb := srv.Client()
+	noCtxTimeout := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = noCtxTimeout.Close() })
+	tests := []struct {
+		name string
+		rdb  goredis.UniversalClient
+		key  string
+		opts []Option
+		want string
+	}{
+		{"nil client", nil, "x", nil, "resilient: NewBreaker: nil client"},
+		{"no context timeouts", noCtxTimeout, "x", nil, "ContextTimeoutEnabled"},
+		{"empty name", rdb, "", nil, "resilient: NewBreaker: name must not be empty"},
+		{"nil option", rdb, "x", []Option{nil}, "resilient: redis: nil option"},
+		{"timeout", rdb, "x", []Option{WithTimeout(0)}, "resilient: WithTimeout: d must be > 0, got 0s"},
+		{"interval", rdb, "x", []Option{WithSyncInterval(0)}, "resilient: WithSyncInterval:"},
+		{"rate", rdb, "x", []Option{WithFailureRate(1.5)}, "resilient: WithFailureRate: rate must be in (0, 1], got 1.5"},
+		{"min calls", rdb, "x", []Option{WithMinCalls(0)}, "resilient: WithMinCalls:"},
+		{"window", rdb, "x", []Option{WithWindow(time.Millisecond, 10)}, "resilient: WithWindow:"},
+		{"buckets", rdb, "x", []Option{WithWindow(time.Second, 0)}, "resilient: WithWindow: buckets"},
+		{"open", rdb, "x", []Option{WithOpenDuration(0)}, "resilient: WithOpenDuration:"},
+		{"backoff", rdb, "x", []Option{WithOpenBackoff(time.Second)}, "resilient: WithOpenBackoff: max must be >= the open duration"},
+		{"probes", rdb, "x", []Option{WithHalfOpenProbes(0)}, "resilient: WithHalfOpenProbes:"},
+		{"successes", rdb, "x", []Option{WithHalfOpenSuccesses(-1)}, "resilient: WithHalfOpenSuccesses:"},
+		{"probe ttl", rdb, "x", []Option{WithProbeTTL(0)}, "resilient: WithProbeTTL:"},
+		{"key ttl", rdb, "x", []Option{WithKeyTTL(time.Second)}, "resilient: WithKeyTTL: d must be at least"},
+		{"prefix", rdb, "x", []Option{WithPrefix("a{b")}, "resilient: WithPrefix:"},
+		{"hook", rdb, "x", []Option{WithEventHook(nil)}, "resilient: WithEventHook: nil hook"},
+		{"local option", rdb, "x", []Option{WithLocalOptions(resilient.WithConsecutiveFailures(0))}, "resilient: WithConsecutiveFailures:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b *Breaker
+			var err error
+			require.NotPanics(t, func() { b, err = NewBreaker(tt.rdb, tt.key, tt.opts...) })
+			assert.Nil(t, b)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+	assert.Panics(t, func() { MustNewBreaker(rdb, "") })
+}
+
+func TestSuccessPathAllocatesNothing(t *testing.T) {
+	srv := startRedis(t, false)
+	b := newTestBreaker(t, srv.Client(), "hot", fast()...)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		p, err := b.Admit(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Success})
+	})
+	assert.Zero(t, allocs)
+	ex := resilient.MustNew(resilient.WithPolicy(b))
+	fn := func(context.Context) error { return nil }
+	allocs = testing.AllocsPerRun(1000, func() { _ = ex.Run(ctx, fn) })
+	assert.Zero(t, allocs)
+}
