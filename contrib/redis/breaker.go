@@ -111,7 +111,7 @@ func NewBreaker(rdb goredis.UniversalClient, name string, opts ...Option) (*Brea
 	}
 	// The local breaker judges this replica's own calls by the same rules,
 	// and serves alone while Redis is away.
-	local, err := resilient.NewBreaker(append(c.local[:len(c.local):len(c.local)],
+	local, err := resilient.NewBreaker(append([]resilient.BreakerOption{
 		resilient.WithBreakerName(name),
 		resilient.WithTimeWindow(c.window, c.buckets),
 		resilient.WithFailureRate(c.failureRate),
@@ -120,7 +120,7 @@ func NewBreaker(rdb goredis.UniversalClient, name string, opts ...Option) (*Brea
 		resilient.WithHalfOpenProbes(c.probes),
 		resilient.WithHalfOpenSuccesses(c.successes),
 		resilient.WithHalfOpenMaxWait(c.probeTTL),
-	)...)
+	}, c.local...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -293,8 +293,11 @@ func WithProbeTTL(d time.Duration) Option {
 // WithLocalOptions adds options to the replica's local
 // [resilient.Breaker], such as [resilient.WithStateListener] to watch it
 // (it mirrors the fleet's state) or [resilient.WithConsecutiveFailures].
-// Its window, rate, open duration and probes are set from this package's
-// options, after these. Breaker only.
+// The local breaker is built with this package's window, rate, minimum
+// calls, open duration and probes, then these options, which may change
+// how it judges this replica's own calls (a smaller
+// [resilient.WithMinCalls], say). Listeners run while the fleet's state is
+// being mirrored and must not call the fleet [Breaker]. Breaker only.
 func WithLocalOptions(opts ...resilient.BreakerOption) Option {
 	return func(c *config) error {
 		c.local = append(c.local, opts...)
