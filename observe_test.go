@@ -523,6 +523,9 @@ func BenchmarkObserveHooks(b *testing.B) {
 		h    resilient.Hooks
 	}{
 		{"none", resilient.Hooks{}},
+		// The floor of any hook: the executor then reads the clock around
+		// each attempt and call.
+		{"empty-hook", resilient.Hooks{OnDone: func(resilient.DoneEvent) {}}},
 		{"text-metrics", resilient.NewTextMetrics().Hooks()},
 		{"slog-info", resilient.SlogHooks(quiet)},
 		{"slog-debug", resilient.SlogHooks(debug)},

@@ -478,6 +478,8 @@ func BenchmarkHooks(b *testing.B) {
 		ex   *resilient.Executor
 	}{
 		{"none", resilient.MustNew(resilient.WithName("api"))},
+		// The floor of any hook: the executor then reads the clock.
+		{"empty-hook", resilient.MustNew(resilient.WithName("api"), resilient.WithHooks(resilient.Hooks{OnDone: func(resilient.DoneEvent) {}}))},
 		{"otel", resilient.MustNew(resilient.WithName("api"), resilient.WithHooks(m.Hooks()))},
 	}
 	for _, tc := range cases {
