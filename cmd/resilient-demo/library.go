@@ -22,7 +22,9 @@ func httpxDefaults(_ *config, base http.RoundTripper, _ *recorder) (doFunc, erro
 // tuned is the library's client as the README recommends for a shared
 // upstream: a breaker that opens at 75% failures over the last 50 attempts
 // (at least 20) and probes after -open; a retry budget of 20% of requests;
-// a 1s per-attempt timeout; hedging of slow requests after -hedge.
+// a 1s per-attempt timeout; a second attempt (a hedge) for a request that
+// has not answered after -hedge. httpx never hedges a POST without an
+// Idempotency-Key.
 func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
 	br, err := resilient.NewBreaker(
 		resilient.WithBreakerName("chaos"),
@@ -50,6 +52,7 @@ func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
 		resilient.WithMaxDelay(10*time.Second),
 		resilient.WithBreaker(br),
 		resilient.WithBudget(budget),
+		resilient.WithHedge(cfg.hedgeWait, 2),
 	)
 	if err != nil {
 		return nil, err
