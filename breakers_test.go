@@ -185,3 +185,33 @@ func TestBreakersStore(t *testing.T) {
 		restarted.Get("h1").Reset()
 	})
 }
+
+func TestBreakersHammer(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	const max = 8
+	s := MustNewBreakers(max, time.Hour)
+	var wg sync.WaitGroup
+	for g := range 100 {
+		wg.Go(func() {
+			for i := range 300 {
+				br := s.Get(fmt.Sprint("k", (g*7+i)%32))
+				if !brCall(br, nil) {
+					t.Error("a closed breaker refused a call")
+					return
+				}
+				if n := s.Len(); n > max {
+					t.Errorf("%d breakers held, max %d", n, max)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, max, s.Len())
+	n := 0
+	s.m.Range(func(any, any) bool { n++; return true })
+	assert.Equal(t, max, n, "the count matches the map")
+	s.mu.Lock()
+	s.timer.Stop()
+	s.mu.Unlock()
+}
