@@ -456,6 +456,9 @@ func fast[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T,
 		pm, err := p.Admit(ctx, 1)
 		if err != nil {
 			releaseAll(ex.policies, permits[:i], Report{Attempt: 1, Outcome: Ignore})
+			if ctx.Err() != nil { // the policy waited and the context ended: say so
+				return slow(ctx, ex, nil, nil, fn)
+			}
 			return *new(T), &Error{Name: ex.name, Reason: ReasonRejected, Cause: err}
 		}
 		permits[i] = pm
@@ -552,6 +555,10 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	var zero T
 	ex := c.ex
 	if rejected != nil {
+		if c.ctx.Err() != nil { // a policy's wait (a bulkhead, a limiter) ended with the call's context
+			r, cause := c.ctxReason()
+			return zero, c.fail(r, cause), r, true
+		}
 		return zero, c.fail(ReasonRejected, rejected), ReasonRejected, true
 	}
 	c.last = stripMarkers(err)
@@ -571,12 +578,14 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
-	if gerr := c.allowRetry(); gerr != nil {
-		return v, c.fail(ReasonRejected, gerr), ReasonRejected, true
-	}
 	delay, src, r := c.plan(err)
 	if r != ReasonSuccess {
 		return v, c.fail(r, nil), r, true
+	}
+	// Gates are asked last, once the wait is settled, so that a budget's
+	// token is only taken for a retry that will really be waited for.
+	if gerr := c.allowRetry(); gerr != nil {
+		return v, c.fail(ReasonRejected, gerr), ReasonRejected, true
 	}
 	if c.history != nil {
 		h := *c.history

@@ -722,3 +722,46 @@ func TestSuccessPathAllocatesNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestRetryGateNotAskedWhenTheCallStopsAnyway(t *testing.T) {
+	asked := 0
+	g := &gate{allow: func(int) error { asked++; return nil }}
+	calls := 0
+	_, err := Do(context.Background(), script(&calls, RetryAfter(errFlaky, time.Hour)), WithPolicy(g), WithMaxDelay(time.Minute))
+	assert.ErrorIs(t, err, ErrHintTooLong)
+	assert.Zero(t, asked, "no retry token is taken for a retry that never happens")
+}
+
+// waiter is a policy whose Admit waits for a slot until the context ends,
+// as a bulkhead or a rate limiter does.
+type waiter struct{ slots chan struct{} }
+
+func (w waiter) Admit(ctx context.Context, _ int) (Permit, error) {
+	select {
+	case <-w.slots:
+		return Permit{}, nil
+	case <-ctx.Done():
+		return Permit{}, fmt.Errorf("no slot: %w", ctx.Err())
+	}
+}
+func (w waiter) Done(Permit, Report) { w.slots <- struct{}{} }
+
+func TestPolicyWaitEndedByContextIsReportedAsSuch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, fastPath := range []bool{true, false} {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			opts := []Option{WithPolicy(waiter{slots: make(chan struct{}, 1)})}
+			if !fastPath {
+				opts = append(opts, WithAttemptTimeout(time.Hour))
+			}
+			calls := 0
+			_, err := Do(ctx, script(&calls), opts...)
+			cancel()
+			var rerr *Error
+			require.ErrorAs(t, err, &rerr)
+			assert.Equal(t, ReasonDeadline, rerr.Reason)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Zero(t, calls)
+		}
+	})
+}
