@@ -449,9 +449,11 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 	return int64(n), err
 }
 
-// quote writes a label value as the text format wants it: in double
-// quotes, with backslash, double quote and line feed escaped.
+// quote writes a label value as the text format wants it: valid UTF-8
+// (invalid bytes become U+FFFD), in double quotes, with backslash, double
+// quote and line feed escaped.
 func quote(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
 	var b strings.Builder
 	b.Grow(len(v) + 2)
 	b.WriteByte('"')

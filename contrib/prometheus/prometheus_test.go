@@ -468,3 +468,34 @@ func BenchmarkHooks(b *testing.B) {
 		})
 	}
 }
+
+// FuzzTextMetricsNames: whatever an executor is named, the core's text
+// exposition parses, and the label reads back as the name (made valid
+// UTF-8).
+func FuzzTextMetricsNames(f *testing.F) {
+	for _, seed := range []string{"", "users-api", `a"b\c`, "line\nfeed", "tab\there", "\xff\xfe", "ü/ß", "}", "{", "=,", "_other"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		text := resilient.NewTextMetrics()
+		text.Hooks().OnDone(resilient.DoneEvent{Name: name, Attempts: 1})
+		text.OnTransition(resilient.Transition{Name: name, From: resilient.StateClosed, To: resilient.StateOpen})
+		var out strings.Builder
+		_, err := text.WriteTo(&out)
+		require.NoError(t, err)
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(strings.NewReader(out.String()))
+		require.NoError(t, err, out.String())
+		want := strings.ToValidUTF8(name, "\uFFFD")
+		calls := families["resilient_calls_total"]
+		require.NotNil(t, calls)
+		require.Len(t, calls.GetMetric(), 1)
+		labels := map[string]string{}
+		for _, l := range calls.GetMetric()[0].GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		assert.Equal(t, want, labels["executor"])
+		assert.Equal(t, "success", labels["reason"])
+		assert.Len(t, families["resilient_breaker_state"].GetMetric(), 5)
+	})
+}
