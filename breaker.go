@@ -800,8 +800,9 @@ func (b *Breaker) Record(p Permit, err error) {
 // [Breaker.Allow] or Admit. [Success] counts as a success, [Retry] and
 // [Fail] as failures, [Ignore] and [Unclassified] neither way (a probe is
 // then released without effect). Duration decides slowness when slow calls
-// are counted. A permit from an older generation is ignored, and so is a
-// permit reported twice while the breaker is half-open.
+// are counted. A permit from an older generation is ignored. Report each
+// permit exactly once: a probe's permit reported twice would free another
+// probe's slot (a report that finds no probe in flight is ignored).
 func (b *Breaker) Done(p Permit, r Report) {
 	if p.Token&tokenProbe != 0 {
 		b.probeDone(p.Token>>1, r)

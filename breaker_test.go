@@ -408,7 +408,7 @@ func TestBreakerStaleResultsIgnored(t *testing.T) {
 		assert.Equal(t, 0, m.Calls)
 		assert.Equal(t, StateClosed, m.State)
 
-		// A probe permit reported twice counts once.
+		// A second report of a lone probe finds no probe in flight: ignored.
 		brCalls(b, 2, errBrBoom)
 		time.Sleep(time.Second)
 		synctest.Wait()
