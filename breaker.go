@@ -227,8 +227,8 @@ func (e *OpenError) RetryAfter() time.Duration {
 //
 // A Breaker is safe for concurrent use and meant to be shared by every call
 // to one upstream. In the closed state a successful call takes no lock,
-// reads no clock and allocates nothing; with a count window that holds no
-// failure it writes no shared memory either, so it scales with cores. A
+// reads no clock and allocates nothing; once a count window is full of
+// successes it writes no shared memory either, so it scales with cores. A
 // refusal costs a few nanoseconds and no allocation. Locks are taken on
 // state changes only. A closed, idle breaker holds no timer.
 //
