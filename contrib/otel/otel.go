@@ -49,6 +49,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -250,7 +251,7 @@ func MustNew(opts ...Option) *Metrics {
 
 func newSeries(name string) *series {
 	s := &series{name: name}
-	ex := AttrExecutor.String(name)
+	ex := AttrExecutor.String(strings.ToValidUTF8(name, "\uFFFD"))
 	for r := range numReasons {
 		s.reasons[r] = newMeasure(ex, AttrReason.String(resilient.Reason(r).String()))
 	}
@@ -265,7 +266,7 @@ func newSeries(name string) *series {
 
 func newBreakerSeries(name string) *breakerSeries {
 	s := new(breakerSeries)
-	br := AttrBreaker.String(name)
+	br := AttrBreaker.String(strings.ToValidUTF8(name, "\uFFFD"))
 	for i, st := range states {
 		s.states[i] = newMeasure(br, AttrState.String(st.String()))
 	}

@@ -295,6 +295,14 @@ func TestMetricsBreaker(t *testing.T) {
 	})
 }
 
+func TestMetricsInvalidUTF8Name(t *testing.T) {
+	m, reader := newMetrics(t)
+	_, err := resilient.Do(t.Context(), script(0), resilient.WithName("api\xff"), resilient.WithHooks(m.Hooks()))
+	require.NoError(t, err)
+	points, _ := collect(t, reader)
+	assert.Equal(t, int64(1), points["resilient.calls{call.reason=success,executor.name=api\uFFFD}"].Value)
+}
+
 func TestMetricsBoundNames(t *testing.T) {
 	m, reader := newMetrics(t, resilientotel.WithMaxNames(2))
 	h := m.Hooks()

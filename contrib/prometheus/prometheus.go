@@ -241,8 +241,8 @@ func New(opts ...Option) (*Metrics, error) {
 			Help: "State changes of each breaker, by the state entered.",
 		}, []string{"breaker", "state"}),
 	}
-	m.executors.init(c.maxNames, func(name string) *series { return &series{name: name} })
-	m.breakers.init(c.maxNames, func(name string) *breakerSeries { return &breakerSeries{name: name} })
+	m.executors.init(c.maxNames, func(name string) *series { return &series{name: labelValue(name)} })
+	m.breakers.init(c.maxNames, func(name string) *breakerSeries { return &breakerSeries{name: labelValue(name)} })
 	return m, nil
 }
 
@@ -312,6 +312,13 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			}
 		},
 	}
+}
+
+// labelValue makes a name a valid label value: the client refuses (with a
+// panic, in the caller's goroutine) values that are not valid UTF-8, so
+// invalid bytes become U+FFFD, as the core's TextMetrics writes them.
+func labelValue(name string) string {
+	return strings.ToValidUTF8(name, "\uFFFD")
 }
 
 // OnTransition records a breaker's state change. Give it to every breaker

@@ -343,6 +343,20 @@ func TestMetricsLint(t *testing.T) {
 	assert.Positive(t, n, "lint saw series")
 }
 
+// TestMetricsInvalidUTF8Name: the client panics on label values that are
+// not valid UTF-8; a name with invalid bytes is recorded with U+FFFD.
+func TestMetricsInvalidUTF8Name(t *testing.T) {
+	m, reg := newRegistered(t)
+	br := resilient.MustNewBreaker(resilient.WithBreakerName("db\xff"), resilient.WithStateListener(m.OnTransition))
+	ex := resilient.MustNew(resilient.WithName("api\xff"), resilient.WithHooks(m.Hooks()), resilient.WithBreaker(br))
+	require.NotPanics(t, func() { _, _ = resilient.Do(t.Context(), script(0), ex) })
+	want := helpCalls + "resilient_calls_total{executor=\"api\uFFFD\",reason=\"success\"} 1\n"
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "resilient_calls_total"))
+	n, err := testutil.GatherAndCount(reg, "resilient_breaker_state")
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
+}
+
 func TestMetricsBoundNames(t *testing.T) {
 	m, reg := newRegistered(t, resilientprom.WithMaxNames(2))
 	h := m.Hooks()
