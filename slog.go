@@ -5,8 +5,8 @@ import (
 	"log/slog"
 )
 
-// Attribute keys of the records that [SlogHooks] logs. They are stable:
-// dashboards and alerts may rely on them.
+// Attribute keys of the records that [SlogHooks] and [SlogStateListener]
+// log. They are stable: dashboards and alerts may rely on them.
 const (
 	LogKeyExecutor    = "executor"     // string: the executor's name
 	LogKeyAttempt     = "attempt"      // int: the attempt's number, from 1
@@ -31,7 +31,7 @@ const (
 	LogKeyConsecutiveFailures = "consecutive_failures" // int: failures since the last success
 )
 
-// Messages of the records that [SlogHooks] logs.
+// Messages of the records that [SlogHooks] and [SlogStateListener] log.
 const (
 	LogMsgAttempt = "resilient: attempt"
 	LogMsgRetry   = "resilient: retry"
