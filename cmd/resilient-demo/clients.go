@@ -129,5 +129,5 @@ var clientKinds = []clientKind{
 	{"plain", "net/http Client: one attempt per request", plain},
 	{"naive", "hand-written loop: 4 attempts 100ms apart, 1s client timeout, any method, no jitter, no Retry-After, no breaker, no budget", naive},
 	{"httpx", "the library's httpx client with its defaults: 4 attempts, exponential backoff with full jitter, Retry-After honoured", httpxDefaults},
-	{"tuned", "httpx with a breaker, a retry budget (20%), a 1s attempt timeout and hedging", tuned},
+	{"tuned", "httpx with a breaker, a retry budget (30%), a 1s attempt timeout and hedging", tuned},
 }

@@ -21,7 +21,7 @@ func httpxDefaults(_ *config, base http.RoundTripper, _ *recorder) (doFunc, erro
 
 // tuned is the library's client as the README recommends for a shared
 // upstream: a breaker that opens at 75% failures over the last 50 attempts
-// (at least 20) and probes after -open; a retry budget of 20% of requests;
+// (at least 20) and probes after -open; a retry budget of 30% of requests (hedges count as retries);
 // a 1s per-attempt timeout; a second attempt (a hedge) for a request that
 // has not answered after -hedge. httpx never hedges a POST without an
 // Idempotency-Key.
@@ -41,7 +41,7 @@ func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	budget, err := resilient.NewBudget(resilient.WithRetryRatio(0.2), resilient.WithRetryBurst(20))
+	budget, err := resilient.NewBudget(resilient.WithRetryRatio(0.3), resilient.WithRetryBurst(30))
 	if err != nil {
 		return nil, err
 	}

@@ -194,7 +194,7 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 			s := ups[i].Stats()
 			st = &s
 		}
-		figs.Clients = append(figs.Clients, summarize(name, kindOf(name).desc, cfg.timeline, recs[i], st))
+		figs.Clients = append(figs.Clients, summarize(name, kindOf(name).desc, cfg.timeline, cfg.timeout, recs[i], st))
 	}
 	return figs, nil
 }

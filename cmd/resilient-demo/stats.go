@@ -42,8 +42,11 @@ type ClientFigures struct {
 	// RecoveryLagMs is the time from the end of the first outage to the
 	// first successful response the client's callers got; nil if none.
 	RecoveryLagMs *float64 `json:"recovery_lag_ms,omitempty"`
-	// Throttled are the logical requests that ended with a 429.
-	Throttled Latencies `json:"throttled_429"`
+	// Throttled are the logical requests that ended with a 429, and
+	// ThrottledAtDeadline those of them that took (nearly) their whole
+	// deadline: they waited for a hint that could not fit it.
+	Throttled           Latencies `json:"throttled_429"`
+	ThrottledAtDeadline int       `json:"throttled_429_at_deadline"`
 	// Rejected are the logical requests the client refused itself (an open
 	// breaker, an empty budget), without a request on the wire.
 	Rejected    Latencies      `json:"rejected"`
@@ -137,7 +140,7 @@ func ratio(a, b int) float64 {
 }
 
 // summarize turns a client's records into figures. server is nil with -url.
-func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chaos.Stats) ClientFigures {
+func summarize(name, desc string, tl chaos.Timeline, timeout time.Duration, rec *recorder, server *chaos.Stats) ClientFigures {
 	rec.mu.Lock()
 	calls := slices.Clone(rec.calls)
 	attempts := slices.Clone(rec.attempts)
@@ -171,6 +174,9 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 		}
 		if c.Status == 429 {
 			throttled = append(throttled, c.Took)
+			if c.Took >= timeout*95/100 {
+				f.ThrottledAtDeadline++
+			}
 		}
 		if isRejection(c.Outcome) {
 			rejected = append(rejected, c.Took)

@@ -43,7 +43,7 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	hdr := "client\tsuccess\tbrownout\toutage ampl\tafter open\topen p50\trecovery\t429 p50/max\t"
+	hdr := "client\tsuccess\tbrownout\toutage ampl\tafter open\topen p50\trecovery\t429 p50\t429 late\t"
 	if server {
 		hdr += "early\tdup POST\t"
 	}
@@ -65,12 +65,12 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 		if c.RecoveryLagMs != nil {
 			rec = msStr(*c.RecoveryLagMs)
 		}
-		thr := "-"
+		thr, late := "-", "-"
 		if c.Throttled.Count > 0 {
-			thr = msStr(c.Throttled.P50Ms) + "/" + msStr(c.Throttled.MaxMs)
+			thr, late = msStr(c.Throttled.P50Ms), fmt.Sprint(c.ThrottledAtDeadline)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t", c.Name, pct(c.Total.Success, c.Total.Requests), brown,
-			c.OutageAmplification, afterOpen, openP50, rec, thr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t", c.Name, pct(c.Total.Success, c.Total.Requests), brown,
+			c.OutageAmplification, afterOpen, openP50, rec, thr, late)
 		if c.Total.Server != nil {
 			fmt.Fprintf(tw, "%d\t%d\t", c.Total.Server.EarlyRetries, c.Total.Server.Duplicates)
 		}
@@ -82,8 +82,8 @@ reqs: logical requests started in the phase; upstream: requests sent on the wire
 tried) in the phase; ampl: upstream / reqs; breaker: breaker transitions; early: requests that came
 back sooner than a Retry-After allowed; dup POST: POSTs executed twice; after open: amplification
 in the outage once the breaker opened; open p50: latency of the requests it refused; recovery: from
-the end of the outage to the first success; 429 p50/max: latency of requests answered with a 429;
-conns: connections opened.
+the end of the outage to the first success; 429 p50: latency of requests answered with a 429;
+429 late: those of them that took 95% of their deadline or more; conns: connections opened.
 `)
 }
 
