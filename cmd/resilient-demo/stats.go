@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"net/http"
 	"slices"
 	"time"
 
@@ -78,12 +79,16 @@ type PhaseFigures struct {
 	StartS    float64 `json:"start_s"`
 	DurationS float64 `json:"duration_s"`
 
-	Requests      int            `json:"requests"`
-	OK            int            `json:"ok"`
-	Success       float64        `json:"success_rate"`
-	P50Ms         float64        `json:"p50_ms"`
-	P99Ms         float64        `json:"p99_ms"`
-	MaxMs         float64        `json:"max_ms"`
+	Requests int     `json:"requests"`
+	OK       int     `json:"ok"`
+	Success  float64 `json:"success_rate"`
+	P50Ms    float64 `json:"p50_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	// RetrySafe counts the requests a client may send again (GETs and
+	// POSTs with an Idempotency-Key), RetrySafeOK those that succeeded.
+	RetrySafe     int            `json:"retry_safe_requests"`
+	RetrySafeOK   int            `json:"retry_safe_ok"`
 	Upstream      int            `json:"upstream_requests"`
 	Amplification float64        `json:"amplification"`
 	Transitions   int            `json:"breaker_transitions"`
@@ -156,6 +161,8 @@ func summarize(name, desc string, tl chaos.Timeline, timeout time.Duration, rec 
 	type acc struct {
 		lat      []time.Duration
 		ok, up   int
+		safe     int
+		safeOK   int
 		trans    int
 		outcomes map[string]int
 	}
@@ -170,6 +177,12 @@ func summarize(name, desc string, tl chaos.Timeline, timeout time.Duration, rec 
 			a.outcomes[c.Outcome]++
 			if c.OK {
 				a.ok++
+			}
+			if c.Method != http.MethodPost || c.Keyed {
+				a.safe++
+				if c.OK {
+					a.safeOK++
+				}
 			}
 		}
 		if c.Status == 429 {
@@ -195,6 +208,7 @@ func summarize(name, desc string, tl chaos.Timeline, timeout time.Duration, rec 
 		p := PhaseFigures{
 			Requests: len(a.lat), OK: a.ok, Success: ratio(a.ok, len(a.lat)),
 			P50Ms: ms(quantile(a.lat, 0.5)), P99Ms: ms(quantile(a.lat, 0.99)), MaxMs: ms(quantile(a.lat, 1)),
+			RetrySafe: a.safe, RetrySafeOK: a.safeOK,
 			Upstream: a.up, Amplification: ratio(a.up, len(a.lat)), Transitions: a.trans, Outcomes: a.outcomes,
 		}
 		var s chaos.PhaseStats

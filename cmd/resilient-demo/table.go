@@ -52,7 +52,7 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 		brown := "-"
 		for _, p := range c.Phases {
 			if p.Phase == "brownout" {
-				brown = pct(p.Success, p.Requests)
+				brown = pct(p.Success, p.Requests) + " / " + pct(ratio(p.RetrySafeOK, p.RetrySafe), p.RetrySafe)
 				break
 			}
 		}
@@ -81,7 +81,8 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 reqs: logical requests started in the phase; upstream: requests sent on the wire (or connections
 tried) in the phase; ampl: upstream / reqs; breaker: breaker transitions; early: requests that came
 back sooner than a Retry-After allowed; dup POST: POSTs executed twice; after open: amplification
-in the outage once the breaker opened; open p50: latency of the requests it refused; recovery: from
+in the outage once the breaker opened; brownout: success of all requests / of those safe to retry
+(GETs, POSTs with an Idempotency-Key); open p50: latency of the requests it refused; recovery: from
 the end of the outage to the first success; 429 p50: latency of requests answered with a 429;
 429 late: those of them that took 95% of their deadline or more; conns: connections opened.
 `)
