@@ -45,24 +45,33 @@ func eventually(t *testing.T, d time.Duration, cond func() bool, msg string) {
 
 func TestTwoReplicasShareATrip(t *testing.T) {
 	srv := startRedis(t, false)
-	a := newTestBreaker(t, srv.Client(), "users", fast()...)
+	// A's local breaker must not open on its own calls first, or A would
+	// stop sending them: it needs far more calls than the fleet does.
+	a := newTestBreaker(t, srv.Client(), "users", fast(WithLocalOptions(resilient.WithMinCalls(1<<20)))...)
 	b := newTestBreaker(t, srv.Client(), "users", fast()...)
 	exA := resilient.MustNew(resilient.WithAttempts(1), resilient.WithPolicy(a))
 	exB := resilient.MustNew(resilient.WithAttempts(1), resilient.WithPolicy(b))
 	ctx := context.Background()
 
-	// Replica A sees only failures, replica B only successes; B must stop
-	// calling once the fleet's window has tripped, although none of its
-	// own calls failed.
+	// Replica A sees only failures, replica B only successes, at a slower
+	// pace; B must stop calling once the fleet's window has tripped,
+	// although none of its own calls failed.
 	var wg sync.WaitGroup
 	var bOK, bRefused atomic.Int64
 	var bErr atomic.Value
+	done := make(chan struct{})
 	wg.Go(func() {
-		for range 20 {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
 			_ = exA.Run(ctx, func(context.Context) error { return errUpstream })
 		}
 	})
 	wg.Go(func() {
+		defer close(done)
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
 			err := exB.Run(ctx, func(context.Context) error { return nil })

@@ -106,16 +106,22 @@ func TestKeysCarryTTLsAndExpireWhenUnused(t *testing.T) {
 		assert.Greater(t, d, time.Duration(0), k)
 		assert.LessOrEqual(t, d, ttl, k)
 	}
-	// Each sync renews the state's TTL.
-	first, err := rdb.PTTL(ctx, keys[0]).Result()
-	require.NoError(t, err)
+	require.NoError(t, br.Close())
+
+	// Each sync renews the state's TTL: with a sync interval of 3/4 of
+	// the TTL, the TTL is seen running down, then back up.
+	slow := newTestBreaker(t, rdb, "users", append(opts, WithSyncInterval(ttl*3/4))...)
 	eventually(t, 2*time.Second, func() bool {
 		d, err := rdb.PTTL(ctx, keys[0]).Result()
-		return err == nil && d > first
+		return err == nil && d > 0 && d < ttl/2
+	}, "the TTL did not run down")
+	eventually(t, 2*time.Second, func() bool {
+		d, err := rdb.PTTL(ctx, keys[0]).Result()
+		return err == nil && d > ttl*3/4
 	}, "the TTL was not renewed")
 
 	// Unused, everything goes away.
-	require.NoError(t, br.Close())
+	require.NoError(t, slow.Close())
 	require.NoError(t, bu.Close())
 	eventually(t, 3*time.Second, func() bool {
 		n, err := rdb.Exists(ctx, keys...).Result()
@@ -130,7 +136,7 @@ func TestWindowBucketsArePruned(t *testing.T) {
 	srv := startRedis(t, false)
 	rdb := srv.Client()
 	ctx := context.Background()
-	br := newTestBreaker(t, rdb, "prune", fast(WithWindow(100*time.Millisecond, 2), WithMinCalls(1000))...)
+	br := newTestBreaker(t, rdb, "prune", fast(WithWindow(100*time.Millisecond, 2), WithMinCalls(1<<30))...)
 	// Outcomes over many buckets' time: the window hash holds at most
 	// buckets+1 buckets (two fields each), never more.
 	deadline := time.Now().Add(600 * time.Millisecond)
