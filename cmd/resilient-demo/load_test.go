@@ -115,3 +115,12 @@ func TestProgressLine(t *testing.T) {
 		assert.True(t, strings.HasSuffix(out, "\r\033[K"), "the line is erased at the end")
 	})
 }
+
+func TestInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"-phases", "healthy=5s", "-clients", "plain", "-quiet"}, &stdout, &stderr, false)
+	assert.Equal(t, 130, code)
+	assert.Contains(t, stdout.String(), "interrupted: the figures cover the part that ran")
+}

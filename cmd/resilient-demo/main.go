@@ -59,7 +59,8 @@ func isTerminal(f *os.File) bool {
 }
 
 // run is the whole command: it returns the exit status (0 done, 1 failed,
-// 2 bad flags).
+// 2 bad flags, 130 interrupted: the figures of the part that ran are still
+// written).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool) int {
 	cfg, err := parseFlags(args, stderr)
 	switch {
@@ -101,6 +102,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 			fmt.Fprintf(stderr, "resilient-demo: -json: %v\n", err)
 			return 1
 		}
+	}
+	if figs.Interrupts {
+		return 130
 	}
 	return 0
 }
