@@ -62,7 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.jsonPath, "json", "", "write the raw figures as JSON to this `file` (- for standard output)")
 	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
 	fs.DurationVar(&c.openFor, "open", time.Second, "how long the tuned client's breaker stays open before a probe (> 0)")
-	fs.DurationVar(&c.hedgeWait, "hedge", 100*time.Millisecond, "how long the tuned client waits for a GET before hedging it (> 0)")
+	fs.DurationVar(&c.hedgeWait, "hedge", 100*time.Millisecond, "how long the tuned client waits for an answer before it sends a second attempt (a hedge) of a request safe to repeat (> 0)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
