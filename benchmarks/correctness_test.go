@@ -244,7 +244,8 @@ func TestRetryBreakerDoesNotRetryRefusals(t *testing.T) {
 // each client, every call ends with a 200 whose body was read and closed,
 // the upstream saw exactly the requests the name says (one per call, or
 // three on the 503-503-200 path), every response body handed out was
-// closed, and one keep-alive connection served them all.
+// closed, and no more than maxConns connections served them all (one,
+// unless net/http dialled a spare).
 func TestHTTPGetReusesOneConnection(t *testing.T) {
 	for _, flaky := range []bool{false, true} {
 		perCall := int64(1)
@@ -269,7 +270,7 @@ func TestHTTPGetReusesOneConnection(t *testing.T) {
 				assert.Equal(t, calls*perCall, u.requests.Load(), "requests")
 				assert.Equal(t, calls*perCall, tt.opened.Load(), "response bodies handed out")
 				assert.Equal(t, tt.opened.Load(), tt.closed.Load(), "response bodies closed")
-				assert.Equal(t, int64(1), u.conns.Load(), "connections")
+				assert.LessOrEqual(t, u.conns.Load(), int64(maxConns), "connections")
 			})
 		}
 	}
@@ -293,7 +294,7 @@ func TestFailsafeHTTPLeavesRetriedResponsesOpen(t *testing.T) {
 	}
 	assert.Equal(t, int64(3*calls), tt.opened.Load())
 	assert.Equal(t, int64(calls), tt.closed.Load(), "only the returned bodies are closed")
-	assert.Greater(t, u.conns.Load(), int64(1), "connections")
+	assert.Greater(t, u.conns.Load(), int64(maxConns), "connections")
 }
 
 // TestDedupSharesOneCall proves what the dedup benchmark measures: callers

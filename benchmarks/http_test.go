@@ -25,7 +25,8 @@ import (
 // clients share no state: each gets a fresh server and a fresh
 // http.Transport (a clone of http.DefaultTransport), so that the
 // connections each one opens are counted apart. Serially, one keep-alive
-// connection serves every request; a benchmark that opens more fails.
+// connection serves every request; a benchmark that opens more than
+// maxConns fails, and each reports the connections it opened (conns).
 //
 // The retrying clients are configured as in scenario 1 (3 attempts,
 // exponential backoff from 100ms, capped at 5s, with jitter) for the
@@ -209,12 +210,20 @@ func newTransport() *http.Transport {
 	return http.DefaultTransport.(*http.Transport).Clone()
 }
 
-// checkConns fails if the upstream saw more connections than want.
-func checkConns(tb testing.TB, u *upstream, want int64) {
+// maxConns is how many connections a client may open for any number of
+// requests made one after another. One keep-alive connection serves them
+// all; on this loaded machine, net/http was seen (once in ten runs of ten
+// thousand requests, for the plain client) to dial a second one. A response
+// body left open pins its connection, so a client that leaks one per
+// request opens thousands: the limit tells the two apart.
+const maxConns = 2
+
+// checkConns fails if the upstream saw more connections than maxConns.
+func checkConns(tb testing.TB, u *upstream) {
 	tb.Helper()
-	if got := u.conns.Load(); got > want {
+	if got := u.conns.Load(); got > maxConns {
 		tb.Fatalf("%d connections opened for %d requests, want at most %d: a body was not read and closed",
-			got, u.requests.Load(), want)
+			got, u.requests.Load(), maxConns)
 	}
 }
 
@@ -234,7 +243,8 @@ func benchmarkHTTP(b *testing.B, flaky bool) {
 				}
 			}
 			b.StopTimer()
-			checkConns(b, u, 1)
+			b.ReportMetric(float64(u.conns.Load()), "conns")
+			checkConns(b, u)
 		})
 	}
 }

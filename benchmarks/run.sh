@@ -22,17 +22,18 @@ bin=$(mktemp -d)/bench.test
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 go test -c -o "$bin" .
 
-{
-  echo "# $(go version); $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC')"
-  # Serial scenarios at the machine's GOMAXPROCS; the parallel ones at 1
-  # and 2 CPUs, to see whether the per-call time grows with cores.
-  "$bin" -test.run '^$' -test.bench "$serial" -test.benchmem \
-    -test.count "$count" -test.benchtime "$benchtime"
-  if [ "$parallel" != "-" ]; then
-    "$bin" -test.run '^$' -test.bench "$parallel" -test.benchmem \
-      -test.count "$count" -test.benchtime "$benchtime" -test.cpu 1,2
-  fi
-} | tee "$out"
+# A benchmark that fails (a wrong result, too many connections) fails the
+# script, after the tables of what did run.
+status=0
+echo "# $(go version); $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC')" | tee "$out"
+# Serial scenarios at the machine's GOMAXPROCS; the parallel ones at 1 and
+# 2 CPUs, to see whether the per-call time grows with cores.
+"$bin" -test.run '^$' -test.bench "$serial" -test.benchmem \
+  -test.count "$count" -test.benchtime "$benchtime" | tee -a "$out" || status=1
+if [ "$parallel" != "-" ]; then
+  "$bin" -test.run '^$' -test.bench "$parallel" -test.benchmem \
+    -test.count "$count" -test.benchtime "$benchtime" -test.cpu 1,2 | tee -a "$out" || status=1
+fi
 
 table() { # title, benchmark-name regexp, column order
   echo
@@ -47,3 +48,4 @@ table "HTTP GET over loopback (scenario 6)" '^HTTP' \
   'httpx plain retryablehttp failsafehttp'
 table "Deduplication (scenario 7)" '^Dedup$' \
   'resilient direct singleflight'
+exit $status
