@@ -64,6 +64,9 @@ type Breaker struct {
 type view struct {
 	state resilient.State
 	gen   uint64
+	// initial marks the view a replica starts with, before its first
+	// sync.
+	initial bool
 	// refusal is handed to calls refused because every fleet-wide probe
 	// slot is taken.
 	refusal *resilient.OpenError
@@ -141,7 +144,9 @@ func NewBreaker(rdb goredis.UniversalClient, name string, opts ...Option) (*Brea
 		ttlMS:     c.ttl.Milliseconds(),
 		probeMS:   c.probeTTL.Milliseconds(),
 	}
-	b.view.Store(b.newView(resilient.StateClosed, 0, ""))
+	v := b.newView(resilient.StateClosed, 0, "")
+	v.initial = true
+	b.view.Store(v)
 	ctx, stop := context.WithCancel(context.Background())
 	b.stop, b.done = stop, make(chan struct{})
 	_ = b.sync(ctx)
@@ -450,7 +455,7 @@ func (b *Breaker) apply(r reply) *view {
 	b.applyMu.Lock()
 	defer b.applyMu.Unlock()
 	cur := b.view.Load()
-	if cur.gen == r.gen && cur.state == r.state {
+	if cur.gen == r.gen && cur.state == r.state && !cur.initial {
 		if r.state == resilient.StateOpen && r.left > 0 && b.local.State() == resilient.StateHalfOpen {
 			// The local open duration ended before the server's: stay open
 			// locally for what the server says is left.
@@ -465,7 +470,9 @@ func (b *Breaker) apply(r reply) *view {
 	b.view.Store(nv)
 	switch r.state {
 	case resilient.StateClosed:
-		if cur.state != resilient.StateClosed || b.local.State() != resilient.StateClosed {
+		// A new closed generation is a fresh window for everyone (a trip
+		// that ended, or a Reset); a replica that just started has one.
+		if !cur.initial || b.local.State() != resilient.StateClosed {
 			b.local.Reset()
 		}
 	case resilient.StateDisabled:

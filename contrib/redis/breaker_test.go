@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -427,4 +429,75 @@ func TestSuccessPathAllocatesNothing(t *testing.T) {
 	fn := func(context.Context) error { return nil }
 	allocs = testing.AllocsPerRun(1000, func() { _ = ex.Run(ctx, fn) })
 	assert.Zero(t, allocs)
+}
+
+// Counts batched by many goroutines on two replicas all reach the shared
+// window, exactly once.
+func TestBatchedCountsAreNotLost(t *testing.T) {
+	srv := startRedis(t, false)
+	rdb := srv.Client()
+	opts := fast(WithMinCalls(1<<30), WithLocalOptions(resilient.WithMinCalls(1<<20)))
+	rs := []*Breaker{newTestBreaker(t, rdb, "count", opts...), newTestBreaker(t, rdb, "count", opts...)}
+	const workers, calls = 8, 300
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		for w := range workers {
+			wg.Go(func() {
+				for i := range calls {
+					p, err := r.Admit(context.Background(), 1)
+					if !assert.NoError(t, err) {
+						return
+					}
+					rep := resilient.Report{Attempt: 1, Outcome: resilient.Success}
+					if (i+w)%3 == 0 {
+						rep = resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errUpstream}
+					}
+					r.Done(p, rep)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, r := range rs {
+		require.NoError(t, r.Close()) // the last flush
+	}
+	fields, err := rdb.HGetAll(context.Background(), "resilient:{count}:window").Result()
+	require.NoError(t, err)
+	var total, fails int64
+	for k, v := range fields {
+		n, err := strconv.ParseInt(v, 10, 64)
+		require.NoError(t, err)
+		if strings.HasSuffix(k, ":f") {
+			fails += n
+		} else {
+			total += n
+		}
+	}
+	assert.Equal(t, int64(2*workers*calls), total)
+	assert.Equal(t, int64(2*workers*calls/3), fails)
+}
+
+// Results of calls admitted before a change of state are not counted in
+// the new window.
+func TestLateResultsDoNotPolluteTheNewWindow(t *testing.T) {
+	srv := startRedis(t, false)
+	rdb := srv.Client()
+	a := newTestBreaker(t, rdb, "late", fast()...)
+	ctx := context.Background()
+	var ps []resilient.Permit
+	for range 10 {
+		p, err := a.Admit(ctx, 1)
+		require.NoError(t, err)
+		ps = append(ps, p)
+	}
+	require.NoError(t, a.Reset(ctx)) // a new generation, fleet-wide
+	for _, p := range ps {
+		a.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errUpstream})
+	}
+	require.NoError(t, a.sync(ctx))
+	assert.Equal(t, resilient.StateClosed, a.State())
+	n, err := rdb.HLen(ctx, "resilient:{late}:window").Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "late failures reached the shared window")
+	assert.Zero(t, a.Local().Metrics().Failures, "late failures reached the local window")
 }
