@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"syscall"
 	"time"
+
+	"github.com/resilient-go/resilient/chaos"
 )
 
 // doFunc sends one logical request and returns its final response.
@@ -67,7 +69,10 @@ type counting struct {
 func (c *counting) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.rec.attempt()
 	resp, err := c.base.RoundTrip(req)
-	if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+	switch {
+	case err == nil:
+		c.rec.answer(req.Header.Get(chaos.RequestIDHeader))
+	case errors.Is(err, syscall.ECONNREFUSED):
 		c.rec.refused.Add(1)
 	}
 	return resp, err

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -15,16 +16,20 @@ import (
 
 // config is the demo's scenario, from its flags.
 type config struct {
-	duration  time.Duration // total; the timeline is scaled to it
-	callers   int
-	rate      float64 // logical requests per second, per client
-	timeout   time.Duration
-	seed      uint64
-	timeline  chaos.Timeline
-	outage    chaos.OutageMode
-	unkeyed   float64 // share of requests that are POSTs without a key
-	posts     float64 // share of requests that are POSTs with a key
-	url       string  // a real upstream; "" for the built-in one
+	duration time.Duration // total; the timeline is scaled to it
+	callers  int
+	rate     float64 // logical requests per second, per client
+	timeout  time.Duration
+	seed     uint64
+	timeline chaos.Timeline
+	outage   chaos.OutageMode
+	unkeyed  float64 // share of requests that are POSTs without a key
+	posts    float64 // share of requests that are POSTs with a key
+	url      string  // a real upstream; "" for the built-in one
+	// network, when set, carries every client's requests to its built-in
+	// upstream instead of loopback (tests run the scenario in memory, on
+	// fake time).
+	network   func(*chaos.Upstream) http.RoundTripper
 	clients   []string
 	report    string // HTML path
 	jsonPath  string // JSON path, "-" for stdout

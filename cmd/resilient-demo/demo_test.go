@@ -253,7 +253,7 @@ func TestSummarize(t *testing.T) {
 		{At: 100 * ms, Took: 10 * ms, OK: true, Status: 200, Outcome: "ok"},
 		{At: 200 * ms, Took: 30 * ms, OK: true, Status: 200, Outcome: "ok"},
 		{At: 300 * ms, Took: 20 * ms, Status: 429, Outcome: "status 429", Method: "POST"},
-		{At: 400 * ms, Took: 290 * ms, Status: 429, Outcome: "status 429"},
+		{At: 400 * ms, Took: 290 * ms, Status: 429, Outcome: "status 429", Held: 60 * ms},
 		{At: 1100 * ms, Took: 5 * ms, Outcome: "refused"},
 		{At: 1600 * ms, Took: 100 * time.Microsecond, Outcome: "breaker open"},
 		{At: 2000 * ms, Took: 300 * time.Microsecond, Outcome: "breaker open"},
@@ -264,7 +264,7 @@ func TestSummarize(t *testing.T) {
 	rec.transitions = []transition{{At: 1500 * ms, From: "closed", To: "open"}, {At: 2900 * ms, From: "open", To: "half-open"}, {At: 3150 * ms, From: "half-open", To: "closed"}}
 	rec.conns.Store(3)
 
-	f := summarize("x", "desc", tl, 300*time.Millisecond, rec, nil)
+	f := summarize("x", "desc", tl, rec, nil)
 	require.Len(t, f.Phases, 3)
 	h, o, r := f.Phases[0], f.Phases[1], f.Phases[2]
 	assert.Equal(t, PhaseFigures{Phase: "healthy", StartS: 0, DurationS: 1, Requests: 4, OK: 2, Success: 0.5, RetrySafe: 3, RetrySafeOK: 2,
@@ -284,7 +284,8 @@ func TestSummarize(t *testing.T) {
 	require.NotNil(t, f.RecoveryLagMs)
 	assert.Equal(t, 150.0, *f.RecoveryLagMs)
 	assert.Equal(t, Latencies{Count: 2, P50Ms: 20, MaxMs: 290}, f.Throttled)
-	assert.Equal(t, 1, f.ThrottledAtDeadline, "the 429 that took 290ms of a 300ms deadline")
+	assert.Equal(t, 1, f.ThrottledHeld, "the 429 kept 60ms")
+	assert.Equal(t, 60.0, f.MaxHeldMs)
 	assert.Equal(t, Latencies{Count: 2, P50Ms: 0.1, MaxMs: 0.3}, f.Rejected)
 	assert.Equal(t, 3, f.Connections)
 	require.Len(t, f.Series, 4)

@@ -23,6 +23,9 @@ type call struct {
 	OK      bool
 	Status  int    // final status, 0 when no response came
 	Outcome string // "ok", "status 503", "refused", "reset", "deadline", "breaker open", …
+	// Held is, for a request answered with a 429, how long the client
+	// kept that 429 before handing it to the caller.
+	Held time.Duration
 }
 
 // transition is a change of a breaker's state.
@@ -41,6 +44,7 @@ type recorder struct {
 	calls       []call
 	attempts    []time.Duration // start of each request on the wire
 	transitions []transition
+	answered    map[string]time.Duration // logical id: when its last response came
 
 	conns          atomic.Int64
 	refused        atomic.Int64 // attempts whose connection was refused
@@ -51,7 +55,23 @@ type recorder struct {
 	attemptsNumber atomic.Int64
 }
 
-func newRecorder(start time.Time) *recorder { return &recorder{start: start} }
+func newRecorder(start time.Time) *recorder {
+	return &recorder{start: start, answered: make(map[string]time.Duration)}
+}
+
+// answer notes that a response to logical request id came now.
+func (r *recorder) answer(id string) {
+	at := time.Since(r.start)
+	r.mu.Lock()
+	r.answered[id] = at
+	r.mu.Unlock()
+}
+
+func (r *recorder) answeredAt(id string) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.answered[id]
+}
 
 func (r *recorder) attempt() {
 	at := time.Since(r.start)
@@ -159,6 +179,9 @@ func one(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder
 	resp, err := do(req)
 	if err == nil {
 		c.Status = resp.StatusCode
+		if c.Status == http.StatusTooManyRequests {
+			c.Held = max(0, time.Since(rec.start)-rec.answeredAt(id))
+		}
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}

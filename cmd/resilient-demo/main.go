@@ -151,6 +151,11 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 		}()
 		// Started together: each client's clock is its upstream's.
 		for i, up := range ups {
+			if cfg.network != nil {
+				recs[i] = newRecorder(up.Started())
+				bases[i] = "http://upstream.test"
+				continue
+			}
 			if err := up.Start(); err != nil {
 				return nil, fmt.Errorf("built-in upstream: %w", err)
 			}
@@ -170,6 +175,9 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 	for i, name := range cfg.clients {
 		base, tr := newBase(recs[i])
 		defer tr.CloseIdleConnections()
+		if cfg.network != nil {
+			base.base = cfg.network(ups[i])
+		}
 		do, err := kindOf(name).build(cfg, base, recs[i])
 		if err != nil {
 			return nil, fmt.Errorf("client %s: %w", name, err)
@@ -198,7 +206,7 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 			s := ups[i].Stats()
 			st = &s
 		}
-		figs.Clients = append(figs.Clients, summarize(name, kindOf(name).desc, cfg.timeline, cfg.timeout, recs[i], st))
+		figs.Clients = append(figs.Clients, summarize(name, kindOf(name).desc, cfg.timeline, recs[i], st))
 	}
 	return figs, nil
 }

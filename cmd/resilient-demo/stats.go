@@ -43,11 +43,13 @@ type ClientFigures struct {
 	// RecoveryLagMs is the time from the end of the first outage to the
 	// first successful response the client's callers got; nil if none.
 	RecoveryLagMs *float64 `json:"recovery_lag_ms,omitempty"`
-	// Throttled are the logical requests that ended with a 429, and
-	// ThrottledAtDeadline those of them that took (nearly) their whole
-	// deadline: they waited for a hint that could not fit it.
-	Throttled           Latencies `json:"throttled_429"`
-	ThrottledAtDeadline int       `json:"throttled_429_at_deadline"`
+	// Throttled are the logical requests that ended with a 429;
+	// ThrottledHeld those of them whose 429 the client kept 50ms or more
+	// before handing it over (it waited for a hint that could not fit the
+	// deadline), and MaxHeldMs the longest it kept one.
+	Throttled     Latencies `json:"throttled_429"`
+	ThrottledHeld int       `json:"throttled_429_held"`
+	MaxHeldMs     float64   `json:"throttled_429_max_held_ms"`
 	// Rejected are the logical requests the client refused itself (an open
 	// breaker, an empty budget), without a request on the wire.
 	Rejected    Latencies      `json:"rejected"`
@@ -145,7 +147,7 @@ func ratio(a, b int) float64 {
 }
 
 // summarize turns a client's records into figures. server is nil with -url.
-func summarize(name, desc string, tl chaos.Timeline, timeout time.Duration, rec *recorder, server *chaos.Stats) ClientFigures {
+func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chaos.Stats) ClientFigures {
 	rec.mu.Lock()
 	calls := slices.Clone(rec.calls)
 	attempts := slices.Clone(rec.attempts)
@@ -187,9 +189,10 @@ func summarize(name, desc string, tl chaos.Timeline, timeout time.Duration, rec 
 		}
 		if c.Status == 429 {
 			throttled = append(throttled, c.Took)
-			if c.Took >= timeout*95/100 {
-				f.ThrottledAtDeadline++
+			if c.Held >= 50*time.Millisecond {
+				f.ThrottledHeld++
 			}
+			f.MaxHeldMs = max(f.MaxHeldMs, ms(c.Held))
 		}
 		if isRejection(c.Outcome) {
 			rejected = append(rejected, c.Took)

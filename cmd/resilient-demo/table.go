@@ -43,7 +43,7 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	hdr := "client\tsuccess\tbrownout\toutage ampl\tafter open\topen p50\trecovery\t429 p50\t429 late\t"
+	hdr := "client\tsuccess\tbrownout\toutage ampl\tafter open\topen p50\trecovery\t429 p50\t429 held\t"
 	if server {
 		hdr += "early\tdup POST\t"
 	}
@@ -67,7 +67,7 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 		}
 		thr, late := "-", "-"
 		if c.Throttled.Count > 0 {
-			thr, late = msStr(c.Throttled.P50Ms), fmt.Sprint(c.ThrottledAtDeadline)
+			thr, late = msStr(c.Throttled.P50Ms), fmt.Sprint(c.ThrottledHeld)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t", c.Name, pct(c.Total.Success, c.Total.Requests), brown,
 			c.OutageAmplification, afterOpen, openP50, rec, thr, late)
@@ -84,7 +84,8 @@ back sooner than a Retry-After allowed; dup POST: POSTs executed twice; after op
 in the outage once the breaker opened; brownout: success of all requests / of those safe to retry
 (GETs, POSTs with an Idempotency-Key); open p50: latency of the requests it refused; recovery: from
 the end of the outage to the first success; 429 p50: latency of requests answered with a 429;
-429 late: those of them that took 95% of their deadline or more; conns: connections opened.
+429 held: those of them whose 429 the client kept 50ms or more before returning it; conns:
+connections opened.
 `)
 }
 
