@@ -2,7 +2,7 @@
 // several HTTP clients, side by side, against a misbehaving upstream, and
 // shows what each one did to the upstream and to its callers.
 //
-//	go run ./cmd/resilient-demo                     # about 25s, no network needed
+//	go run ./cmd/resilient-demo                     # 23s, no network needed
 //	go run ./cmd/resilient-demo -report report.html -json figures.json
 //	go run ./cmd/resilient-demo -url http://localhost:8080 -duration 1m
 //
