@@ -57,7 +57,7 @@ func BenchmarkSuccessPath(b *testing.B) {
 		benchRun(b, resilient.MustNew(resilient.WithBreaker(br)))
 	})
 	b.Run("breaker=redis", func(b *testing.B) {
-		fb := MustNewBreaker(srv.Client(), "bench")
+		fb := MustNewBreaker(srv.Client(), "bench", WithTimeout(time.Second))
 		defer fb.Close()
 		defer fb.Local().Reset()
 		benchRun(b, resilient.MustNew(resilient.WithPolicy(fb)))
@@ -66,7 +66,7 @@ func BenchmarkSuccessPath(b *testing.B) {
 		benchRun(b, resilient.MustNew(resilient.WithBudget(resilient.MustNewBudget())))
 	})
 	b.Run("budget=redis", func(b *testing.B) {
-		fb := MustNewBudget(srv.Client(), "bench")
+		fb := MustNewBudget(srv.Client(), "bench", WithTimeout(time.Second))
 		defer fb.Close()
 		benchRun(b, resilient.MustNew(resilient.WithPolicy(fb)))
 	})
@@ -76,7 +76,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	srv := startRedis(b, false)
 	ctx := context.Background()
 	b.Run("op=sync", func(b *testing.B) {
-		fb := MustNewBreaker(srv.Client(), "rt-sync", WithSyncInterval(time.Hour), WithMinCalls(1<<30))
+		fb := MustNewBreaker(srv.Client(), "rt-sync", WithTimeout(time.Second), WithSyncInterval(time.Hour), WithMinCalls(1<<30))
 		defer fb.Close()
 		b.ReportAllocs()
 		for b.Loop() {
@@ -89,7 +89,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("op=probe", func(b *testing.B) {
 		// Probes are admitted and released: each iteration is an admission
 		// (one round trip) and a report (one more).
-		fb := MustNewBreaker(srv.Client(), "rt-probe", WithSyncInterval(time.Hour))
+		fb := MustNewBreaker(srv.Client(), "rt-probe", WithTimeout(time.Second), WithSyncInterval(time.Hour))
 		defer fb.Close()
 		_, err := fb.run(ctx, "control", controlScript, int(resilient.StateHalfOpen), fb.openMS, fb.ttlMS)
 		require.NoError(b, err)
@@ -105,7 +105,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	})
 	b.Run("op=retry", func(b *testing.B) {
-		fb := MustNewBudget(srv.Client(), "rt-retry", WithRetryBurst(1<<30))
+		fb := MustNewBudget(srv.Client(), "rt-retry", WithTimeout(time.Second), WithRetryBurst(1<<30))
 		defer fb.Close()
 		b.ReportAllocs()
 		for b.Loop() {

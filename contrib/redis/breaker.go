@@ -370,6 +370,12 @@ func (b *Breaker) loop(ctx context.Context) {
 func (b *Breaker) sync(ctx context.Context) error {
 	v := b.view.Load()
 	calls, fails := v.calls.Swap(0), v.fails.Swap(0)
+	if b.h.degraded.Load() && time.Since(time.Unix(0, b.h.since.Load())) > b.cfg.window {
+		// Decision: counts batched during an outage longer than the window
+		// are dropped, not flushed: judged as recent, they could trip the
+		// fleet on a past failure.
+		calls, fails = 0, 0
+	}
 	cause := ""
 	if fails > 0 {
 		cause = b.takeCause()
@@ -378,9 +384,7 @@ func (b *Breaker) sync(ctx context.Context) error {
 		b.cfg.minCalls, b.cfg.failureRate, b.openMS, b.openMaxMS, b.ttlMS, cause)
 	if err != nil {
 		if ctx.Err() == nil {
-			// Kept for the next sync. Decision: counts older than the
-			// window are dropped on recovery (see run), since judging them
-			// as recent could trip the fleet on a past outage.
+			// Kept for the next sync.
 			v.calls.Add(calls)
 			v.fails.Add(fails)
 		}
@@ -412,11 +416,7 @@ func (b *Breaker) run(ctx context.Context, op string, s *goredis.Script, args ..
 		var r reply
 		r, err = parseReply(res)
 		if err == nil {
-			if lost := b.h.ok(op); lost > b.cfg.window {
-				v := b.view.Load()
-				v.calls.Store(0)
-				v.fails.Store(0)
-			}
+			b.h.ok(op)
 			return r, nil
 		}
 	}

@@ -21,6 +21,9 @@ var errUpstream = errors.New("upstream down")
 // fast is a configuration with short intervals, for tests on a real Redis.
 func fast(extra ...Option) []Option {
 	return append([]Option{
+		// Generous, so that a busy test machine does not look like a
+		// Redis failure; the tests of the timeout set their own.
+		WithTimeout(time.Second),
 		WithSyncInterval(20 * time.Millisecond),
 		WithWindow(10*time.Second, 10),
 		WithMinCalls(10),
@@ -500,4 +503,52 @@ func TestLateResultsDoNotPolluteTheNewWindow(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "late failures reached the shared window")
 	assert.Zero(t, a.Local().Metrics().Failures, "late failures reached the local window")
+}
+
+func TestCountsOfAnOutageLongerThanTheWindowAreDropped(t *testing.T) {
+	tests := []struct {
+		name    string
+		window  time.Duration
+		outage  time.Duration
+		flushed bool
+	}{
+		{"outage shorter than the window: flushed on recovery", 10 * time.Second, 0, true},
+		{"outage longer than the window: dropped", 100 * time.Millisecond, 300 * time.Millisecond, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startRedis(t, false)
+			rdb := srv.Client()
+			b := newTestBreaker(t, rdb, "outage", fast(WithWindow(tt.window, 2))...)
+			srv.Stop()
+			for range 5 {
+				p, err := b.Admit(context.Background(), 1)
+				require.NoError(t, err)
+				b.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errUpstream})
+			}
+			eventually(t, 2*time.Second, b.Degraded, "no degradation noticed")
+			if tt.outage > 0 {
+				stopped := time.Now()
+				// The outage itself: time passing is what is tested.
+				eventually(t, 2*time.Second, func() bool { return time.Since(stopped) > tt.outage }, "")
+			}
+			srv.Start()
+			eventually(t, 3*time.Second, func() bool { return !b.Degraded() }, "no recovery")
+			require.NoError(t, b.sync(context.Background()))
+			fields, err := rdb.HGetAll(context.Background(), "resilient:{outage}:window").Result()
+			require.NoError(t, err)
+			var fails int
+			for k, v := range fields {
+				if strings.HasSuffix(k, ":f") {
+					n, _ := strconv.Atoi(v)
+					fails += n
+				}
+			}
+			if tt.flushed {
+				assert.Equal(t, 5, fails)
+			} else {
+				assert.Zero(t, fails)
+			}
+		})
+	}
 }

@@ -15,7 +15,7 @@ import (
 
 func newTestBudget(t *testing.T, rdb goredis.UniversalClient, name string, opts ...Option) *Budget {
 	t.Helper()
-	b, err := NewBudget(rdb, name, append([]Option{WithSyncInterval(20 * time.Millisecond)}, opts...)...)
+	b, err := NewBudget(rdb, name, append([]Option{WithTimeout(time.Second), WithSyncInterval(20 * time.Millisecond)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	return b

@@ -112,6 +112,7 @@ func (s *redisServer) options() *goredis.Options {
 		ContextTimeoutEnabled:    true,
 		DialTimeout:              200 * time.Millisecond,
 		MaxRetries:               -1,
+		DialerRetries:            1,
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}

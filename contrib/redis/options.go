@@ -170,8 +170,9 @@ func WithKeyTTL(d time.Duration) Option {
 
 // WithEventHook sets a function told when a component loses Redis (and
 // falls back to local state) and when it gets it back. It is called once
-// per change, not per failed call, on the goroutine that noticed, and
-// should be quick. nil is refused. Default: none.
+// per change, not per failed call, on the goroutine that noticed (a
+// caller's, or the component's own), so it must be safe for concurrent use
+// and should be quick. nil is refused. Default: none.
 func WithEventHook(fn func(Event)) Option {
 	return func(c *config) error {
 		if fn == nil {
@@ -429,17 +430,14 @@ func (h *health) fail(op string, err error) {
 	}
 }
 
-// ok records a successful call; it reports how long Redis was lost (0 if
-// it was not).
-func (h *health) ok(op string) time.Duration {
+// ok records a successful call.
+func (h *health) ok(op string) {
 	if !h.degraded.Load() || !h.degraded.CompareAndSwap(true, false) {
-		return 0
+		return
 	}
-	now := time.Now()
 	if h.onEvent != nil {
-		h.onEvent(Event{Kind: EventRecovered, Component: h.component, Name: h.name, Op: op, At: now})
+		h.onEvent(Event{Kind: EventRecovered, Component: h.component, Name: h.name, Op: op, At: time.Now()})
 	}
-	return max(now.Sub(time.Unix(0, h.since.Load())), 1)
 }
 
 // call runs fn with the configured timeout. Calls made on behalf of a

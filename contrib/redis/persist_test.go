@@ -85,7 +85,7 @@ func TestKeysCarryTTLsAndExpireWhenUnused(t *testing.T) {
 	ctx := context.Background()
 	const ttl = 400 * time.Millisecond
 	opts := []Option{
-		WithSyncInterval(20 * time.Millisecond), WithKeyTTL(ttl), WithWindow(200*time.Millisecond, 2),
+		WithTimeout(time.Second), WithSyncInterval(20 * time.Millisecond), WithKeyTTL(ttl), WithWindow(200*time.Millisecond, 2),
 		WithOpenDuration(100 * time.Millisecond), WithProbeTTL(100 * time.Millisecond), WithMinCalls(5),
 		WithPrefix("test"),
 	}
