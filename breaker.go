@@ -772,6 +772,19 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 // Admit implements [Policy]: it is [Breaker.Allow].
 func (b *Breaker) Admit(context.Context, int) (Permit, error) { return b.Allow() }
 
+// AllowRetry implements [RetryGate]: while the breaker is open or forced
+// open it refuses a retry before the executor waits for it, so the call
+// ends at once with its last attempt's result (an HTTP response is kept,
+// not released for a retry that the breaker would refuse), and no hedge is
+// started.
+func (b *Breaker) AllowRetry(int) error {
+	switch wordState(b.word.Load()) {
+	case StateOpen, StateForcedOpen:
+		return b.refusal.Load()
+	}
+	return nil
+}
+
 // NeedsDuration implements [DurationPolicy]: the executor measures
 // attempts for the breaker only when slow calls are counted
 // ([WithSlowCalls]).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,7 @@ type Executor struct {
 	policies       []Policy
 	gates          []RetryGate
 	hedge          *hedge
+	rejects        *rejectCache // this executor's own, never a base's
 	fallback       any // a func(context.Context, error) (T, error); see WithFallback
 
 	timed bool // read the clock per attempt: hooks or a DurationPolicy
@@ -111,6 +113,7 @@ func New(opts ...Option) (*Executor, error) {
 			e.gates = append(e.gates, g)
 		}
 	}
+	e.rejects = new(rejectCache)
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
 	return e, nil
@@ -459,7 +462,7 @@ func fast[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T,
 			if ctx.Err() != nil { // the policy waited and the context ended: say so
 				return slow(ctx, ex, nil, nil, fn)
 			}
-			return *new(T), &Error{Name: ex.name, Reason: ReasonRejected, Cause: err}
+			return *new(T), ex.rejection(err)
 		}
 		permits[i] = pm
 	}
@@ -477,6 +480,28 @@ func fast[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T,
 		return v, stripMarkers(err)
 	}
 	return slow(ctx, ex, nil, &first[T]{v: v, err: err, o: o}, fn)
+}
+
+// rejectCache keeps the error of the last refusal of a first attempt, so
+// that a policy refusing every call with the same error value (an open
+// breaker's prebuilt *OpenError, a bulkhead's sentinel) costs no allocation
+// per refused call. Such an *Error is shared by the calls it is returned to.
+type rejectCache struct{ last atomic.Pointer[Error] }
+
+func (ex *Executor) rejection(cause error) *Error {
+	if e := ex.rejects.last.Load(); e != nil && sameError(e.Cause, cause) {
+		return e
+	}
+	e := &Error{Name: ex.name, Reason: ReasonRejected, Cause: cause}
+	ex.rejects.last.Store(e)
+	return e
+}
+
+// sameError reports whether a and b are the same error value; errors of
+// incomparable types are never the same.
+func sameError(a, b error) (same bool) {
+	defer func() { _ = recover() }()
+	return a == b
 }
 
 // maxFastPolicies bounds the policies the fast path serves; executors with

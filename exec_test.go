@@ -765,3 +765,22 @@ func TestPolicyWaitEndedByContextIsReportedAsSuch(t *testing.T) {
 		}
 	})
 }
+
+func TestRefusalBeforeFirstAttemptAllocatesNothing(t *testing.T) {
+	refusal := errors.New("closed for maintenance")
+	ex := MustNew(WithPolicy(policyFuncs{admit: func(int) error { return refusal }, done: func(Report) {}}), WithName("api"))
+	ctx := context.Background()
+	calls := 0
+	_, first := Do(ctx, script(&calls), ex)
+	allocs := testing.AllocsPerRun(1000, func() {
+		_, err := Do(ctx, script(&calls), ex)
+		if !errors.Is(err, refusal) || !errors.Is(err, ErrRejected) {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
+	assert.Zero(t, calls)
+	_, err := Do(ctx, script(&calls), ex, WithName("derived"))
+	assert.EqualError(t, err, "resilient: derived: no attempt made (rejected): closed for maintenance", "a derived executor does not share the base's cached error")
+	assert.EqualError(t, first, "resilient: api: no attempt made (rejected): closed for maintenance")
+}

@@ -83,7 +83,9 @@ func (deadlineError) Is(target error) bool {
 // Error is the error a call returns when it does not succeed. It wraps the
 // last attempt's error, so [errors.Is] and [errors.As] see it, and it matches
 // the sentinel of its [Reason] (and, for a rejection or a done context, the
-// policy's or the context's error).
+// policy's or the context's error). Treat it as read-only: the Error of a
+// call refused before its first attempt may be shared by other calls
+// refused the same way, which keeps refusals free of allocations.
 type Error struct {
 	// Name is the executor's name (see [WithName]), or "".
 	Name string
