@@ -772,8 +772,9 @@ func TestRefusalBeforeFirstAttemptAllocatesNothing(t *testing.T) {
 	ctx := context.Background()
 	calls := 0
 	_, first := Do(ctx, script(&calls), ex)
+	fn := script(&calls)
 	allocs := testing.AllocsPerRun(1000, func() {
-		_, err := Do(ctx, script(&calls), ex)
+		_, err := Do(ctx, fn, ex)
 		if !errors.Is(err, refusal) || !errors.Is(err, ErrRejected) {
 			t.Fatal(err)
 		}
