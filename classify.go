@@ -118,10 +118,11 @@ func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
 // RetryAfter marks err as retryable no sooner than d from now: a server's
-// hint, such as HTTP's Retry-After. The hint is a floor for the next delay
-// (jitter never takes the delay below it) and is never clamped: a hint
-// beyond [WithMaxDelay] or past the context's deadline ends the call at once
-// with err. A d <= 0 adds no hint. RetryAfter(nil, d) is nil.
+// hint, such as HTTP's Retry-After. The hint is a floor for the next delay:
+// jitter never takes the delay below it, but spreads callers over up to a
+// fifth of the hint above it (unless [NoJitter]). It is never clamped: a
+// hint beyond [WithMaxDelay] or past the context's deadline ends the call at
+// once with err. A d <= 0 adds no hint. RetryAfter(nil, d) is nil.
 //
 // Any error in the chain that has a method RetryAfter() time.Duration gives
 // a hint the same way, so errors of other packages can carry one too.

@@ -109,11 +109,12 @@ func ExampleCheckValue() {
 	// released: 1
 }
 
-// A server's hint is honoured: the next attempt waits at least that long.
+// A server's hint is honoured: the next attempt waits at least that long
+// (with jitter on, up to a fifth longer, to spread callers apart).
 func ExampleRetryAfter() {
 	r := resilient.DoResult(context.Background(), func(ctx context.Context) (int, error) {
 		return 0, resilient.RetryAfter(errUnavailable, time.Millisecond)
-	}, resilient.WithAttempts(2), resilient.WithBackoff(resilient.Constant(0)))
+	}, resilient.WithAttempts(2), resilient.WithBackoff(resilient.Constant(0)), resilient.WithJitter(resilient.NoJitter))
 	fmt.Println(r.History[0].Delay, r.History[0].Source, r.Reason)
 	// Output: 1ms hint exhausted
 }

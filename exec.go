@@ -747,7 +747,11 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
 			return 0, FromHint, ReasonHintTooLong
 		}
 		if hint > delay {
-			delay, src = hint, FromHint
+			// Many callers handed the same hint (an HTTP-date has a
+			// resolution of one second) would come back in one burst: unless
+			// jitter is off, spread them over up to a fifth of the hint
+			// above it, never below it.
+			delay, src = min(hint+time.Duration(u*float64(hint/5)), ex.maxDelay), FromHint
 		}
 	}
 	// Decision (DESIGN 8): never sleep into a wait the next attempt could

@@ -785,3 +785,19 @@ func TestRefusalBeforeFirstAttemptAllocatesNothing(t *testing.T) {
 	assert.EqualError(t, err, "resilient: derived: no attempt made (rejected): closed for maintenance", "a derived executor does not share the base's cached error")
 	assert.EqualError(t, first, "resilient: api: no attempt made (rejected): closed for maintenance")
 }
+
+func TestDoHintSpreadAboveNeverBelow(t *testing.T) {
+	for _, tc := range []struct {
+		u    float64
+		want time.Duration
+	}{{0, time.Second}, {0.5, 1100 * time.Millisecond}, {0.999, 1199800 * time.Microsecond}} {
+		synctest.Test(t, func(t *testing.T) {
+			ex := MustNew(WithBackoff(Constant(10*time.Millisecond)), WithRandom(func() float64 { return tc.u }))
+			calls := 0
+			start := time.Now()
+			_, err := Do(t.Context(), script(&calls, RetryAfter(errFlaky, time.Second)), ex)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, time.Since(start))
+		})
+	}
+}

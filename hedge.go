@@ -209,10 +209,25 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 	var (
 		have bool
 		last hedgeResult[T]
+		calm bool // the upstream asked for a pause: no more hedges this round
 	)
 	for inflight > 0 {
+		var r hedgeResult[T]
+		got, fired := false, false
 		select {
-		case r := <-results:
+		case r = <-results:
+			got = true
+		case <-timer.C:
+			fired = true
+			// A result that is already there is looked at before a hedge is
+			// started in its place.
+			select {
+			case r = <-results:
+				got = true
+			default:
+			}
+		}
+		if got {
 			inflight--
 			c.observe(r.n, r.err, r.o, r.d, r.rejected)
 			switch {
@@ -230,14 +245,24 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 					ex.discard(last.v)
 				}
 				return r.v, r.err, r.o, nil
+			case calm && hintOf(r.err) == 0:
+				// The round's hinted failure stays its result, so that the
+				// next round waits as the upstream asked.
+				if ex.discard != nil {
+					ex.discard(r.v)
+				}
 			default:
 				if have && ex.discard != nil {
 					ex.discard(last.v)
 				}
 				last, have = r, true
+				// Decision: a server's hint (Retry-After) holds for the whole
+				// round; attempts already running go on, none is added.
+				calm = calm || hintOf(r.err) > 0
 			}
-		case <-timer.C:
-			if inflight < ex.hedge.max && c.n < ex.attempts && c.allowRetry() == nil {
+		}
+		if fired {
+			if inflight > 0 && !calm && inflight < ex.hedge.max && c.n < ex.attempts && c.allowRetry() == nil {
 				launch()
 			}
 			timer.Reset(ex.hedge.delay())

@@ -252,3 +252,32 @@ func TestFallback(t *testing.T) {
 	assert.ErrorIs(t, err, errFlaky, "a fallback for another type is not used")
 	assert.Empty(t, s)
 }
+
+func TestHedgeNotStartedAfterAServerHint(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		// #1 is throttled at 150ms with a 1s hint while its hedge #2 (from
+		// 100ms) stalls until 500ms: no third attempt may start before the
+		// hint has passed.
+		s := &stall{
+			delays: []time.Duration{150 * time.Millisecond, 400 * time.Millisecond, time.Millisecond},
+			errs:   []error{RetryAfter(errFlaky, time.Second), errFlaky},
+		}
+		var (
+			mu     sync.Mutex
+			starts []time.Duration
+		)
+		start := time.Now()
+		fn := func(ctx context.Context) (int, error) {
+			mu.Lock()
+			starts = append(starts, time.Since(start))
+			mu.Unlock()
+			return s.fn(ctx)
+		}
+		v, err := DoHedged(t.Context(), fn, WithHedge(100*time.Millisecond, 3), WithJitter(NoJitter), WithBackoff(Constant(0)))
+		require.NoError(t, err)
+		assert.Equal(t, 3, v)
+		assert.Equal(t, []time.Duration{0, 100 * time.Millisecond, 1500 * time.Millisecond}, starts,
+			"the hint, kept over the later unhinted failure, is waited for from the round's end")
+	})
+}
