@@ -54,7 +54,7 @@ type Executor struct {
 	gates          []RetryGate
 	hedge          *hedge
 	rejects        *rejectCache // this executor's own, never a base's
-	fallback       any // a func(context.Context, error) (T, error); see WithFallback
+	fallback       any          // a func(context.Context, error) (T, error); see WithFallback
 
 	timed bool // read the clock per attempt: hooks or a DurationPolicy
 	fast  bool // the first attempt can take the fast path (see fast)
