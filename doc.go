@@ -66,16 +66,83 @@
 // ends the instant the context is cancelled, and no timer is made for a
 // call that succeeds at once.
 //
-// # Policies
+// # Policies and composition
 //
 // A [Policy] guards each attempt: it admits or refuses it and learns its
-// outcome. Policies compose inside the retry loop, in the order given:
+// outcome. The library's own are the circuit [Breaker] ([WithBreaker]), the
+// retry [Budget] ([WithBudget]), adaptive client-side throttling
+// ([Throttle], [WithThrottle]) and the [Bulkhead] ([WithBulkhead]); a
+// program's own plug in the same way with [WithPolicy]. A call is composed
+// like this, from the outside in:
 //
-//	retry loop { policies (breaker, limiter, …) → attempt timeout → fn }
+//	fallback → retry loop {
+//	    retry gates (budget, open breaker), asked before each wait
+//	    hedge { policies in the order given → attempt timeout → fn }
+//	}
 //
-// so a breaker counts every attempt, not every call, and a policy's refusal
-// ends the call at once rather than being retried. A policy that also
-// implements [RetryGate] (a retry budget) is asked before each wait.
+// and a [Group] goes outside the whole call. The reasons: policies sit
+// inside the loop so that a breaker counts every attempt, not every call, and
+// a refusal ends the call at once instead of being retried (retrying a
+// certain failure only makes callers wait). Retry gates are asked once the
+// next wait is planned and before it starts, so a refused retry costs no wait
+// and the caller keeps the last attempt's result. Hedges are attempts: each
+// passes the policies and the retry gates. The attempt timeout is innermost,
+// so a timed-out attempt is an ordinary retryable failure. The fallback sees
+// the call's final error after the hooks have. Put a bulkhead after a breaker,
+// so that a refused call never takes a slot; a Group wraps a whole Do, so a
+// deduplicated call counts once against the breaker and the budget.
+//
+// # Circuit breaking
+//
+// A [Breaker] guards one upstream and serves calls of every result type. It
+// opens when, over a sliding window of calls ([WithCountWindow]) or of time
+// ([WithTimeWindow]) holding at least [WithMinCalls] calls, the failure rate
+// ([WithFailureRate]) or the slow-call rate ([WithSlowCalls]) reaches its
+// threshold, or after [WithConsecutiveFailures] failures in a row. An open
+// breaker refuses at once with an [*OpenError] matching [ErrOpen]; after the
+// open duration a timer makes it half-open, where it admits exactly
+// [WithHalfOpenProbes] concurrent probes, closes after
+// [WithHalfOpenSuccesses] successes and reopens on a failure. A probe that
+// never reports back cannot wedge it ([WithHalfOpenMaxWait]). The caller's
+// own cancellation counts neither way; results from before a change of state
+// are ignored. Closed-state calls take no lock and read no clock.
+//
+// Code that cannot wrap a function uses the two-step API, [Breaker.Allow]
+// then [Breaker.Record]. [Breakers] keeps one breaker per key (a host, a
+// route), bounded and evicting idle ones. State survives restarts through a
+// [Store] ([WithStore]); listeners ([WithStateListener]) learn every
+// transition with the counts that caused it.
+//
+// # Protecting the upstream
+//
+// A [Budget] caps retries to a share of first attempts across every call that
+// shares it, so that in an outage the upstream sees about one attempt per
+// call, not [WithAttempts] of them. A [Throttle] refuses attempts locally
+// when the upstream accepts too few (the "adaptive throttling" of Google's
+// SRE book). A [Bulkhead] bounds attempts in flight. [WithHedge] and
+// [WithAdaptiveHedge] race a slow attempt with another one, through
+// [DoHedged]; [WithFallback] turns a final error into a value.
+//
+// # Deduplication
+//
+// A [Group] shares one execution among concurrent calls with the same key.
+// Each caller leaves on its own context at any time; the execution runs on a
+// context no single caller can cancel, and is cancelled only when every
+// caller has left. A panic in it re-panics in every waiting caller. Values
+// are shared read-only; [WithCopy] gives each caller its own.
+//
+//	var users resilient.Group[string, *User]
+//	user, err := users.Do(ctx, id, func(ctx context.Context) (*User, error) {
+//		return resilient.Do(ctx, fetchUser(id), usersAPI)
+//	})
+//
+// # Observability
+//
+// [Hooks] report each attempt, retry and end of a call; [Observe] turns them
+// and breaker transitions into one typed event stream; [SlogHooks] logs them
+// with log/slog; [TextMetrics] serves them in the Prometheus text format. The
+// modules contrib/prometheus and contrib/otel export the same to Prometheus
+// and OpenTelemetry. Unset hooks cost nothing.
 //
 // # Errors
 //
