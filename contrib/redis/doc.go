@@ -59,7 +59,7 @@
 //
 // # Cost
 //
-// The success path in the closed state is the local breaker's, plus two
+// The success path in the closed state is the local breaker's, plus three
 // atomic loads and an atomic add: no lock, no clock read, no allocation,
 // no Redis call. Each replica makes one round trip per sync interval per
 // breaker, whatever its traffic; half-open probes cost two round trips each
