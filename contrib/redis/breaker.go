@@ -48,6 +48,7 @@ type Breaker struct {
 	// applyMu orders changes of view and of the local breaker's mirrored
 	// state, so that an older reply never undoes a newer one.
 	applyMu sync.Mutex
+	lastMS  int64 // the server time of the last reply applied; guarded by applyMu
 
 	causeMu sync.Mutex // guards cause; taken only with TryLock, on failures
 	cause   string
@@ -403,6 +404,7 @@ type reply struct {
 	cause     string
 	rounds    int
 	inState   time.Duration
+	serverMS  int64 // the server's clock when the script ran, in ms
 	arrivedAt time.Time
 }
 
@@ -427,7 +429,7 @@ func (b *Breaker) run(ctx context.Context, op string, s *goredis.Script, args ..
 }
 
 func parseReply(res []any) (reply, error) {
-	if len(res) != 7 {
+	if len(res) != 8 {
 		return reply{}, fmt.Errorf("resilient: redis: unexpected script reply %v", res)
 	}
 	n := func(i int) int64 { v, _ := res[i].(int64); return v }
@@ -444,6 +446,7 @@ func parseReply(res []any) (reply, error) {
 		cause:     cause,
 		rounds:    int(n(5)),
 		inState:   time.Duration(n(6)) * time.Millisecond,
+		serverMS:  n(7),
 		arrivedAt: time.Now(),
 	}, nil
 }
@@ -455,6 +458,19 @@ func (b *Breaker) apply(r reply) *view {
 	b.applyMu.Lock()
 	defer b.applyMu.Unlock()
 	cur := b.view.Load()
+	// Replies can arrive out of order (a sync and a probe's report on two
+	// connections): one that ran earlier on the server than the last one
+	// applied is stale. Decision: order by the server's clock, not by
+	// generation, because a Redis that lost its data starts again from
+	// generation 0 and must still be followed; within one millisecond the
+	// higher generation wins. A reply can only be stale by less than two
+	// timeouts (a call is abandoned after one); one older than that means
+	// the server's clock was stepped back, and is followed.
+	if back := b.lastMS - r.serverMS; (back > 0 && back < 2*b.cfg.timeout.Milliseconds()+1) ||
+		(back == 0 && r.gen < cur.gen) {
+		return cur
+	}
+	b.lastMS = r.serverMS
 	if cur.gen == r.gen && cur.state == r.state && !cur.initial {
 		if r.state == resilient.StateOpen && r.left > 0 && b.local.State() == resilient.StateHalfOpen {
 			// The local open duration ended before the server's: stay open
@@ -463,9 +479,6 @@ func (b *Breaker) apply(r reply) *view {
 		}
 		return cur
 	}
-	// Generations only grow, but a key that expired (or a Redis that lost
-	// its data) starts again from 0: a different generation is news either
-	// way, and replies are applied in the order they arrive.
 	nv := b.newView(r.state, r.gen, r.cause)
 	b.view.Store(nv)
 	switch r.state {

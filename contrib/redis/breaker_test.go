@@ -552,3 +552,38 @@ func TestCountsOfAnOutageLongerThanTheWindowAreDropped(t *testing.T) {
 		})
 	}
 }
+
+// A reply that ran earlier on the server than one already applied (a sync
+// and a probe's report crossing on two connections) changes nothing; a
+// Redis that lost its data, and starts again from generation 0, is
+// followed.
+func TestStaleRepliesAreNotApplied(t *testing.T) {
+	srv := startRedis(t, false)
+	b := newTestBreaker(t, srv.Client(), "order", fast(WithSyncInterval(30*time.Second))...)
+	start := b.view.Load()
+	base := time.Now().UnixMilli() + 10_000 // after every reply of the real server so far
+	steps := []struct {
+		name  string
+		r     reply
+		state resilient.State
+		gen   uint64
+	}{
+		{"newer: applied", reply{state: resilient.StateClosed, gen: 7, serverMS: base}, resilient.StateClosed, 7},
+		{"older: ignored", reply{state: resilient.StateHalfOpen, gen: 6, serverMS: base - 5}, resilient.StateClosed, 7},
+		{"same ms, older gen: ignored", reply{state: resilient.StateHalfOpen, gen: 6, serverMS: base}, resilient.StateClosed, 7},
+		{"same ms, newer gen: applied", reply{state: resilient.StateOpen, gen: 8, left: time.Minute, serverMS: base}, resilient.StateOpen, 8},
+		{"data lost: gen 0 later, applied", reply{state: resilient.StateClosed, gen: 0, serverMS: base + 5}, resilient.StateClosed, 0},
+		{"server clock stepped back: applied", reply{state: resilient.StateForcedOpen, gen: 1, serverMS: base - 60_000}, resilient.StateForcedOpen, 1},
+	}
+	require.NotEqual(t, uint64(7), start.gen)
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.r.arrivedAt = time.Now()
+			b.apply(st.r)
+			v := b.view.Load()
+			assert.Equal(t, st.state, v.state)
+			assert.Equal(t, st.gen, v.gen)
+			assert.Equal(t, st.state, b.Local().State())
+		})
+	}
+}

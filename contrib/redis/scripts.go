@@ -88,7 +88,7 @@ end
 local function reply(s, now, extra)
   local left = 0
   if s.state == 1 then left = math.max(s.untl - now, 0) end
-  return {extra, s.state, s.gen, left, s.cause, s.rounds, math.max(now - s.since, 0)}
+  return {extra, s.state, s.gen, left, s.cause, s.rounds, math.max(now - s.since, 0), now}
 end
 `
 
