@@ -587,3 +587,61 @@ func TestStaleRepliesAreNotApplied(t *testing.T) {
 		})
 	}
 }
+
+// Traffic with every outcome on several replicas, while the fleet is
+// forced open and reset under it: no race, no deadlock, and the fleet
+// converges once the changes stop.
+func TestHammerWithManualChanges(t *testing.T) {
+	srv := startRedis(t, false)
+	opts := fast(WithOpenDuration(20*time.Millisecond), WithHalfOpenProbes(2), WithMinCalls(5))
+	rs := make([]*Breaker, 3)
+	for i := range rs {
+		rs[i] = newTestBreaker(t, srv.Client(), "hammer", opts...)
+	}
+	outcomes := []resilient.Outcome{resilient.Success, resilient.Success, resilient.Fail, resilient.Retry, resilient.Ignore}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for _, r := range rs {
+		for w := range 6 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					p, err := r.Admit(context.Background(), 1)
+					if err != nil {
+						assert.ErrorIs(t, err, resilient.ErrOpen)
+						continue
+					}
+					o := outcomes[(i+w)%len(outcomes)]
+					var e error
+					if o == resilient.Fail || o == resilient.Retry {
+						e = errUpstream
+					}
+					r.Done(p, resilient.Report{Attempt: 1, Outcome: o, Err: e})
+				}
+			})
+		}
+	}
+	for i := range 20 {
+		r := rs[i%len(rs)]
+		if i%2 == 0 {
+			assert.NoError(t, r.ForceOpen(context.Background()))
+		} else {
+			assert.NoError(t, r.Reset(context.Background()))
+		}
+	}
+	require.NoError(t, rs[0].Disable(context.Background()))
+	close(stop)
+	wg.Wait()
+	eventually(t, 2*time.Second, func() bool {
+		for _, r := range rs {
+			if r.State() != resilient.StateDisabled || r.Local().State() != resilient.StateDisabled {
+				return false
+			}
+		}
+		return true
+	}, "the replicas did not converge")
+}
