@@ -210,15 +210,17 @@ func TestProbePermitOfADeadReplicaExpires(t *testing.T) {
 	trip(t, dead)
 	eventually(t, 2*time.Second, func() bool { return live.State() == resilient.StateOpen }, "not open")
 	// The dead replica takes the only probe and never reports it.
+	var grantedAt time.Time
 	eventually(t, 2*time.Second, func() bool {
+		before := time.Now()
 		p, err := dead.Admit(context.Background(), 1)
+		grantedAt = before
 		return err == nil && p.Token&tokProbe != 0
 	}, "no fleet-wide probe was admitted")
 	require.NoError(t, dead.Close())
 
 	_, err := live.Admit(context.Background(), 1)
 	require.ErrorIs(t, err, resilient.ErrOpen, "the slot is held")
-	start := time.Now()
 	eventually(t, 3*time.Second, func() bool {
 		p, err := live.Admit(context.Background(), 1)
 		if err != nil {
@@ -227,7 +229,7 @@ func TestProbePermitOfADeadReplicaExpires(t *testing.T) {
 		live.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Success})
 		return true
 	}, "the dead replica's probe slot was never freed")
-	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "freed before its TTL")
+	assert.GreaterOrEqual(t, time.Since(grantedAt), 290*time.Millisecond, "freed before its TTL")
 	eventually(t, 2*time.Second, func() bool { return live.State() == resilient.StateClosed }, "not closed")
 }
 
@@ -317,7 +319,7 @@ func TestRedisStoppedThenRestarted(t *testing.T) {
 	for range 50 {
 		start := time.Now()
 		require.NoError(t, ex.Run(ctx, func(context.Context) error { return nil }))
-		assert.Less(t, time.Since(start), 20*time.Millisecond)
+		assert.Less(t, time.Since(start), 100*time.Millisecond)
 	}
 	eventually(t, 2*time.Second, func() bool { return a.Degraded() }, "no degradation noticed")
 	assert.Equal(t, []EventKind{EventDegraded}, kinds(), "one event per change")
