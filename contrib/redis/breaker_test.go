@@ -647,3 +647,24 @@ func TestHammerWithManualChanges(t *testing.T) {
 		return true
 	}, "the replicas did not converge")
 }
+
+func TestOpenBackoffDoublesPerFailedRound(t *testing.T) {
+	srv := startRedis(t, false)
+	const open = 100 * time.Millisecond
+	b := newTestBreaker(t, srv.Client(), "backoff", fast(WithOpenDuration(open), WithOpenBackoff(4*open))...)
+	trip(t, b)
+	for round, want := range []time.Duration{2 * open, 4 * open, 4 * open} {
+		var probe resilient.Permit
+		eventually(t, 3*time.Second, func() bool {
+			p, err := b.Admit(context.Background(), 1)
+			probe = p
+			return err == nil && p.Token&tokProbe != 0
+		}, "no probe")
+		b.Done(probe, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errUpstream})
+		_, err := b.Admit(context.Background(), 1)
+		var oe *resilient.OpenError
+		require.ErrorAs(t, err, &oe, "round %d", round)
+		assert.Greater(t, oe.RetryAfter(), want-open/2, "round %d", round)
+		assert.LessOrEqual(t, oe.RetryAfter(), want, "round %d", round)
+	}
+}
