@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/resilient-go/resilient"
 )
@@ -452,6 +453,7 @@ func TestTextMetricsBoundsNames(t *testing.T) {
 }
 
 func TestTextMetricsConcurrent(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	m := resilient.NewTextMetrics()
 	const goroutines, calls = 50, 200
 	var wg sync.WaitGroup
