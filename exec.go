@@ -675,17 +675,17 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	o = ex.classify(c.parent, err)
 	d := since(c.timed, t0)
 	c.release(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
-	c.observe(c.n, err, o, d, nil)
+	c.observe(c.n, err, o, d, nil, false)
 	return v, err, o, nil
 }
 
 // observe records attempt n in the call's history and tells the hooks.
 // Attempts a policy refused never ran and are not recorded.
-func (c *call) observe(n int, err error, o Outcome, d time.Duration, rejected error) {
+func (c *call) observe(n int, err error, o Outcome, d time.Duration, rejected error, hedged bool) {
 	if rejected != nil {
 		return
 	}
-	a := Attempt{Number: n, Duration: d, Err: stripMarkers(err), Outcome: o}
+	a := Attempt{Number: n, Duration: d, Err: stripMarkers(err), Outcome: o, Hedged: hedged}
 	if c.history != nil {
 		*c.history = append(*c.history, a)
 	}

@@ -78,9 +78,11 @@ func (p *PanicError) Unwrap() error {
 // The zero Group is ready to use, with no copy and no time limit. A Group
 // is safe for concurrent use and must not be copied after first use.
 type Group[K comparable, T any] struct {
-	copy    func(T) T
-	release func(T)
-	timeout time.Duration
+	copy     func(T) T
+	release  func(T)
+	timeout  time.Duration
+	name     string
+	listener func(GroupEvent)
 
 	mu sync.Mutex
 	m  map[K]*flight[T] // executions that new callers may join; guarded by mu
@@ -111,9 +113,52 @@ type flight[T any] struct {
 type GroupOption func(*groupConfig) error
 
 type groupConfig struct {
-	copy    any // func(T) T, checked by NewGroup
-	release any // func(T), checked by NewGroup
-	timeout time.Duration
+	copy     any // func(T) T, checked by NewGroup
+	release  any // func(T), checked by NewGroup
+	timeout  time.Duration
+	name     string
+	listener func(GroupEvent)
+}
+
+// GroupEvent tells of the end of one shared execution of a [Group].
+type GroupEvent struct {
+	// Name is the group's name (see [WithGroupName]).
+	Name string
+	// Joined is how many callers joined the execution in all, the first
+	// included: Joined-1 calls to the upstream were saved.
+	Joined int
+	// Abandoned is true when every caller left before it ended (it was
+	// cancelled with [ErrAbandoned]).
+	Abandoned bool
+	// Panicked is true when the shared function panicked.
+	Panicked bool
+	// Err is what the shared function returned.
+	Err error
+	// Elapsed is the execution's duration.
+	Elapsed time.Duration
+}
+
+// WithGroupName names a [Group] in its events. Default "".
+func WithGroupName(name string) GroupOption {
+	return func(c *groupConfig) error {
+		c.name = name
+		return nil
+	}
+}
+
+// WithGroupListener calls fn at the end of every shared execution of a
+// [Group], on the execution's goroutine, after every waiting caller has been
+// handed the result. With a listener the group reads the clock twice per
+// execution. fn must not block for long, and must not panic. Nil is
+// refused.
+func WithGroupListener(fn func(GroupEvent)) GroupOption {
+	return func(c *groupConfig) error {
+		if fn == nil {
+			return errors.New("resilient: WithGroupListener: nil listener")
+		}
+		c.listener = fn
+		return nil
+	}
 }
 
 // WithCopy gives every caller of a [Group] its own copy of the shared
@@ -179,7 +224,7 @@ func NewGroup[K comparable, T any](opts ...GroupOption) (*Group[K, T], error) {
 			return nil, err
 		}
 	}
-	g := &Group[K, T]{timeout: c.timeout}
+	g := &Group[K, T]{timeout: c.timeout, name: c.name, listener: c.listener}
 	if c.copy != nil {
 		f, ok := c.copy.(func(T) T)
 		if !ok {
@@ -264,6 +309,10 @@ func (g *Group[K, T]) start(ctx context.Context, key K) *flight[T] {
 // run executes fn for f in its own goroutine, and never lets a panic out.
 func (g *Group[K, T]) run(key K, f *flight[T], fn func(context.Context) (T, error)) {
 	returned := false
+	var start time.Time
+	if g.listener != nil {
+		start = time.Now()
+	}
 	defer func() {
 		if !returned {
 			// Decision (DESIGN 5): recover here, where nobody could catch
@@ -286,10 +335,15 @@ func (g *Group[K, T]) run(key K, f *flight[T], fn func(context.Context) (T, erro
 		if receivers == 0 && g.release != nil && returned {
 			g.release(f.val) // nobody is left to take it
 		}
+		abandoned := errors.Is(context.Cause(f.ctx), ErrAbandoned)
 		if f.stop != nil {
 			f.stop()
 		}
 		f.cancel(nil)
+		if g.listener != nil {
+			g.listener(GroupEvent{Name: g.name, Joined: f.joined, Abandoned: abandoned,
+				Panicked: f.panicked != nil, Err: f.err, Elapsed: time.Since(start)})
+		}
 	}()
 	f.val, f.err = fn(f.ctx)
 	returned = true

@@ -655,3 +655,57 @@ func TestGroupNothingLost(t *testing.T) {
 		})
 	}
 }
+
+func TestGroupListener(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		var events []resilient.Event
+		var mu sync.Mutex
+		g := resilient.MustNewGroup[string, int](resilient.WithGroupName("users"), resilient.ObserveGroup(func(e resilient.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, e)
+		}))
+		release := make(chan struct{})
+		fn := func(ctx context.Context) (int, error) {
+			select {
+			case <-release:
+				return 7, nil
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				v, err := g.Do(t.Context(), "k", fn)
+				assert.NoError(t, err)
+				assert.Equal(t, 7, v)
+			})
+		}
+		synctest.Wait()
+		time.Sleep(time.Second) // fake time: the execution's duration
+		close(release)
+		wg.Wait()
+
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Second, cancel)
+		_, err := g.Do(ctx, "k", func(ctx context.Context) (int, error) {
+			<-ctx.Done()
+			return 0, ctx.Err()
+		})
+		assert.ErrorIs(t, err, context.Canceled)
+		synctest.Wait()
+
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, events, 2)
+		assert.Equal(t, resilient.GroupEvent{Name: "users", Joined: 3, Elapsed: time.Second}, events[0])
+		abandoned := events[1].(resilient.GroupEvent)
+		assert.True(t, abandoned.Abandoned)
+		assert.Equal(t, 1, abandoned.Joined)
+		assert.ErrorIs(t, abandoned.Err, context.Canceled)
+	})
+	_, err := resilient.NewGroup[string, int](resilient.WithGroupListener(nil))
+	assert.EqualError(t, err, "resilient: WithGroupListener: nil listener")
+}

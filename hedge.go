@@ -172,6 +172,7 @@ type hedgeResult[T any] struct {
 	rejected error
 	panicked any
 	paniced  bool
+	hedged   bool
 }
 
 // hedged runs one round of hedged attempts: the first attempt, then another
@@ -186,17 +187,18 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 	defer cancel()
 	results := make(chan hedgeResult[T], ex.hedge.max)
 	inflight := 0
+	first := c.n + 1
 	launch := func() {
 		c.n++
 		inflight++
-		go hedgeAttempt(ctx, c, fn, c.n, results)
+		go hedgeAttempt(ctx, c, fn, c.n, c.n != first, results)
 	}
 	// settle waits for every attempt still running, releasing their values.
 	settle := func() {
 		cancel()
 		for ; inflight > 0; inflight-- {
 			r := <-results
-			c.observe(r.n, r.err, r.o, r.d, r.rejected)
+			c.observe(r.n, r.err, r.o, r.d, r.rejected, r.hedged)
 			if r.rejected == nil && ex.discard != nil {
 				ex.discard(r.v)
 			}
@@ -229,7 +231,7 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 		}
 		if got {
 			inflight--
-			c.observe(r.n, r.err, r.o, r.d, r.rejected)
+			c.observe(r.n, r.err, r.o, r.d, r.rejected, r.hedged)
 			switch {
 			case r.paniced:
 				settle()
@@ -274,9 +276,9 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 // hedgeAttempt runs attempt n on its own goroutine and context, under the
 // executor's policies, and sends its result; a panic is caught here and
 // re-raised by the caller's goroutine (see hedged).
-func hedgeAttempt[T any](ctx context.Context, c *call, fn func(context.Context) (T, error), n int, out chan<- hedgeResult[T]) {
+func hedgeAttempt[T any](ctx context.Context, c *call, fn func(context.Context) (T, error), n int, hedged bool, out chan<- hedgeResult[T]) {
 	ex := c.ex
-	r := hedgeResult[T]{n: n}
+	r := hedgeResult[T]{n: n, hedged: hedged}
 	var permits [maxFastPolicies]Permit
 	ps := permits[:0]
 	for _, p := range ex.policies {

@@ -63,6 +63,11 @@ func TestHedgeWinsAndLoserIsCancelledAndReleased(t *testing.T) {
 		assert.Equal(t, []int{-1}, released, "the loser's value is released")
 		assert.ElementsMatch(t, []Outcome{Success, Ignore}, rec.outcomes(), "the cancelled loser is not counted against the upstream")
 		require.Len(t, r.History, 2)
+		hedged := map[int]bool{}
+		for _, a := range r.History {
+			hedged[a.Number] = a.Hedged
+		}
+		assert.Equal(t, map[int]bool{1: false, 2: true}, hedged, "the second attempt is marked as a hedge")
 	})
 }
 

@@ -39,6 +39,7 @@ func (AttemptEvent) isEvent() {}
 func (RetryEvent) isEvent()   {}
 func (DoneEvent) isEvent()    {}
 func (Transition) isEvent()   {}
+func (GroupEvent) isEvent()   {}
 
 // Observe returns hooks that hand every event of every call to fn, in the
 // order the events happen, on the caller's goroutine. fn must be safe for
@@ -69,6 +70,18 @@ func ObserveBreaker(fn func(Event)) BreakerOption {
 		})
 	}
 	return WithStateListener(func(t Transition) { fn(t) })
+}
+
+// ObserveGroup returns a [Group] option that hands a [GroupEvent] to fn at
+// the end of every shared execution (see [WithGroupListener]). A nil fn is
+// refused when the group is built.
+func ObserveGroup(fn func(Event)) GroupOption {
+	if fn == nil {
+		return func(*groupConfig) error {
+			return errors.New("resilient: ObserveGroup: nil function")
+		}
+	}
+	return WithGroupListener(func(e GroupEvent) { fn(e) })
 }
 
 // Names of the policies that refuse calls, as [RejectedBy] returns them and

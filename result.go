@@ -191,6 +191,9 @@ type Attempt struct {
 	Err error
 	// Outcome is how the attempt was classified.
 	Outcome Outcome
+	// Hedged is true for an attempt started as a hedge, while an earlier
+	// one was still running (see [WithHedge]).
+	Hedged bool
 	// Delay is the wait planned after this attempt (0 for the last one) and
 	// Source where it came from.
 	Delay  time.Duration
