@@ -402,6 +402,8 @@ type call struct {
 	n       int           // attempts made
 	prev    time.Duration // last wait, for decorrelated jitter
 	timer   *time.Timer
+	mark    time.Time // the last clock reading, when timed
+	fresh   bool      // nothing has happened since mark was read
 	history *[]Attempt
 	last    error // last attempt's error, markers removed
 }
@@ -551,6 +553,7 @@ func (c *call) init(ctx context.Context, ex *Executor, recorded bool) context.Ca
 	c.ex, c.parent, c.ctx, c.timed = ex, ctx, ctx, ex.timed || recorded
 	if c.timed || ex.maxElapsed > 0 {
 		c.start = time.Now()
+		c.mark, c.fresh = c.start, true
 	}
 	if ex.maxElapsed > 0 {
 		var cancel context.CancelFunc
@@ -563,12 +566,15 @@ func (c *call) init(ctx context.Context, ex *Executor, recorded bool) context.Ca
 // done ends a call: it fills in the result, if one is kept, and tells the
 // hooks.
 func done[T any](c *call, res *Result[T], v T, err error, reason Reason) (T, error) {
+	if res == nil && c.ex.hooks.OnDone == nil {
+		return v, err
+	}
+	elapsed := c.elapsed()
 	if res != nil {
-		res.Attempts, res.Reason = c.n, reason
-		res.Elapsed = time.Since(c.start)
+		res.Attempts, res.Reason, res.Elapsed = c.n, reason, elapsed
 	}
 	if h := c.ex.hooks.OnDone; h != nil {
-		h(DoneEvent{Name: c.ex.name, Attempts: c.n, Reason: reason, Err: err, Elapsed: time.Since(c.start)})
+		h(DoneEvent{Name: c.ex.name, Attempts: c.n, Reason: reason, Err: err, Elapsed: elapsed})
 	}
 	return v, err
 }
@@ -653,7 +659,7 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	}
 	var t0 time.Time
 	if c.timed {
-		t0 = time.Now()
+		t0 = c.clock(len(permits) == 0)
 	}
 	if len(permits) > 0 {
 		// Decision (DESIGN 5): a panic is not recovered. Policies learn of
@@ -673,7 +679,10 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 		err = ex.check(v)
 	}
 	o = ex.classify(c.parent, err)
-	d := since(c.timed, t0)
+	var d time.Duration
+	if c.timed {
+		d = c.clock(false).Sub(t0)
+	}
 	c.release(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
 	c.observe(c.n, err, o, d, nil, false)
 	return v, err, o, nil
@@ -702,6 +711,27 @@ func (c *call) allowRetry() error {
 		}
 	}
 	return nil
+}
+
+// clock returns the time now: the last reading, when reuse is allowed and
+// nothing has happened since it was taken (the start of the call, the end of
+// an attempt), or a new one. Reading the clock costs tens of nanoseconds,
+// so a call with hooks reads it twice when its first attempt succeeds, not
+// four times.
+func (c *call) clock(reuse bool) time.Time {
+	if reuse && c.fresh {
+		return c.mark
+	}
+	c.mark, c.fresh = time.Now(), true
+	return c.mark
+}
+
+// elapsed is the call's duration so far.
+func (c *call) elapsed() time.Duration {
+	if !c.timed {
+		return time.Since(c.start)
+	}
+	return c.clock(true).Sub(c.start)
 }
 
 func since(timed bool, t0 time.Time) time.Duration {
@@ -768,6 +798,7 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
 // wait sleeps d, or less if the call's context ends first (then false). No
 // timer is created for a zero wait; one timer serves every wait of a call.
 func (c *call) wait(d time.Duration) bool {
+	c.fresh = false
 	if d <= 0 {
 		return c.ctx.Err() == nil
 	}

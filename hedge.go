@@ -183,6 +183,7 @@ type hedgeResult[T any] struct {
 // started.
 func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error, o Outcome, rejected error) {
 	ex := c.ex
+	c.fresh = false // the round's attempts read their own clocks
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	results := make(chan hedgeResult[T], ex.hedge.max)

@@ -60,6 +60,7 @@ func TestHedgeWinsAndLoserIsCancelledAndReleased(t *testing.T) {
 		assert.Equal(t, 2, r.Value, "the hedge won")
 		assert.Equal(t, 110*time.Millisecond, time.Since(start))
 		assert.Equal(t, 2, r.Attempts)
+		assert.Equal(t, 110*time.Millisecond, r.Elapsed)
 		assert.Equal(t, []int{-1}, released, "the loser's value is released")
 		assert.ElementsMatch(t, []Outcome{Success, Ignore}, rec.outcomes(), "the cancelled loser is not counted against the upstream")
 		require.Len(t, r.History, 2)
