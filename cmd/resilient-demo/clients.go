@@ -74,6 +74,10 @@ func (c *counting) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.rec.answer(req.Header.Get(chaos.RequestIDHeader))
 	case errors.Is(err, syscall.ECONNREFUSED):
 		c.rec.refused.Add(1)
+	case req.Context().Err() != nil:
+		// Cancelled before its response came (a hedge's loser, a
+		// deadline): over HTTP/1.1 that closes its connection.
+		c.rec.cut.Add(1)
 	}
 	return resp, err
 }
@@ -134,5 +138,5 @@ var clientKinds = []clientKind{
 	{"plain", "net/http Client: one attempt per request", plain},
 	{"naive", "hand-written loop: 4 attempts 100ms apart, 1s client timeout, any method, no jitter, no Retry-After, no breaker, no budget", naive},
 	{"httpx", "the library's httpx client with its defaults: 4 attempts, exponential backoff with full jitter, Retry-After honoured", httpxDefaults},
-	{"tuned", "httpx with a breaker, a retry budget (30%), a 1s attempt timeout and hedging", tuned},
+	{"tuned", "httpx with a breaker, a retry budget (30%) and hedging (see -hedge)", tuned},
 }

@@ -67,7 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.jsonPath, "json", "", "write the raw figures as JSON to this `file` (- for standard output)")
 	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
 	fs.DurationVar(&c.openFor, "open", time.Second, "how long the tuned client's breaker stays open before a probe (> 0)")
-	fs.DurationVar(&c.hedgeWait, "hedge", 100*time.Millisecond, "how long the tuned client waits for an answer before it sends a second attempt (a hedge) of a request safe to repeat (> 0)")
+	fs.DurationVar(&c.hedgeWait, "hedge", 500*time.Millisecond, "how long the tuned client waits for an answer before it sends a second attempt (a hedge) of a request safe to repeat (>= 0; 0: no hedging)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -110,8 +110,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-posts plus -unkeyed must be at most 1, got %v", c.posts+c.unkeyed)
 	case c.openFor <= 0:
 		return nil, fmt.Errorf("-open must be > 0, got %v", c.openFor)
-	case c.hedgeWait <= 0:
-		return nil, fmt.Errorf("-hedge must be > 0, got %v", c.hedgeWait)
+	case c.hedgeWait < 0:
+		return nil, fmt.Errorf("-hedge must be >= 0 (0: no hedging), got %v", c.hedgeWait)
 	}
 	if c.url != "" {
 		u, err := url.Parse(c.url)

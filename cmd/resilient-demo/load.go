@@ -48,6 +48,7 @@ type recorder struct {
 
 	conns          atomic.Int64
 	refused        atomic.Int64 // attempts whose connection was refused
+	cut            atomic.Int64 // attempts cancelled before their response came
 	started, done  atomic.Int64
 	ok             atomic.Int64
 	windowDone     atomic.Int64 // since the last progress line

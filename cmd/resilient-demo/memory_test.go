@@ -92,14 +92,26 @@ func TestDefaultScenarioInMemory(t *testing.T) {
 			b := phase(t, lib, "brownout")
 			assert.Equal(t, b.RetrySafe, b.RetrySafeOK, "%s: every request safe to retry succeeds in the brownout", lib.Name)
 			// Only POSTs without a key fail: a 503 to one of them may not
-			// be retried.
-			assert.GreaterOrEqual(t, b.Success, 0.99, lib.Name)
+			// be retried. The target holds for all requests all the same.
+			assert.GreaterOrEqual(t, b.Success, 0.995, lib.Name)
 			assert.Zero(t, lib.Total.Server.Duplicates, lib.Name)
 			assert.Zero(t, lib.Total.Server.EarlyRetries, lib.Name)
 			assert.Zero(t, lib.MaxHeldMs, "%s: a hint that cannot fit returns the 429 at once", lib.Name)
 			assert.Greater(t, phase(t, lib, "throttling").Success, phase(t, naive, "throttling").Success, lib.Name)
 		}
 		assert.Positive(t, naive.Total.Server.EarlyRetries)
+
+		// Requests cancelled on the wire each close an HTTP/1.1
+		// connection. plain's deadline outlasts the slow headers; httpx
+		// has no timer of its own, only the caller's deadline, which a
+		// retry that meets slow headers can still run into; tuned cancels
+		// only the stuck requests it hedged, never one that is merely slow
+		// (a latency spike).
+		assert.Zero(t, plain.Cut)
+		assert.LessOrEqual(t, httpx.Cut, 3)
+		assert.Positive(t, tuned.Cut, "the stuck requests are hedged")
+		assert.LessOrEqual(t, tuned.Cut, tuned.Total.Requests/100, "at most one request in 100 cut")
+		assert.Positive(t, naive.Cut, "the naive loop's 1s timeout cuts the slow headers")
 
 		assert.Greater(t, naive.OutageAmplification, 3.5)
 		require.NotNil(t, tuned.AfterOpen)

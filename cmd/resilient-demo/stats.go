@@ -32,6 +32,10 @@ type ClientFigures struct {
 	Connections int `json:"connections"`
 	// Refused is every request on the wire whose connection was refused.
 	Refused int `json:"refused_connections"`
+	// Cut is every request on the wire the client cancelled before its
+	// response came (a hedge that lost, a timeout): over HTTP/1.1 each one
+	// closes its connection, and a later request opens another.
+	Cut int `json:"cancelled_in_flight"`
 	// OutageUpstream is every request sent on the wire (or connection
 	// tried) during outage phases, and OutageAmplification that per
 	// logical request started in them.
@@ -154,7 +158,8 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 	trans := slices.Clone(rec.transitions)
 	rec.mu.Unlock()
 
-	f := ClientFigures{Name: name, Description: desc, Connections: int(rec.conns.Load()), Refused: int(rec.refused.Load()), Transitions: trans}
+	f := ClientFigures{Name: name, Description: desc, Connections: int(rec.conns.Load()), Refused: int(rec.refused.Load()),
+		Cut: int(rec.cut.Load()), Transitions: trans}
 	if f.Transitions == nil {
 		f.Transitions = []transition{}
 	}
