@@ -121,6 +121,11 @@ type Config struct {
 	IgnoreIdempotencyKeys bool
 	// BodySize is the size of a successful response's body, in bytes (>= 2).
 	BodySize int
+	// HTTP2 makes [Upstream.Start] serve unencrypted HTTP/2 (with prior
+	// knowledge) besides HTTP/1.1. Over HTTP/2 a client that cancels a
+	// request resets its stream and keeps the connection; over HTTP/1.1 it
+	// has to close the connection. Default: HTTP/1.1 only.
+	HTTP2 bool
 }
 
 // DefaultConfig is the demo's upstream: [DefaultTimeline]; a brownout with

@@ -150,6 +150,12 @@ func (u *Upstream) Start() error {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
 		ConnState:   u.connState,
 	}
+	if u.cfg.HTTP2 {
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+		u.srv.Protocols = &p
+	}
 	u.start = time.Now()
 	u.ln = ln
 	u.serve(ln)

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -330,4 +331,63 @@ func TestUpstreamThrottlesEarlyRetriesAgain(t *testing.T) {
 			assert.Equal(t, tt.early, u.Stats().Total.EarlyRetries, tt.name)
 		}
 	})
+}
+
+// TestUpstreamHTTP2 checks that with Config.HTTP2 the upstream speaks
+// unencrypted HTTP/2 as well as HTTP/1.1, and that a request cancelled
+// over HTTP/2 keeps its connection: one connection serves them all.
+func TestUpstreamHTTP2(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		http2 bool
+		proto int
+	}{
+		{"http1 only", false, 1},
+		{"http2", true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := clean()
+			c.Timeline = Timeline{{Brownout, time.Hour}}
+			c.Profiles[Brownout] = Profile{SlowHeaders: 0.5}
+			c.SlowHeaders = time.Minute
+			c.HTTP2 = tc.http2
+			u, err := New(c)
+			require.NoError(t, err)
+			require.NoError(t, u.Start())
+			defer u.Close()
+			tr := &http.Transport{}
+			if tc.http2 {
+				var p http.Protocols
+				p.SetUnencryptedHTTP2(true)
+				tr.Protocols = &p
+			}
+			defer tr.CloseIdleConnections()
+			cancelled := 0
+			for i := range 20 {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.URL()+"/x", nil)
+				require.NoError(t, err)
+				req.Header.Set(RequestIDHeader, strconv.Itoa(i))
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					cancel()
+					require.ErrorIs(t, err, context.DeadlineExceeded)
+					cancelled++
+					continue
+				}
+				assert.Equal(t, tc.proto, resp.ProtoMajor)
+				_, err = io.Copy(io.Discard, resp.Body)
+				assert.NoError(t, err)
+				resp.Body.Close()
+				cancel()
+			}
+			require.Positive(t, cancelled, "some requests were held back and cancelled")
+			conns := u.Stats().Total.Connections
+			if tc.http2 {
+				assert.Equal(t, 1, conns, "a cancelled stream keeps its connection")
+			} else {
+				assert.GreaterOrEqual(t, conns, cancelled, "each cancelled request closed its connection")
+			}
+		})
+	}
 }

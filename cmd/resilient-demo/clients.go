@@ -42,7 +42,7 @@ func kindOf(name string) clientKind {
 // newBase returns the transport under every client: the same pool settings
 // for all, a fresh pool per client, and every attempt and connection
 // counted in rec.
-func newBase(rec *recorder) (*counting, *http.Transport) {
+func newBase(rec *recorder, http2 bool) (*counting, *http.Transport) {
 	d := &net.Dialer{Timeout: time.Second}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -55,6 +55,11 @@ func newBase(rec *recorder) (*counting, *http.Transport) {
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     30 * time.Second,
+	}
+	if http2 {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		tr.Protocols = &p
 	}
 	return &counting{base: tr, rec: rec}, tr
 }

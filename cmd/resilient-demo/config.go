@@ -36,6 +36,7 @@ type config struct {
 	quiet     bool   // no progress line
 	openFor   time.Duration
 	hedgeWait time.Duration
+	http2     bool // unencrypted HTTP/2 between every client and its upstream
 }
 
 var errHelp = flag.ErrHelp
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
 	fs.DurationVar(&c.openFor, "open", time.Second, "how long the tuned client's breaker stays open before a probe (> 0)")
 	fs.DurationVar(&c.hedgeWait, "hedge", 500*time.Millisecond, "how long the tuned client waits for an answer before it sends a second attempt (a hedge) of a request safe to repeat (>= 0; 0: no hedging)")
+	fs.BoolVar(&c.http2, "http2", false, "speak unencrypted HTTP/2 (prior knowledge) to the upstream instead of HTTP/1.1, for every client")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -29,6 +29,11 @@
 // Retry-After allowed, duplicate executions of POSTs, breaker transitions;
 // then a summary per client. -report writes the same as an HTML page with
 // a chart per client, -json the raw figures. Bad flags exit with status 2.
+//
+// Clients and upstream speak HTTP/1.1 by default, where a request
+// cancelled in flight (a hedge that lost, a timeout) closes its connection;
+// -http2 runs the same scenario over unencrypted HTTP/2, where it resets
+// only its stream.
 package main
 
 import (
@@ -126,7 +131,10 @@ func writeFile(path string, write func(io.Writer) error) error {
 func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figures, error) {
 	figs := &Figures{
 		Seed: cfg.seed, Callers: cfg.callers, Rate: cfg.rate, TimeoutMs: ms(cfg.timeout),
-		Timeline: cfg.timeline.String(), Upstream: "built-in",
+		Timeline: cfg.timeline.String(), Upstream: "built-in", Protocol: "HTTP/1.1",
+	}
+	if cfg.http2 {
+		figs.Protocol = "HTTP/2"
 	}
 	n := len(cfg.clients)
 	ups := make([]*chaos.Upstream, n)
@@ -137,6 +145,7 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 		cc := chaos.DefaultConfig(cfg.seed)
 		cc.Timeline = cfg.timeline
 		cc.Outage = cfg.outage
+		cc.HTTP2 = cfg.http2
 		for i := range ups {
 			up, err := chaos.New(cc)
 			if err != nil {
@@ -173,7 +182,7 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 
 	dos := make([]doFunc, n)
 	for i, name := range cfg.clients {
-		base, tr := newBase(recs[i])
+		base, tr := newBase(recs[i], cfg.http2)
 		defer tr.CloseIdleConnections()
 		if cfg.network != nil {
 			base.base = cfg.network(ups[i])

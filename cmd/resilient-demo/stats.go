@@ -17,6 +17,7 @@ type Figures struct {
 	TimeoutMs  float64         `json:"timeout_ms"`
 	Timeline   string          `json:"timeline"`
 	Upstream   string          `json:"upstream"` // "built-in" or the -url
+	Protocol   string          `json:"protocol"` // "HTTP/1.1" or "HTTP/2" (-http2)
 	Outage     string          `json:"outage_mode,omitempty"`
 	Interrupts bool            `json:"interrupted,omitempty"`
 	Clients    []ClientFigures `json:"clients"`

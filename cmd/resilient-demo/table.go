@@ -17,7 +17,7 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 	if f.Upstream != "built-in" {
 		up = f.Upstream + " (shared; counted on the client side)"
 	}
-	fmt.Fprintf(w, "upstream: %s\ntimeline: %s\n", up, f.Timeline)
+	fmt.Fprintf(w, "upstream: %s; %s\ntimeline: %s\n", up, f.Protocol, f.Timeline)
 	if f.Interrupts {
 		fmt.Fprintln(w, "interrupted: the figures cover the part that ran")
 	}
