@@ -25,7 +25,8 @@ go test -c -o "$bin" .
 # A benchmark that fails (a wrong result, too many connections) fails the
 # script, after the tables of what did run.
 status=0
-echo "# $(go version); $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC')" | tee "$out"
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+echo "# $(go version); $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit" | tee "$out"
 # Serial scenarios at the machine's GOMAXPROCS; the parallel ones at 1 and
 # 2 CPUs, to see whether the per-call time grows with cores.
 "$bin" -test.run '^$' -test.bench "$serial" -test.benchmem \
