@@ -25,7 +25,7 @@ go test -c -o "$bin" .
 # A benchmark that fails (a wrong result, too many connections) fails the
 # script, after the tables of what did run.
 status=0
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 echo "# $(go version); $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit" | tee "$out"
 # Serial scenarios at the machine's GOMAXPROCS; the parallel ones at 1 and
 # 2 CPUs, to see whether the per-call time grows with cores.
