@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resilient-go/resilient"
 	"github.com/resilient-go/resilient/chaos"
 )
 
@@ -37,6 +38,11 @@ type config struct {
 	openFor   time.Duration
 	hedgeWait time.Duration
 	http2     bool // unencrypted HTTP/2 between every client and its upstream
+	// metricsAddr, when set, serves the library clients' metrics
+	// (resilient.TextMetrics, Prometheus text format) at /metrics while the
+	// scenario runs; metrics is then their sink.
+	metricsAddr string
+	metrics     *resilient.TextMetrics
 }
 
 var errHelp = flag.ErrHelp
@@ -69,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
 	fs.DurationVar(&c.openFor, "open", time.Second, "how long the tuned client's breaker stays open before a probe (> 0)")
 	fs.DurationVar(&c.hedgeWait, "hedge", 500*time.Millisecond, "how long the tuned client waits for an answer before it sends a second attempt (a hedge) of a request safe to repeat (>= 0; 0: no hedging)")
+	fs.StringVar(&c.metricsAddr, "metrics", "", "serve the library clients' metrics in the Prometheus text format at http://`address`/metrics (such as :9090) while the scenario runs")
 	fs.BoolVar(&c.http2, "http2", false, "speak unencrypted HTTP/2 (prior knowledge) to the upstream instead of HTTP/1.1, for every client")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -18,8 +18,22 @@ func hasBreaker(name string) bool { return name == "tuned" }
 // httpxDefaults is the library's client with its defaults: 4 attempts,
 // exponential backoff with full jitter, Retry-After honoured, POSTs
 // retried only with an Idempotency-Key (or when never sent).
-func httpxDefaults(_ *config, base http.RoundTripper, _ *recorder) (doFunc, error) {
-	return httpx.NewClient(httpx.WithBase(base)).Do, nil
+func httpxDefaults(cfg *config, base http.RoundTripper, _ *recorder) (doFunc, error) {
+	if cfg.metrics == nil {
+		return httpx.NewClient(httpx.WithBase(base)).Do, nil
+	}
+	// httpx's default policy, named and metered for -metrics.
+	ex, err := resilient.New(
+		resilient.WithName("httpx"),
+		resilient.WithAttempts(httpx.DefaultAttempts),
+		resilient.WithBackoff(resilient.Exponential(httpx.DefaultBaseDelay, httpx.DefaultMaxBackoff)),
+		resilient.WithMaxDelay(httpx.DefaultMaxRetryAfter),
+		resilient.WithHooks(cfg.metrics.Hooks()),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return httpx.NewClient(httpx.WithBase(base), httpx.WithExecutor(ex)).Do, nil
 }
 
 // tuned is the library's client as the README recommends for a shared
@@ -46,8 +60,8 @@ func httpxDefaults(_ *config, base http.RoundTripper, _ *recorder) (doFunc, erro
 // only turns slow successes of POSTs without a key, which may not be sent
 // again, into failures, and closes a connection each time.
 func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
-	br, err := resilient.NewBreaker(
-		resilient.WithBreakerName("chaos"),
+	bopts := []resilient.BreakerOption{
+		resilient.WithBreakerName("tuned"),
 		resilient.WithFailureRate(0.75),
 		resilient.WithCountWindow(50),
 		resilient.WithMinCalls(20),
@@ -57,7 +71,11 @@ func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
 				rec.transition(t.From.String(), t.To.String())
 			}
 		}),
-	)
+	}
+	if cfg.metrics != nil {
+		bopts = append(bopts, resilient.WithStateListener(cfg.metrics.OnTransition))
+	}
+	br, err := resilient.NewBreaker(bopts...)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +84,7 @@ func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
 		return nil, err
 	}
 	opts := []resilient.Option{
-		resilient.WithName("chaos"),
+		resilient.WithName("tuned"),
 		resilient.WithAttempts(4),
 		resilient.WithBackoff(resilient.Exponential(50*time.Millisecond, time.Second)),
 		resilient.WithMaxDelay(10 * time.Second),
@@ -75,6 +93,9 @@ func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
 	}
 	if cfg.hedgeWait > 0 {
 		opts = append(opts, resilient.WithHedge(cfg.hedgeWait, 2))
+	}
+	if cfg.metrics != nil {
+		opts = append(opts, resilient.WithHooks(cfg.metrics.Hooks()))
 	}
 	ex, err := resilient.New(opts...)
 	if err != nil {

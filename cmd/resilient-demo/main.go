@@ -5,6 +5,7 @@
 //	go run ./cmd/resilient-demo                     # 23s, no network needed
 //	go run ./cmd/resilient-demo -report report.html -json figures.json
 //	go run ./cmd/resilient-demo -url http://localhost:8080 -duration 1m
+//	go run ./cmd/resilient-demo -metrics :9090      # Prometheus metrics while it runs
 //
 // The clients: a plain http.Client; the retry loop people write by hand
 // (4 attempts 100ms apart, no jitter, no Retry-After, no breaker, no
@@ -43,11 +44,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
 	"time"
 
+	"github.com/resilient-go/resilient"
 	"github.com/resilient-go/resilient/chaos"
 )
 
@@ -78,6 +82,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	var live io.Writer = stderr
 	if cfg.quiet {
 		live = nil
+	}
+	if cfg.metricsAddr != "" {
+		stop, addr, err := serveMetrics(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "resilient-demo: -metrics: %v\n", err)
+			return 2
+		}
+		defer stop()
+		fmt.Fprintf(stderr, "metrics: http://%s/metrics\n", addr)
 	}
 	figs, err := scenario(ctx, cfg, live, tty)
 	if err != nil {
@@ -112,6 +125,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		return 130
 	}
 	return 0
+}
+
+// serveMetrics serves cfg.metrics at /metrics on cfg.metricsAddr until stop
+// is called.
+func serveMetrics(cfg *config) (stop func(), addr string, err error) {
+	cfg.metrics = resilient.NewTextMetrics()
+	ln, err := net.Listen("tcp", cfg.metricsAddr)
+	if err != nil {
+		return nil, "", err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", resilient.TextMetricsContentType)
+		_, _ = cfg.metrics.WriteTo(w)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return func() { _ = srv.Close(); <-done }, ln.Addr().String(), nil
 }
 
 func writeFile(path string, write func(io.Writer) error) error {
