@@ -113,7 +113,10 @@ func New(opts ...Option) (*Executor, error) {
 			e.gates = append(e.gates, g)
 		}
 	}
-	e.rejects = new(rejectCache)
+	e.rejects = nil
+	if len(e.policies) > 0 { // only policies refuse
+		e.rejects = new(rejectCache)
+	}
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
 	return e, nil
