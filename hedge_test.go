@@ -287,3 +287,35 @@ func TestHedgeNotStartedAfterAServerHint(t *testing.T) {
 			"the hint, kept over the later unhinted failure, is waited for from the round's end")
 	})
 }
+
+func TestHedgeComposesWithTimeouts(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		// Every attempt stalls: each is cut by the attempt timeout (300ms),
+		// hedged after 100ms, and the whole call by its time limit (1s).
+		s := &stall{delays: []time.Duration{time.Hour}}
+		start := time.Now()
+		r := DoResult(t.Context(), s.fn, WithHedge(100*time.Millisecond, 2), WithAttemptTimeout(300*time.Millisecond),
+			WithMaxElapsed(time.Second), WithAttempts(Unlimited), WithBackoff(Constant(50*time.Millisecond)), WithJitter(NoJitter))
+		assert.ErrorIs(t, r.Err, ErrMaxElapsed)
+		assert.LessOrEqual(t, time.Since(start), time.Second)
+		for _, a := range r.History {
+			assert.LessOrEqual(t, a.Duration, 300*time.Millisecond, "attempt %d bounded by the attempt timeout", a.Number)
+		}
+		assert.Greater(t, r.Attempts, 2)
+	})
+}
+
+func TestHedgePassesTheBulkhead(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		b := MustNewBulkhead(1)
+		s := &stall{delays: []time.Duration{300 * time.Millisecond}}
+		v, err := DoHedged(t.Context(), s.fn, WithHedge(100*time.Millisecond, 3), WithBulkhead(b))
+		require.NoError(t, err)
+		assert.Equal(t, 1, v)
+		assert.Equal(t, 1, s.calls, "a hedge the bulkhead refuses is not started")
+		assert.Equal(t, 1, s.peak)
+		assert.Zero(t, b.InFlight(), "every slot given back")
+	})
+}
