@@ -97,6 +97,17 @@ func WithHedge(after time.Duration, maxInFlight int) Option {
 	})
 }
 
+// WithoutHedging removes hedging from an executor derived from one that
+// hedges: Do(ctx, fn, ex, WithoutHedging()) for a call that is not safe to
+// repeat, or an executor built once for such calls. Its breaker, budget and
+// other shared parts stay shared.
+func WithoutHedging() Option {
+	return optionFunc(func(e *Executor) error {
+		e.hedge = nil
+		return nil
+	})
+}
+
 // WithAdaptiveHedge is [WithHedge] with a delay that follows the upstream:
 // the given percentile (in (0, 1), such as 0.95) of the durations of the
 // executor's last 128 attempts. Until 16 attempts have been measured it

@@ -319,3 +319,20 @@ func TestHedgePassesTheBulkhead(t *testing.T) {
 		assert.Zero(t, b.InFlight(), "every slot given back")
 	})
 }
+
+func TestWithoutHedging(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hedging := MustNew(WithHedge(10*time.Millisecond, 3), WithPolicy(rec))
+		once := MustNew(hedging, WithoutHedging())
+		s := &stall{delays: []time.Duration{100 * time.Millisecond}}
+		v, err := Do(t.Context(), s.fn, once)
+		require.NoError(t, err)
+		assert.Equal(t, 1, v)
+		assert.Equal(t, 1, s.calls, "no hedge")
+		assert.Len(t, rec.reports, 1, "the policy is still shared")
+		_, err = Do(t.Context(), s.fn, hedging)
+		assert.ErrorIs(t, err, ErrHedgeNeedsDoHedged, "the base still hedges")
+	})
+}

@@ -45,6 +45,7 @@ func mustConfig() *config {
 // config is a Transport's immutable configuration.
 type config struct {
 	ex             *resilient.Executor // derived from the caller's, once
+	once           *resilient.Executor // ex without hedging, for requests not safe to repeat
 	base           http.RoundTripper
 	attemptTimeout time.Duration
 	genKeys        bool
@@ -87,6 +88,13 @@ func newConfig(opts []Option) (*config, error) {
 		return nil, err
 	}
 	cfg.ex = ex
+	// Decision: a request that may not be sent twice is never hedged, so
+	// it runs on a copy of the executor without hedging (sharing its
+	// breaker and budget) rather than having hedges started and refused,
+	// which would cost attempts and budget tokens and count as failures.
+	if cfg.once, err = resilient.New(ex, resilient.WithoutHedging()); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 

@@ -93,7 +93,11 @@ func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, e
 	c.plan()
 	// DoHedged is Do for an executor that does not hedge; with one that
 	// does, it races slow attempts (see the hedging notes in attempt).
-	resp, err := resilient.DoHedged(req.Context(), c.attempt, cfg.ex)
+	ex := cfg.ex
+	if !c.retry {
+		ex = cfg.once
+	}
+	resp, err := resilient.DoHedged(req.Context(), c.attempt, ex)
 	if !c.sent.Load() {
 		// Refused before the first attempt was sent (a done context, an
 		// open breaker): the body was never handed to the base, so close
