@@ -58,6 +58,7 @@ type Executor struct {
 
 	timed bool // read the clock per attempt: hooks or a DurationPolicy
 	fast  bool // the first attempt can take the fast path (see fast)
+	bare  bool // fast, with no policy: Do makes the first attempt itself
 }
 
 // Option configures an [Executor]. Options are applied in order; an
@@ -119,6 +120,7 @@ func New(opts ...Option) (*Executor, error) {
 	}
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
+	e.bare = e.fast && len(e.policies) == 0
 	return e, nil
 }
 
@@ -326,13 +328,18 @@ func WithPolicy(ps ...Policy) Option {
 // resolve returns the executor for a call's options without allocating in
 // the two common cases: no options, and one prebuilt executor.
 func resolve(opts []Option) (*Executor, error) {
-	switch len(opts) {
-	case 0:
-		return defaultExecutor, nil
-	case 1:
+	if len(opts) == 1 {
 		if e, ok := opts[0].(*Executor); ok && e != nil {
 			return e, nil
 		}
+	}
+	return build(opts)
+}
+
+// build is resolve's slow path, kept out of it so that resolve inlines.
+func build(opts []Option) (*Executor, error) {
+	if len(opts) == 0 {
+		return defaultExecutor, nil
 	}
 	return New(opts...)
 }
@@ -360,7 +367,25 @@ func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ..
 		var zero T
 		return zero, err
 	}
+	// The first attempt of an executor with nothing to do around it is made
+	// here, without a further call frame: the success path of most calls.
+	if ex.bare && ctx != nil && fn != nil && ctx.Err() == nil {
+		v, err := fn(ctx)
+		if err == nil {
+			return v, nil
+		}
+		return failed(ctx, ex, fn, v, err)
+	}
 	return run(ctx, ex, fn, nil)
+}
+
+// failed goes on with a call whose first attempt, made by Do, failed.
+func failed[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), v T, err error) (T, error) {
+	v, err = slow(ctx, ex, nil, &first[T]{v: v, err: err, o: ex.classify(ctx, err)}, fn)
+	if err != nil && ex.fallback != nil {
+		return fallback(ctx, ex, v, err)
+	}
+	return v, err
 }
 
 // DoResult is [Do] returning the whole story: value, error, attempts, the
