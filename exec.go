@@ -59,6 +59,9 @@ type Executor struct {
 	timed bool // read the clock per attempt: hooks or a DurationPolicy
 	fast  bool // the first attempt can take the fast path (see fast)
 	bare  bool // fast, with no policy: Do makes the first attempt itself
+	// breaker is the executor's only policy when that is a *Breaker and
+	// the executor is fast: Do then calls it directly (see guarded).
+	breaker *Breaker
 }
 
 // Option configures an [Executor]. Options are applied in order; an
@@ -121,6 +124,10 @@ func New(opts ...Option) (*Executor, error) {
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
 	e.bare = e.fast && len(e.policies) == 0
+	e.breaker = nil
+	if e.fast && len(e.policies) == 1 {
+		e.breaker, _ = e.policies[0].(*Breaker)
+	}
 	return e, nil
 }
 
@@ -376,16 +383,55 @@ func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ..
 		}
 		return failed(ctx, ex, fn, v, err)
 	}
+	if ex.breaker != nil && ctx != nil && fn != nil {
+		return guarded(ctx, ex, fn)
+	}
 	return run(ctx, ex, fn, nil)
 }
 
-// failed goes on with a call whose first attempt, made by Do, failed.
-func failed[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), v T, err error) (T, error) {
-	v, err = slow(ctx, ex, nil, &first[T]{v: v, err: err, o: ex.classify(ctx, err)}, fn)
+// guarded is fast for an executor whose only policy is a [Breaker], which
+// it calls directly rather than through the Policy interface.
+func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
+	br := ex.breaker
+	if ctx.Err() != nil {
+		return run(ctx, ex, fn, nil)
+	}
+	p, err := br.Allow()
+	if err != nil {
+		return *new(T), ex.rejection(err)
+	}
+	finished := false
+	defer func() {
+		if !finished { // fn panicked: see attempt
+			br.Done(p, Report{Attempt: 1, Outcome: Fail, Err: ErrPanicked})
+		}
+	}()
+	v, err := fn(ctx)
+	finished = true
+	if err == nil {
+		br.Done(p, Report{Attempt: 1, Outcome: Success})
+		return v, nil
+	}
+	o := ex.classify(ctx, err)
+	br.Done(p, Report{Attempt: 1, Outcome: o, Err: err})
+	if o == Success {
+		return v, stripMarkers(err)
+	}
+	return failed1(ctx, ex, fn, v, err, o)
+}
+
+// failed1 is failed for a first attempt already classified and reported.
+func failed1[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), v T, err error, o Outcome) (T, error) {
+	v, err = slow(ctx, ex, nil, &first[T]{v: v, err: err, o: o}, fn)
 	if err != nil && ex.fallback != nil {
 		return fallback(ctx, ex, v, err)
 	}
 	return v, err
+}
+
+// failed goes on with a call whose first attempt, made by Do, failed.
+func failed[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), v T, err error) (T, error) {
+	return failed1(ctx, ex, fn, v, err, ex.classify(ctx, err))
 }
 
 // DoResult is [Do] returning the whole story: value, error, attempts, the
@@ -529,7 +575,15 @@ func (ex *Executor) rejection(cause error) *Error {
 
 // sameError reports whether a and b are the same error value; errors of
 // incomparable types are never the same.
-func sameError(a, b error) (same bool) {
+func sameError(a, b error) bool {
+	if x, ok := a.(*OpenError); ok { // an open breaker's refusal, the common case
+		y, ok := b.(*OpenError)
+		return ok && x == y
+	}
+	return equalErrors(a, b)
+}
+
+func equalErrors(a, b error) (same bool) {
 	defer func() { _ = recover() }()
 	return a == b
 }

@@ -310,7 +310,9 @@ func TestHedgePassesTheBulkhead(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	synctest.Test(t, func(t *testing.T) {
 		b := MustNewBulkhead(1)
-		s := &stall{delays: []time.Duration{300 * time.Millisecond}}
+		// Hedges at 100ms and 200ms find the slot taken; the first attempt
+		// ends at 250ms, clear of the hedge timer.
+		s := &stall{delays: []time.Duration{250 * time.Millisecond}}
 		v, err := DoHedged(t.Context(), s.fn, WithHedge(100*time.Millisecond, 3), WithBulkhead(b))
 		require.NoError(t, err)
 		assert.Equal(t, 1, v)
