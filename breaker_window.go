@@ -1,10 +1,10 @@
 package resilient
 
 import (
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // window is a breaker's sliding window of outcomes: the last n calls (a
@@ -48,10 +48,10 @@ type bucket struct {
 	calls, fails, slows atomic.Int64
 }
 
-// stripe is a counter alone on its cache line.
+// stripe is a counter on cache lines of its own.
 type stripe struct {
 	n atomic.Int64
-	_ [56]byte
+	_ [120]byte // two cache lines: no two stripes share one, however the slice is aligned
 }
 
 // pendingStripes is how many stripes a time window counts successes in (a
@@ -88,8 +88,20 @@ func (w *window) success() {
 		w.put(slotFilled)
 		return
 	}
-	w.pending[rand.Uint32()&(pendingStripes-1)].n.Add(1)
+	w.pending[stripeOf()].n.Add(1)
 	w.startTicking()
+}
+
+// stripeOf picks the caller's stripe from the address of its stack, which
+// differs from one goroutine to another and stays put while a goroutine
+// runs: concurrent callers mostly count on stripes of their own, so the
+// count scales with cores, at the cost of no random draw. Goroutine stacks
+// are at least 2 KiB apart, hence the shift; the multiplication spreads
+// neighbouring stacks over the stripes.
+func stripeOf() int {
+	var here byte
+	a := uint64(uintptr(unsafe.Pointer(&here))) >> 11
+	return int((a * 0x9e3779b97f4a7c15) >> (64 - 3)) // 3 = log2(pendingStripes)
 }
 
 // record records a call that failed, was slow, or both.
