@@ -736,8 +736,12 @@ func (b *Breaker) State() State { return wordState(b.word.Load()) }
 //	br.Record(p, err)
 func (b *Breaker) Allow() (Permit, error) {
 	w := b.word.Load()
-	if s := wordState(w); s == StateClosed || s == StateDisabled {
+	switch wordState(w) {
+	case StateClosed, StateDisabled:
 		return Permit{Token: wordGen(w) << 1}, nil
+	case StateOpen, StateForcedOpen:
+		// The refusal is stored before the state that uses it.
+		return Permit{}, b.refusal.Load()
 	}
 	return b.allowSlow(w)
 }
