@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/resilient-go/resilient/internal/names"
 )
 
 // Event is anything the library reports as it works: an [AttemptEvent], a
@@ -185,8 +187,8 @@ var latencyBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 
 // should not link an HTTP stack for its metrics); the handler is three
 // lines in the program, as in the example.
 type TextMetrics struct {
-	executors nameTable[textSeries]
-	breakers  nameTable[breakerSeries]
+	executors *names.Table[textSeries]
+	breakers  *names.Table[breakerSeries]
 }
 
 // textSeries holds the counts of one executor name.
@@ -210,71 +212,6 @@ const (
 	numOutcomes = int(Ignore) + 1
 )
 
-// nameTable maps names to their series, at most max of them and the
-// overflow. Lookups of a known name read one atomic pointer and a map:
-// no lock, no allocation; so do lookups of unknown names once the table is
-// full. Adding a name copies the map, under mu; names are bounded, and so
-// is the copying.
-type nameTable[S any] struct {
-	max   int
-	mu    sync.Mutex
-	m     atomic.Pointer[map[string]*S]
-	full  atomic.Bool // max names taken: unknown names go to other, no lock
-	other S
-}
-
-func (t *nameTable[S]) get(name string) *S {
-	if m := t.m.Load(); m != nil {
-		if s, ok := (*m)[name]; ok {
-			return s
-		}
-	}
-	if t.full.Load() {
-		return &t.other
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var old map[string]*S
-	if m := t.m.Load(); m != nil {
-		old = *m
-	}
-	if s, ok := old[name]; ok {
-		return s
-	}
-	if len(old) >= t.max {
-		t.full.Store(true)
-		return &t.other
-	}
-	s := new(S)
-	next := make(map[string]*S, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[name] = s
-	t.m.Store(&next)
-	return s
-}
-
-// named is a name and its series.
-type named[S any] struct {
-	name string
-	s    *S
-}
-
-// all returns every name's series, sorted by name, then the overflow.
-func (t *nameTable[S]) all() []named[S] {
-	var m map[string]*S
-	if p := t.m.Load(); p != nil {
-		m = *p
-	}
-	out := make([]named[S], 0, len(m)+1)
-	for k, v := range m {
-		out = append(out, named[S]{k, v})
-	}
-	slices.SortFunc(out, func(a, b named[S]) int { return strings.Compare(a.name, b.name) })
-	return append(out, named[S]{OverflowName, &t.other})
-}
-
 // histogram counts durations into latencyBuckets. count is the sum of the
 // per-bucket counts at the time they are read, so buckets and count never
 // disagree; sum may lag them by the observations in flight.
@@ -295,11 +232,14 @@ func (h *histogram) observe(d time.Duration) {
 
 // NewTextMetrics returns an empty TextMetrics.
 func NewTextMetrics() *TextMetrics {
-	m := &TextMetrics{}
-	m.executors.max = DefaultMaxNames
-	m.breakers.max = DefaultMaxNames
-	m.breakers.other.state.Store(uint32(numStates)) // no state until one is seen
-	return m
+	return &TextMetrics{
+		executors: names.New(DefaultMaxNames, OverflowName, func(string) *textSeries { return new(textSeries) }),
+		breakers: names.New(DefaultMaxNames, OverflowName, func(string) *breakerSeries {
+			s := new(breakerSeries)
+			s.state.Store(uint32(numStates)) // no state until one is seen
+			return s
+		}),
+	}
 }
 
 // Hooks returns the hooks that feed m. Give them to every executor to be
@@ -307,7 +247,7 @@ func NewTextMetrics() *TextMetrics {
 func (m *TextMetrics) Hooks() Hooks {
 	return Hooks{
 		OnAttempt: func(ev AttemptEvent) {
-			s := m.executors.get(ev.Name)
+			s := m.executors.Get(ev.Name)
 			if o := int(ev.Outcome); o < numOutcomes {
 				s.attempts[o].Add(1)
 				s.attemptDur[o].observe(ev.Duration)
@@ -318,10 +258,10 @@ func (m *TextMetrics) Hooks() Hooks {
 			if ev.Source == FromHint {
 				src = 1
 			}
-			m.executors.get(ev.Name).retries[src].Add(1)
+			m.executors.Get(ev.Name).retries[src].Add(1)
 		},
 		OnDone: func(ev DoneEvent) {
-			s := m.executors.get(ev.Name)
+			s := m.executors.Get(ev.Name)
 			if r := int(ev.Reason); r < numReasons {
 				s.calls[r].Add(1)
 				s.callDur[r].observe(ev.Elapsed)
@@ -347,8 +287,8 @@ func (m *TextMetrics) OnTransition(t Transition) {
 	if t.To >= numStates {
 		return
 	}
-	s := m.breakers.get(t.Name)
-	if s != &m.breakers.other {
+	s := m.breakers.Get(t.Name)
+	if s != m.breakers.Overflow() {
 		// The overflow has no one state: it counts transitions only.
 		s.state.Store(uint32(t.To))
 	}
@@ -361,8 +301,8 @@ func (m *TextMetrics) OnTransition(t Transition) {
 // format, families and label values in a stable order. It returns the
 // number of bytes written and the first error of w.
 func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
-	executors := m.executors.all()
-	breakers := m.breakers.all()
+	executors := m.executors.All()
+	breakers := m.breakers.All()
 
 	var b strings.Builder
 	family := func(name, typ, help string) {
@@ -395,8 +335,8 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 		family(metric, "counter", help)
 		for _, e := range executors {
 			for i := range values {
-				if n := get(e.s, i); n > 0 {
-					sample(metric, "executor", e.name, label, name(i), n)
+				if n := get(e.Series, i); n > 0 {
+					sample(metric, "executor", e.Name, label, name(i), n)
 				}
 			}
 		}
@@ -409,7 +349,7 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 	family("resilient_call_duration_seconds", "histogram", "Duration of calls, attempts and waits together, by executor and reason.")
 	for _, e := range executors {
 		for r := range numReasons {
-			hist("resilient_call_duration_seconds", "reason", reason(r), &e.s.callDur[r], e.name)
+			hist("resilient_call_duration_seconds", "reason", reason(r), &e.Series.callDur[r], e.Name)
 		}
 	}
 	counters("resilient_attempts_total", "Attempts made, by executor and outcome.", "outcome",
@@ -417,7 +357,7 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 	family("resilient_attempt_duration_seconds", "histogram", "Duration of attempts, by executor and outcome.")
 	for _, e := range executors {
 		for o := range numOutcomes {
-			hist("resilient_attempt_duration_seconds", "outcome", outcome(o), &e.s.attemptDur[o], e.name)
+			hist("resilient_attempt_duration_seconds", "outcome", outcome(o), &e.Series.attemptDur[o], e.Name)
 		}
 	}
 	counters("resilient_retries_total", "Retries scheduled, by executor and the source of their delay.", "source",
@@ -425,20 +365,20 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 	family("resilient_rejections_total", "counter", "Calls refused by a policy, by executor and policy.")
 	for _, e := range executors {
 		var policies []string
-		e.s.rejections.Range(func(k, _ any) bool {
+		e.Series.rejections.Range(func(k, _ any) bool {
 			policies = append(policies, k.(string))
 			return true
 		})
 		slices.Sort(policies)
 		for _, p := range policies {
-			c, _ := e.s.rejections.Load(p)
-			sample("resilient_rejections_total", "executor", e.name, "policy", p, c.(*atomic.Uint64).Load())
+			c, _ := e.Series.rejections.Load(p)
+			sample("resilient_rejections_total", "executor", e.Name, "policy", p, c.(*atomic.Uint64).Load())
 		}
 	}
 
 	family("resilient_breaker_state", "gauge", "State of each breaker: 1 for the state it is in, 0 for the others.")
 	for _, br := range breakers {
-		cur := State(br.s.state.Load())
+		cur := State(br.Series.state.Load())
 		if cur >= numStates {
 			continue // the overflow, before any breaker used it
 		}
@@ -447,14 +387,14 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 			if st == cur {
 				v = 1
 			}
-			sample("resilient_breaker_state", "breaker", br.name, "state", st.String(), v)
+			sample("resilient_breaker_state", "breaker", br.Name, "state", st.String(), v)
 		}
 	}
 	family("resilient_breaker_transitions_total", "counter", "State changes of each breaker, by the state entered.")
 	for _, br := range breakers {
 		for st := range numStates {
-			if n := br.s.transitions[st].Load(); n > 0 {
-				sample("resilient_breaker_transitions_total", "breaker", br.name, "state", st.String(), n)
+			if n := br.Series.transitions[st].Load(); n > 0 {
+				sample("resilient_breaker_transitions_total", "breaker", br.Name, "state", st.String(), n)
 			}
 		}
 	}

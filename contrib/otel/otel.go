@@ -51,13 +51,14 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	otelglobal "go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/resilient-go/resilient"
+
+	"github.com/resilient-go/resilient/internal/names"
 )
 
 // ScopeName is the instrumentation scope of the meter the instruments are
@@ -94,8 +95,8 @@ type Metrics struct {
 	status      metric.Int64Gauge
 	transitions metric.Int64Counter
 
-	executors nameTable[series]
-	breakers  nameTable[breakerSeries]
+	executors *names.Table[series]
+	breakers  *names.Table[breakerSeries]
 }
 
 const (
@@ -235,8 +236,8 @@ func New(opts ...Option) (*Metrics, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("resilient: otel.New: %w", err)
 	}
-	m.executors.init(c.maxNames, newSeries)
-	m.breakers.init(c.maxNames, newBreakerSeries)
+	m.executors = names.New(c.maxNames, resilient.OverflowName, newSeries)
+	m.breakers = names.New(c.maxNames, resilient.OverflowName, newBreakerSeries)
 	return m, nil
 }
 
@@ -282,7 +283,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			if o >= numOutcomes {
 				return
 			}
-			ms := &m.executors.get(ev.Name).outcomes[o]
+			ms := &m.executors.Get(ev.Name).outcomes[o]
 			ctx := context.Background()
 			m.attempts.Add(ctx, 1, ms.add...)
 			m.attemptDur.Record(ctx, ev.Duration.Seconds(), ms.record...)
@@ -292,14 +293,14 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			if ev.Source == resilient.FromHint {
 				src = 1
 			}
-			m.retries.Add(context.Background(), 1, m.executors.get(ev.Name).sources[src].add...)
+			m.retries.Add(context.Background(), 1, m.executors.Get(ev.Name).sources[src].add...)
 		},
 		OnDone: func(ev resilient.DoneEvent) {
 			r := int(ev.Reason)
 			if r >= numReasons {
 				return
 			}
-			s := m.executors.get(ev.Name)
+			s := m.executors.Get(ev.Name)
 			ms := &s.reasons[r]
 			ctx := context.Background()
 			m.calls.Add(ctx, 1, ms.add...)
@@ -325,12 +326,12 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 	if i >= len(states) {
 		return
 	}
-	s := m.breakers.get(t.Name)
+	s := m.breakers.Get(t.Name)
 	ctx := context.Background()
 	if t.From != t.To {
 		m.transitions.Add(ctx, 1, s.states[i].add...)
 	}
-	if s == m.breakers.other {
+	if s == m.breakers.Overflow() {
 		return // the overflow has no one state
 	}
 	// A breaker delivers its events one at a time, but two breakers of one
@@ -345,52 +346,4 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 		}
 		m.status.Record(ctx, v, s.states[j].record...)
 	}
-}
-
-// nameTable maps names to their series, at most max of them and the
-// overflow. Lookups of a known name read one atomic pointer and a map: no
-// lock, no allocation; so do lookups of unknown names once the table is
-// full. Adding a name copies the map, under mu; names are bounded, and so
-// is the copying.
-type nameTable[S any] struct {
-	max   int
-	newS  func(name string) *S
-	mu    sync.Mutex
-	m     atomic.Pointer[map[string]*S]
-	full  atomic.Bool // max names taken: unknown names go to other, no lock
-	other *S
-}
-
-func (t *nameTable[S]) init(max int, newS func(string) *S) {
-	t.max, t.newS = max, newS
-	t.other = newS(resilient.OverflowName)
-	empty := map[string]*S{}
-	t.m.Store(&empty)
-}
-
-func (t *nameTable[S]) get(name string) *S {
-	if s, ok := (*t.m.Load())[name]; ok {
-		return s
-	}
-	if t.full.Load() {
-		return t.other
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	old := *t.m.Load()
-	if s, ok := old[name]; ok {
-		return s
-	}
-	if len(old) >= t.max {
-		t.full.Store(true)
-		return t.other
-	}
-	s := t.newS(name)
-	next := make(map[string]*S, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[name] = s
-	t.m.Store(&next)
-	return s
 }

@@ -53,6 +53,8 @@ import (
 	prom "github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilient-go/resilient"
+
+	"github.com/resilient-go/resilient/internal/names"
 )
 
 // Metrics is a [prom.Collector] of the metrics of the executors it hooks
@@ -70,8 +72,8 @@ type Metrics struct {
 	brState    *prom.GaugeVec
 	brTrans    *prom.CounterVec
 
-	executors nameTable[series]
-	breakers  nameTable[breakerSeries]
+	executors *names.Table[series]
+	breakers  *names.Table[breakerSeries]
 }
 
 // states are the breaker states exported, in order.
@@ -241,8 +243,8 @@ func New(opts ...Option) (*Metrics, error) {
 			Help: "State changes of each breaker, by the state entered.",
 		}, []string{"breaker", "state"}),
 	}
-	m.executors.init(c.maxNames, func(name string) *series { return &series{name: labelValue(name)} })
-	m.breakers.init(c.maxNames, func(name string) *breakerSeries { return &breakerSeries{name: labelValue(name)} })
+	m.executors = names.New(c.maxNames, resilient.OverflowName, func(name string) *series { return &series{name: labelValue(name)} })
+	m.breakers = names.New(c.maxNames, resilient.OverflowName, func(name string) *breakerSeries { return &breakerSeries{name: labelValue(name)} })
 	return m, nil
 }
 
@@ -282,7 +284,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			if o >= numOutcomes {
 				return
 			}
-			s := m.executors.get(ev.Name)
+			s := m.executors.Get(ev.Name)
 			label := ev.Outcome.String()
 			s.attempts[o].get(func() prom.Counter { return m.attempts.WithLabelValues(s.name, label) }).Inc()
 			s.attemptDur[o].get(func() prom.Observer { return m.attemptDur.WithLabelValues(s.name, label) }).Observe(ev.Duration.Seconds())
@@ -292,7 +294,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			if ev.Source == resilient.FromHint {
 				src = 1
 			}
-			s := m.executors.get(ev.Name)
+			s := m.executors.Get(ev.Name)
 			s.retries[src].get(func() prom.Counter { return m.retries.WithLabelValues(s.name, ev.Source.String()) }).Inc()
 		},
 		OnDone: func(ev resilient.DoneEvent) {
@@ -300,7 +302,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			if r >= numReasons {
 				return
 			}
-			s := m.executors.get(ev.Name)
+			s := m.executors.Get(ev.Name)
 			label := ev.Reason.String()
 			s.calls[r].get(func() prom.Counter { return m.calls.WithLabelValues(s.name, label) }).Inc()
 			s.callDur[r].get(func() prom.Observer { return m.callDur.WithLabelValues(s.name, label) }).Observe(ev.Elapsed.Seconds())
@@ -332,11 +334,11 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 	if i >= len(states) {
 		return
 	}
-	s := m.breakers.get(t.Name)
+	s := m.breakers.Get(t.Name)
 	if t.From != t.To {
 		s.trans[i].get(func() prom.Counter { return m.brTrans.WithLabelValues(s.name, t.To.String()) }).Inc()
 	}
-	if s == m.breakers.other {
+	if s == m.breakers.Overflow() {
 		return // the overflow has no one state
 	}
 	// A breaker delivers its events one at a time, but two breakers of one
@@ -351,52 +353,4 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 		}
 		s.state[j].get(func() prom.Gauge { return m.brState.WithLabelValues(s.name, st.String()) }).Set(v)
 	}
-}
-
-// nameTable maps names to their series, at most max of them and the
-// overflow. Lookups of a known name read one atomic pointer and a map: no
-// lock, no allocation; so do lookups of unknown names once the table is
-// full. Adding a name copies the map, under mu; names are bounded, and so
-// is the copying.
-type nameTable[S any] struct {
-	max   int
-	newS  func(name string) *S
-	mu    sync.Mutex
-	m     atomic.Pointer[map[string]*S]
-	full  atomic.Bool // max names taken: unknown names go to other, no lock
-	other *S
-}
-
-func (t *nameTable[S]) init(max int, newS func(string) *S) {
-	t.max, t.newS = max, newS
-	t.other = newS(resilient.OverflowName)
-	empty := map[string]*S{}
-	t.m.Store(&empty)
-}
-
-func (t *nameTable[S]) get(name string) *S {
-	if s, ok := (*t.m.Load())[name]; ok {
-		return s
-	}
-	if t.full.Load() {
-		return t.other
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	old := *t.m.Load()
-	if s, ok := old[name]; ok {
-		return s
-	}
-	if len(old) >= t.max {
-		t.full.Store(true)
-		return t.other
-	}
-	s := t.newS(name)
-	next := make(map[string]*S, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[name] = s
-	t.m.Store(&next)
-	return s
 }
