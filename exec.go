@@ -362,12 +362,16 @@ func build(opts []Option) (*Executor, error) {
 // fn receives the context to use for the attempt: ctx itself, or a context
 // derived from it when a per-attempt timeout or a time limit is set.
 //
-// On success Do returns fn's value and nil. Otherwise the error is an
+// On success Do returns fn's value and nil (or, for an error a classifier
+// called [Success], that error as it is). Otherwise the error is an
 // [*Error]: it wraps the last attempt's error and tells how many attempts
 // were made and why the call stopped; the value is the last attempt's
 // value, unless it was released (see [OnDiscard]) before a wait that the
-// context then ended, when it is the zero value. A panic in fn goes on in
-// the caller's goroutine, after every policy has been told.
+// context or a policy then ended, when it is the zero value. A panic in fn
+// goes on in the caller's goroutine, after every policy has been told.
+//
+// Do refuses an executor built [WithHedge] with [ErrHedgeNeedsDoHedged];
+// hedged calls go through [DoHedged].
 func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) (T, error) {
 	ex, err := resolve(opts)
 	if err != nil {
