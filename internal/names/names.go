@@ -43,6 +43,12 @@ func (t *Table[S]) Get(name string) *S {
 		return s
 	}
 	if t.full.Load() {
+		// The name may have taken the last place between the first read
+		// and this one; once the table is full its map never changes, so a
+		// second read is the last word.
+		if s, ok := (*t.m.Load())[name]; ok {
+			return s
+		}
 		return t.other
 	}
 	t.mu.Lock()
