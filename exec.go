@@ -402,6 +402,9 @@ func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) 
 	}
 	p, err := br.Allow()
 	if err != nil {
+		if ex.fallback != nil {
+			return fallback(ctx, ex, *new(T), error(ex.rejection(err)))
+		}
 		return *new(T), ex.rejection(err)
 	}
 	finished := false

@@ -338,3 +338,26 @@ func TestWithoutHedging(t *testing.T) {
 		assert.ErrorIs(t, err, ErrHedgeNeedsDoHedged, "the base still hedges")
 	})
 }
+
+func TestFallbackServesRefusedCalls(t *testing.T) {
+	br := MustNewBreaker()
+	br.ForceOpen()
+	for name, opts := range map[string][]Option{
+		"breaker alone":       {WithBreaker(br)},
+		"with another policy": {WithBreaker(br), WithPolicy(&recorder{})},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ex := MustNew(append(opts, WithFallback(func(ctx context.Context, err error) (string, error) {
+				if errors.Is(err, ErrOpen) {
+					return "stale", nil
+				}
+				return "", err
+			}))...)
+			calls := 0
+			v, err := Do(context.Background(), func(context.Context) (string, error) { calls++; return "fresh", nil }, ex)
+			require.NoError(t, err)
+			assert.Equal(t, "stale", v)
+			assert.Zero(t, calls)
+		})
+	}
+}
