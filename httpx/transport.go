@@ -117,7 +117,8 @@ func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, e
 	return nil, err
 }
 
-// errUnsafeToRepeat is the error of a hedge the Transport refused to send.
+// errUnsafeToRepeat is the error of an attempt the Transport refused to
+// send because the request may not be repeated.
 var errUnsafeToRepeat = errors.New("resilient/httpx: request not sent again: it is not safe to repeat")
 
 // roundTrip is the state of one RoundTrip call: one logical request, made
@@ -173,10 +174,10 @@ func (c *roundTrip) plan() {
 func (c *roundTrip) attempt(ctx context.Context) (resp *http.Response, err error) {
 	n := int(c.n.Add(1))
 	if n > 1 && !c.retry && !c.resend.CompareAndSwap(true, false) {
-		// Only a hedging executor starts an attempt here: sequentially, a
-		// request that may not be repeated fails permanently first. Its
-		// hedges are never sent. The error is retryable so that it never
-		// wins over the attempt in flight.
+		// A guard, not a path taken: a request that may not be repeated
+		// runs on an executor without hedging, and fails permanently
+		// before a second attempt unless it was never sent. Should an
+		// attempt reach here anyway, it is not sent.
 		return nil, errUnsafeToRepeat
 	}
 	if set := c.cfg.breakers; set != nil {
