@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -29,6 +30,33 @@ func brCall(b *Breaker, err error) bool {
 	b.Record(p, err)
 	return true
 }
+
+// brDoCall is brCall through Do, with an executor whose only policy is b:
+// Do's own path for a lone breaker, which reads its state directly and
+// records a success without a Report. context.Canceled is the caller's own
+// cancellation, as Record takes it.
+func brDoCall(b *Breaker, err error) bool {
+	ex := MustNew(WithBreaker(b), WithAttempts(1))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, derr := Do(ctx, func(context.Context) (int, error) {
+		if errors.Is(err, context.Canceled) {
+			cancel()
+		}
+		return 1, err
+	}, ex)
+	if !errors.Is(derr, err) && !errors.Is(derr, ErrRejected) {
+		panic(fmt.Sprintf("Do returned %v for %v", derr, err))
+	}
+	return !errors.Is(derr, ErrRejected)
+}
+
+// brVias are the ways a test's calls reach a breaker: its two-step API, and
+// Do's lone-breaker path.
+var brVias = []struct {
+	name string
+	call func(*Breaker, error) bool
+}{{"Allow", brCall}, {"Do", brDoCall}}
 
 func brCalls(b *Breaker, n int, err error) {
 	for range n {
@@ -107,22 +135,22 @@ type brStep struct {
 	rejected         int // how many of this brStep's calls must be refused
 }
 
-func brRunSteps(t *testing.T, b *Breaker, steps []brStep) {
+func brRunSteps(t *testing.T, b *Breaker, call func(*Breaker, error) bool, steps []brStep) {
 	t.Helper()
 	for i, s := range steps {
 		refused := 0
 		for range s.ok {
-			if !brCall(b, nil) {
+			if !call(b, nil) {
 				refused++
 			}
 		}
 		for range s.fail {
-			if !brCall(b, errBrBoom) {
+			if !call(b, errBrBoom) {
 				refused++
 			}
 		}
 		for range s.ignore {
-			if !brCall(b, context.Canceled) {
+			if !call(b, context.Canceled) {
 				refused++
 			}
 		}
@@ -196,6 +224,21 @@ func TestBreakerStateMachine(t *testing.T) {
 			{ok: 2, want: StateHalfOpen},
 			{ok: 1, want: StateClosed},
 		}},
+		{"time window: successes dilute failures", opts(WithTimeWindow(10*time.Second, 10)), []brStep{
+			{ok: 5, fail: 4, want: StateClosed},
+			{fail: 1, want: StateOpen}, // 5 of 10
+		}},
+		{"time window: old calls leave it", opts(WithTimeWindow(10*time.Second, 10)), []brStep{
+			{ok: 20, fail: 3, wait: 10 * time.Second, want: StateClosed},
+			{fail: 1, want: StateClosed}, // below min calls again
+			{ok: 1, fail: 2, want: StateOpen},
+		}},
+		{"time window: a success breaks a run", opts(WithTimeWindow(10*time.Second, 10), WithMinCalls(10), WithConsecutiveFailures(3)), []brStep{
+			{fail: 2, want: StateClosed},
+			{ok: 1, want: StateClosed},
+			{fail: 2, want: StateClosed},
+			{fail: 1, want: StateOpen},
+		}},
 		{"open backoff doubles up to max", opts(WithOpenBackoff(35*time.Second, NoJitter)), []brStep{
 			{fail: 4, wait: 10 * time.Second, want: StateHalfOpen}, // first opening: 10s
 			{fail: 1, wait: 19 * time.Second, want: StateOpen},     // one failed round: 20s
@@ -206,15 +249,17 @@ func TestBreakerStateMachine(t *testing.T) {
 			{fail: 4, wait: 10 * time.Second, want: StateHalfOpen}, // reset by success
 		}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				b, err := NewBreaker(tc.opts...)
-				require.NoError(t, err)
-				brRunSteps(t, b, tc.steps)
-				b.Reset()
+	for _, via := range brVias {
+		for _, tc := range cases {
+			t.Run(via.name+"/"+tc.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					b, err := NewBreaker(tc.opts...)
+					require.NoError(t, err)
+					brRunSteps(t, b, via.call, tc.steps)
+					b.Reset()
+				})
 			})
-		})
+		}
 	}
 }
 
@@ -253,19 +298,23 @@ func TestBreakerTimeWindow(t *testing.T) {
 }
 
 func TestBreakerTimeWindowSpreadsOverBuckets(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := MustNewBreaker(WithTimeWindow(4*time.Second, 4), WithMinCalls(1))
-		for i := range 6 {
-			brCall(b, nil)
-			assert.Equal(t, min(i+1, 4), b.Metrics().Calls, "after %d seconds", i)
-			time.Sleep(time.Second)
-			synctest.Wait()
-		}
-		time.Sleep(4 * time.Second)
-		synctest.Wait()
-		assert.Equal(t, 0, b.Metrics().Calls)
-		assert.False(t, b.win.Load().ticking.Load())
-	})
+	for _, via := range brVias {
+		t.Run(via.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := MustNewBreaker(WithTimeWindow(4*time.Second, 4), WithMinCalls(1))
+				for i := range 6 {
+					via.call(b, nil)
+					assert.Equal(t, min(i+1, 4), b.Metrics().Calls, "after %d seconds", i)
+					time.Sleep(time.Second)
+					synctest.Wait()
+				}
+				time.Sleep(4 * time.Second)
+				synctest.Wait()
+				assert.Equal(t, 0, b.Metrics().Calls)
+				assert.False(t, b.win.Load().ticking.Load())
+			})
+		})
+	}
 }
 
 func TestBreakerSlowCalls(t *testing.T) {
@@ -781,6 +830,38 @@ func TestBreakerHotPathAllocs(t *testing.T) {
 	ctx := context.Background()
 	fn := func(context.Context) (int, error) { return 1, nil }
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = Do(ctx, fn, ex) }), "through Do")
+	b.ForceOpen()
+	assert.Zero(t, testing.AllocsPerRun(1000, func() {
+		if _, err := Do(ctx, fn, ex); err == nil {
+			panic("admitted")
+		}
+	}), "refused through Do")
+	b.Reset()
+
+	tex := MustNew(WithBreaker(tb))
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = Do(ctx, fn, tex) }), "through Do, time window")
+	tb.Reset()
+}
+
+// TestBreakerStaleSuccessIgnored checks Do's direct success path: a success
+// admitted in an earlier closed period is not counted in the current one.
+func TestBreakerStaleSuccessIgnored(t *testing.T) {
+	for _, win := range []BreakerOption{WithCountWindow(4), WithTimeWindow(time.Minute, 6)} {
+		synctest.Test(t, func(t *testing.T) {
+			b := MustNewBreaker(win, WithMinCalls(1), WithOpenDuration(time.Second))
+			old := wordGen(b.word.Load()) << 1
+			brCall(b, errBrBoom)
+			time.Sleep(time.Second)
+			synctest.Wait()
+			brCall(b, nil) // the probe closes it
+			require.Equal(t, StateClosed, b.State())
+			b.succeeded(old)
+			assert.Equal(t, 0, b.Metrics().Calls)
+			b.succeeded(wordGen(b.word.Load()) << 1)
+			assert.Equal(t, 1, b.Metrics().Calls)
+			b.Reset()
+		})
+	}
 }
 
 func TestBreakerHotPathWritesNothing(t *testing.T) {

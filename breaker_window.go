@@ -92,6 +92,12 @@ func (w *window) success() {
 	w.startTicking()
 }
 
+// calm reports whether a count window is full of plain successes, so that
+// another success leaves it as it is.
+func (w *window) calm() bool {
+	return w.fails.Load() == 0 && w.slows.Load() == 0 && w.next.Load() >= w.n
+}
+
 // stripeOf picks the caller's stripe from the address of its stack, which
 // differs from one goroutine to another and stays put while a goroutine
 // runs: concurrent callers mostly count on stripes of their own, so the

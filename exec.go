@@ -343,7 +343,10 @@ func resolve(opts []Option) (*Executor, error) {
 	return build(opts)
 }
 
-// build is resolve's slow path, kept out of it so that resolve inlines.
+// build is resolve's slow path: every case but one prebuilt executor. It is
+// kept out of line, so that Do stays small.
+//
+//go:noinline
 func build(opts []Option) (*Executor, error) {
 	if len(opts) == 0 {
 		return defaultExecutor, nil
@@ -373,10 +376,16 @@ func build(opts []Option) (*Executor, error) {
 // Do refuses an executor built [WithHedge] with [ErrHedgeNeedsDoHedged];
 // hedged calls go through [DoHedged].
 func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) (T, error) {
-	ex, err := resolve(opts)
-	if err != nil {
-		var zero T
-		return zero, err
+	var ex *Executor
+	if len(opts) == 1 { // resolve, written out: it is too big to inline
+		ex, _ = opts[0].(*Executor)
+	}
+	if ex == nil {
+		var err error
+		if ex, err = build(opts); err != nil {
+			var zero T
+			return zero, err
+		}
 	}
 	// The first attempt of an executor with nothing to do around it is made
 	// here, without a further call frame: the success path of most calls.
@@ -394,12 +403,52 @@ func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ..
 }
 
 // guarded is fast for an executor whose only policy is a [Breaker], which
-// it calls directly rather than through the Policy interface.
+// it reads directly rather than through the Policy interface: a closed
+// breaker's state is one atomic load, and a success in a calm window is
+// another few (see [Breaker.succeeded]).
 func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
 	br := ex.breaker
 	if ctx.Err() != nil {
 		return run(ctx, ex, fn, nil)
 	}
+	w := br.word.Load()
+	if s := wordState(w); s != StateClosed {
+		// An open breaker refuses every call with one *OpenError, so its
+		// cached rejection is handed back as it is.
+		if (s == StateOpen || s == StateForcedOpen) && ex.fallback == nil {
+			if e := ex.rejects.last.Load(); e != nil {
+				if oe, ok := e.Cause.(*OpenError); ok && oe == br.refusal.Load() {
+					return *new(T), e
+				}
+			}
+		}
+		return unguarded(ctx, ex, fn)
+	}
+	tok := wordGen(w) << 1
+	finished := false
+	defer func() {
+		if !finished { // fn panicked: see attempt
+			br.Done(Permit{Token: tok}, Report{Attempt: 1, Outcome: Fail, Err: ErrPanicked})
+		}
+	}()
+	v, err := fn(ctx)
+	finished = true
+	if err == nil {
+		br.succeeded(tok)
+		return v, nil
+	}
+	o := ex.classify(ctx, err)
+	br.Done(Permit{Token: tok}, Report{Attempt: 1, Outcome: o, Err: err})
+	if o == Success {
+		return v, stripMarkers(err)
+	}
+	return failed1(ctx, ex, fn, v, err, o)
+}
+
+// unguarded is guarded for a breaker that is not closed: a refusal, a
+// probe, or a disabled breaker's call.
+func unguarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
+	br := ex.breaker
 	p, err := br.Allow()
 	if err != nil {
 		if ex.fallback != nil {
@@ -415,10 +464,6 @@ func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) 
 	}()
 	v, err := fn(ctx)
 	finished = true
-	if err == nil {
-		br.Done(p, Report{Attempt: 1, Outcome: Success})
-		return v, nil
-	}
 	o := ex.classify(ctx, err)
 	br.Done(p, Report{Attempt: 1, Outcome: o, Err: err})
 	if o == Success {
