@@ -850,23 +850,18 @@ func (b *Breaker) Done(p Permit, r Report) {
 }
 
 // succeeded is Done for a success with a non-probe permit from
-// [Breaker.Allow], for the executor's fast path: in a count window that holds
-// only successes (calm) it writes nothing, and in a time window it counts the
-// success on the caller's stripe, without building a Report.
+// [Breaker.Allow], for the executor's fast path, which has already found
+// the window not calm (see window.calm): a time window counts the success on
+// the caller's stripe, without building a Report.
 func (b *Breaker) succeeded(tok uint64) {
 	w := b.word.Load()
 	win := b.win.Load()
-	if wordGen(w) == tok>>1 && win.consec.Load() == 0 {
-		if win.ring == nil {
-			win.pending[stripeOf()].n.Add(1)
-			if !win.ticking.Load() {
-				win.startTicking()
-			}
-			return
+	if win.ring == nil && wordGen(w) == tok>>1 && win.consec.Load() == 0 {
+		win.pending[stripeOf()].n.Add(1)
+		if !win.ticking.Load() {
+			win.startTicking()
 		}
-		if win.calm() {
-			return
-		}
+		return
 	}
 	b.Done(Permit{Token: tok}, Report{Attempt: 1, Outcome: Success})
 }

@@ -83,7 +83,7 @@ func (w *window) success() {
 	}
 	if w.ring != nil {
 		if w.fails.Load() == 0 && w.slows.Load() == 0 && w.next.Load() >= w.n {
-			return
+			return // calm
 		}
 		w.put(slotFilled)
 		return
@@ -92,10 +92,13 @@ func (w *window) success() {
 	w.startTicking()
 }
 
-// calm reports whether a count window is full of plain successes, so that
-// another success leaves it as it is.
+// calm reports whether the window is a count window full of plain
+// successes: another success leaves it as it is, whatever generation
+// admitted it, so it need not be recorded. Such a window has no failure
+// run in progress either (consec is 0): the failures of a run are the
+// ring's latest calls.
 func (w *window) calm() bool {
-	return w.fails.Load() == 0 && w.slows.Load() == 0 && w.next.Load() >= w.n
+	return w.ring != nil && w.fails.Load() == 0 && w.slows.Load() == 0 && w.next.Load() >= w.n
 }
 
 // stripeOf picks the caller's stripe from the address of its stack, which

@@ -434,7 +434,9 @@ func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) 
 	v, err := fn(ctx)
 	finished = true
 	if err == nil {
-		br.succeeded(tok)
+		if !br.win.Load().calm() { // a calm window is left as it is
+			br.succeeded(tok)
+		}
 		return v, nil
 	}
 	o := ex.classify(ctx, err)
