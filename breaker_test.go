@@ -36,7 +36,8 @@ func brCall(b *Breaker, err error) bool {
 // records a success without a Report. context.Canceled is the caller's own
 // cancellation, as Record takes it.
 func brDoCall(b *Breaker, err error) bool {
-	ex := MustNew(WithBreaker(b), WithAttempts(1))
+	v, _ := brExecutors.LoadOrStore(b, MustNew(WithBreaker(b), WithAttempts(1)))
+	ex := v.(*Executor) // one per breaker, so that its cached refusal is used
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, derr := Do(ctx, func(context.Context) (int, error) {
@@ -48,8 +49,18 @@ func brDoCall(b *Breaker, err error) bool {
 	if !errors.Is(derr, err) && !errors.Is(derr, ErrRejected) {
 		panic(fmt.Sprintf("Do returned %v for %v", derr, err))
 	}
-	return !errors.Is(derr, ErrRejected)
+	if errors.Is(derr, ErrRejected) {
+		var oe *OpenError
+		if !errors.As(derr, &oe) || oe != b.refusal.Load() {
+			panic(fmt.Sprintf("Do refused with %v, not the breaker's current refusal", derr))
+		}
+		return false
+	}
+	return true
 }
+
+// brExecutors holds brDoCall's executor for each breaker.
+var brExecutors sync.Map
 
 // brVias are the ways a test's calls reach a breaker: its two-step API, and
 // Do's lone-breaker path.
@@ -862,6 +873,31 @@ func TestBreakerStaleSuccessIgnored(t *testing.T) {
 			b.Reset()
 		})
 	}
+}
+
+// TestBreakerCalmWindowKeepsFailureRun replays a success and a failure
+// recorded at the same moment on a full count window: the success clears
+// consec before the failure adds to it, and writes its slot after the
+// failure's. The ring then holds only successes, with consec at 1: the next
+// success through Do must still be recorded, to end that run, or one later
+// failure would count as the second in a row.
+func TestBreakerCalmWindowKeepsFailureRun(t *testing.T) {
+	b := MustNewBreaker(WithCountWindow(2), WithMinCalls(2), WithConsecutiveFailures(2), WithFailureRate(1))
+	brDoCall(b, nil)
+	brDoCall(b, nil)
+	w := b.win.Load()
+	w.consec.Add(1)              // the failure's add
+	w.put(slotFilled | slotFail) // the failure's slot
+	w.put(slotFilled)            // the two successes' slots, written last
+	w.put(slotFilled)
+	require.Zero(t, w.fails.Load())
+	require.EqualValues(t, 1, w.consec.Load())
+	for range 10 {
+		brDoCall(b, nil)
+	}
+	assert.Zero(t, b.Metrics().ConsecutiveFailures, "a success ends the run")
+	brDoCall(b, errBrBoom)
+	assert.Equal(t, StateClosed, b.State(), "one failure after ten successes")
 }
 
 func TestBreakerHotPathWritesNothing(t *testing.T) {

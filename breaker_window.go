@@ -93,12 +93,14 @@ func (w *window) success() {
 }
 
 // calm reports whether the window is a count window full of plain
-// successes: another success leaves it as it is, whatever generation
-// admitted it, so it need not be recorded. Such a window has no failure
-// run in progress either (consec is 0): the failures of a run are the
-// ring's latest calls.
+// successes, with no failure run in progress: another success leaves it as
+// it is, whatever generation admitted it, so it need not be recorded. The
+// failure run is checked on its own: a success and a failure recorded at
+// the same moment can leave the ring full of successes with consec at 1
+// (the success's slot written after the failure's, its reset of consec
+// before the failure's add), and only a recorded success clears it.
 func (w *window) calm() bool {
-	return w.ring != nil && w.fails.Load() == 0 && w.slows.Load() == 0 && w.next.Load() >= w.n
+	return w.ring != nil && w.consec.Load() == 0 && w.fails.Load() == 0 && w.slows.Load() == 0 && w.next.Load() >= w.n
 }
 
 // stripeOf picks the caller's stripe from the address of its stack, which

@@ -404,8 +404,9 @@ func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ..
 
 // guarded is fast for an executor whose only policy is a [Breaker], which
 // it reads directly rather than through the Policy interface: a closed
-// breaker's state is one atomic load, and a success in a calm window is
-// another few (see [Breaker.succeeded]).
+// breaker's state is one atomic load; a success in a calm count window (see
+// window.calm) is not recorded at all, and any other goes to
+// [Breaker.succeeded].
 func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
 	br := ex.breaker
 	if ctx.Err() != nil {
