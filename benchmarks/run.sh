@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every side-by-side benchmark of this module, -count 10, and prints
+# Runs every side-by-side benchmark of this module, 10 rounds, and prints
 # benchstat tables: one per group of scenarios, one column per library,
 # each compared with this library's column (the base).
 #
@@ -28,13 +28,19 @@ status=0
 commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 echo "# $(go version); $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit" | tee "$out"
 # Serial scenarios at the machine's GOMAXPROCS; the parallel ones at 1 and
-# 2 CPUs, to see whether the per-call time grows with cores.
-"$bin" -test.run '^$' -test.bench "$serial" -test.benchmem \
-  -test.count "$count" -test.benchtime "$benchtime" | tee -a "$out" || status=1
-if [ "$parallel" != "-" ]; then
-  "$bin" -test.run '^$' -test.bench "$parallel" -test.benchmem \
-    -test.count "$count" -test.benchtime "$benchtime" -test.cpu 1,2 | tee -a "$out" || status=1
-fi
+# 2 CPUs, to see whether the per-call time grows with cores. The $count
+# rounds are interleaved (every library once per round, -count 1), rather
+# than -count $count, which runs each library's rounds one after the other
+# and so lays the machine's drift over those seconds on one library.
+for round in $(seq "$count"); do
+  echo "# round $round of $count" >&2
+  "$bin" -test.run '^$' -test.bench "$serial" -test.benchmem \
+    -test.count 1 -test.benchtime "$benchtime" | tee -a "$out" || status=1
+  if [ "$parallel" != "-" ]; then
+    "$bin" -test.run '^$' -test.bench "$parallel" -test.benchmem \
+      -test.count 1 -test.benchtime "$benchtime" -test.cpu 1,2 | tee -a "$out" || status=1
+  fi
+done
 
 table() { # title, benchmark-name regexp, column order
   echo
