@@ -60,7 +60,7 @@ type Executor struct {
 	fast  bool // the first attempt can take the fast path (see fast)
 	bare  bool // fast, with no policy: Do makes the first attempt itself
 	// breaker is the executor's only policy when that is a *Breaker and
-	// the executor is fast: Do then calls it directly (see guarded).
+	// the executor is fast: Do then reads its state directly (see guarded).
 	breaker *Breaker
 }
 
