@@ -171,13 +171,23 @@ func (e *statusError) GRPCStatus() *status.Status { return status.New(e.code, e.
 // final is what the caller gets for a call's error: the server's status as
 // it is when the server answered, otherwise the executor's
 // [*resilient.Error], which wraps the last status (so status.Code and
-// status.FromError read it) and matches the reason's sentinel.
-func final(err error) error {
+// status.FromError read it) and matches the reason's sentinel. A call
+// ended by the caller's context reads as the context's code, as grpc-go's
+// own calls do, whatever the last attempt's status; a call a policy refused
+// before any status came reads as UNAVAILABLE.
+func final(caller context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 	if a, ok := err.(*answered); ok {
 		return a.err
+	}
+	if cerr := caller.Err(); cerr != nil {
+		code := status.FromContextError(cerr).Code()
+		if c, ok := codeOf(err); !ok || c != code {
+			return &statusError{err: err, code: code}
+		}
+		return err
 	}
 	c, ok := codeOf(err)
 	switch {

@@ -157,7 +157,7 @@ type callOption struct {
 	grpc.EmptyCallOption
 	kind    callKind
 	timeout time.Duration
-	replay  func(context.Context, grpc.ClientStream) error
+	replay  func(context.Context, grpc.ClientStream, []any) error
 }
 
 type callKind uint8
@@ -197,17 +197,40 @@ func AttemptTimeout(d time.Duration) grpc.CallOption {
 }
 
 // Replay lets a client-streaming or bidirectional stream be retried after
-// its first message was sent: when the stream fails in a retryable way
-// before a response message arrives, a new stream is opened and fn is
-// called with it, to bring it to where the failed one was (send again what
-// the server needs: the package keeps no message); then the caller's
-// pending operation goes on on the new stream, and CloseSend is repeated
-// if the caller had called it. fn runs on the retry's goroutine while the
-// caller's calls wait; an error from it ends the attempt (a status error
-// is classified as any; another error ends the call). The call must still
-// be safe to repeat (see [Idempotent]). A nil fn fails the call at once.
-func Replay(fn func(ctx context.Context, s grpc.ClientStream) error) grpc.CallOption {
+// its first message was sent, until a response message arrives (or the
+// caller reads the headers): when the stream fails in a retryable way
+// before then, a new stream is opened and fn is called with it and with
+// the messages the caller has sent so far, in order, to bring the new
+// stream to where the failed one was. Most callers pass [ResendAll]; a
+// resumable protocol sends something shorter. Then CloseSend is repeated
+// if the caller had called it, and the caller's pending operation goes on
+// on the new stream.
+//
+// The messages are kept, by reference, until the stream commits: gRPC
+// forbids changing a message once it is given to SendMsg, so they are what
+// was sent. While the stream is not committed, SendMsg never reports io.EOF
+// for a stream that failed: the message is among those fn gets. fn runs on
+// the interceptor's goroutine while the caller's calls on the stream wait,
+// so it must not wait for them. An error from fn ends the attempt (a status
+// error is classified as any; another error ends the call).
+//
+// The call must still be safe to repeat (see [Idempotent]): without that,
+// a stream is retried only when it could not be opened. A nil fn fails the
+// call at once. Server-streaming calls need no Replay: their request is
+// always sent again.
+func Replay(fn func(ctx context.Context, s grpc.ClientStream, sent []any) error) grpc.CallOption {
 	return &callOption{kind: kindReplay, replay: fn}
+}
+
+// ResendAll is a replay function (see [Replay]) that sends every message
+// again, in order.
+func ResendAll(_ context.Context, s grpc.ClientStream, sent []any) error {
+	for _, m := range sent {
+		if err := s.SendMsg(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // callSettings are one call's options, read from its CallOptions.
@@ -215,7 +238,7 @@ type callSettings struct {
 	idempotent bool
 	noRetry    bool
 	timeout    time.Duration
-	replay     func(context.Context, grpc.ClientStream) error
+	replay     func(context.Context, grpc.ClientStream, []any) error
 	err        error
 }
 

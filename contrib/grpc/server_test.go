@@ -103,6 +103,8 @@ type step struct {
 	drop     bool          // close the connection instead of answering
 	msgs     int           // streams: messages to send before the status
 	header   bool          // streams: send the headers first
+	quiet    bool          // Chat: answer no message
+	stall    time.Duration // List: a wait before the first message
 }
 
 // server is the test service: each method follows its own script of
@@ -225,6 +227,11 @@ func (s *server) list(_ any, ss grpc.ServerStream) error {
 	if st.header {
 		_ = ss.SendHeader(metadata.Pairs("stream", "open"))
 	}
+	if st.stall > 0 {
+		if err := s.play(ss.Context(), step{delay: st.stall}); err != nil {
+			return err
+		}
+	}
 	for i := range n {
 		if err := ss.SendMsg(wrapperspb.String(in.Value + " " + strconv.Itoa(i))); err != nil {
 			return err
@@ -278,6 +285,9 @@ func (s *server) chat(_ any, ss grpc.ServerStream) error {
 			return err
 		}
 		s.record(in.Value)
+		if st.quiet {
+			continue
+		}
 		if err := ss.SendMsg(wrapperspb.String("echo: " + in.Value)); err != nil {
 			return err
 		}

@@ -66,9 +66,9 @@ func (ic *Interceptor) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	case !p.repeatable:
 		s.window = windowOpen
 	case !desc.ClientStreams:
-		s.window = windowFirstRecv
+		s.window, s.record, s.replay = windowFirstRecv, true, ResendAll
 	case set.replay != nil:
-		s.window = windowFirstRecv
+		s.window, s.record = windowFirstRecv, true
 	default:
 		s.window = windowFirstSend
 	}
@@ -76,7 +76,7 @@ func (ic *Interceptor) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 		// Nothing to wait for after the stream is open: the call runs
 		// here, on the caller's goroutine.
 		if _, err := resilient.Do(ctx, s.attempt, ex); err != nil {
-			return nil, final(err)
+			return nil, final(ctx, err)
 		}
 		return s, nil
 	}
@@ -107,9 +107,10 @@ type clientStream struct {
 	streamer   grpc.Streamer
 	opts       []grpc.CallOption
 	timeout    time.Duration
-	replay     func(context.Context, grpc.ClientStream) error
+	replay     func(context.Context, grpc.ClientStream, []any) error
 	repeatable bool
 	window     window
+	record     bool // keep the messages sent until the stream commits
 
 	n int // attempts made; only the executor's goroutine touches it
 
@@ -121,9 +122,8 @@ type clientStream struct {
 	last    *attemptStream // the last attempt opened, for Trailer
 	fin     error          // the call's error, when it ended uncommitted
 	changed chan struct{}  // closed, and replaced, when cur, fin or committed change
-	req     any            // the request of a server-streaming call, replayed
-	hasReq  bool
-	closed  bool // the caller called CloseSend; replayed
+	sent    []any // the messages sent, while record is set; replayed
+	closed  bool  // the caller called CloseSend; replayed
 }
 
 // attemptStream is one attempt's stream.
@@ -144,7 +144,7 @@ func (s *clientStream) run(ex *resilient.Executor) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil && s.committed.Load() == nil {
-		s.fin = final(err)
+		s.fin = final(s.caller, err)
 	}
 	s.cur = nil
 	s.broadcastLocked()
@@ -231,6 +231,11 @@ func (s *clientStream) attempt(ctx context.Context) (struct{}, error) {
 	}
 	stop()
 	cancel()
+	if ctx.Err() != nil && s.caller.Err() == nil {
+		// The stream failed because the attempt's time ended (its context
+		// was cancelled for that): a timeout, not a cancellation.
+		v = ctxStatus(ctx)
+	}
 	return struct{}{}, s.table.judge(s.caller, v, attemptInfo{trailers: cs.Trailer(), repeatable: s.repeatable})
 }
 
@@ -239,16 +244,12 @@ func ctxStatus(ctx context.Context) error {
 	return status.FromContextError(ctx.Err()).Err()
 }
 
-// replayLocked brings a new stream to where the caller is: the request of
-// a server-streaming call, the caller's replay function, and CloseSend.
+// replayLocked brings a new stream to where the caller is: the messages
+// sent (through the replay function; a server-streaming call's request is
+// sent again as it is), and CloseSend.
 func (s *clientStream) replayLocked(ctx context.Context, cs grpc.ClientStream) error {
-	if s.hasReq {
-		if err := cs.SendMsg(s.req); err != nil {
-			return err
-		}
-	}
-	if s.replay != nil {
-		if err := s.replay(ctx, cs); err != nil {
+	if s.record && len(s.sent) > 0 {
+		if err := s.replay(ctx, cs, s.sent); err != nil {
 			return err
 		}
 	}
@@ -347,47 +348,57 @@ func recvCommitted(a *attemptStream, m any) error {
 }
 
 // SendMsg sends a message on the current stream. Before the stream
-// commits, a server-streaming call's request is kept, to be sent again on
-// a new stream; a client-streaming or bidirectional call without [Replay]
-// commits first.
+// commits, the messages of a server-streaming call (its request) and of a
+// call with [Replay] are kept, to be sent again on a new stream; a
+// client-streaming or bidirectional call without Replay commits first.
 func (s *clientStream) SendMsg(m any) error {
 	for {
 		if a := s.committed.Load(); a != nil {
 			return a.cs.SendMsg(m)
 		}
-		switch {
-		case !s.desc.ClientStreams:
+		if s.record {
+			// Kept and sent under one lock with the retry's replay, so that
+			// each stream gets the message once: a retry that starts after
+			// this replays it; one that published before is the current.
 			s.mu.Lock()
-			if !s.hasReq {
-				s.req, s.hasReq = m, true
+			if s.committed.Load() != nil {
+				s.mu.Unlock()
+				continue
 			}
+			s.sent = append(s.sent, m)
 			a, fin := s.cur, s.fin
 			s.mu.Unlock()
-			switch {
-			case a != nil:
-				return a.cs.SendMsg(m)
-			case fin != nil:
-				return nil // as grpc-go: the status comes from RecvMsg
-			}
-			if s.committed.Load() == nil {
+			if a == nil {
+				if fin != nil {
+					return s.ended()
+				}
 				return nil // the retry under way sends it
 			}
-		case s.window == windowFirstSend:
-			a, err := s.current()
-			if err != nil {
-				return io.EOF // the status comes from RecvMsg
+			err := a.cs.SendMsg(m)
+			if err == io.EOF && s.committed.Load() != a {
+				// The stream failed before it committed: RecvMsg learns
+				// why, and a retry replays this message.
+				return nil
 			}
-			if s.commit(a) {
-				return a.cs.SendMsg(m)
-			}
-		default:
-			a, err := s.current()
-			if err != nil {
-				return io.EOF
-			}
+			return err
+		}
+		a, err := s.current()
+		if err != nil {
+			return s.ended()
+		}
+		if s.commit(a) {
 			return a.cs.SendMsg(m)
 		}
 	}
+}
+
+// ended is SendMsg's error once the call ended before it committed: as in
+// grpc-go, the status comes from RecvMsg.
+func (s *clientStream) ended() error {
+	if !s.desc.ClientStreams {
+		return nil
+	}
+	return io.EOF
 }
 
 // CloseSend closes the sending side of the current stream, and of any

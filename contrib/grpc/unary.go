@@ -54,7 +54,7 @@ func (ic *Interceptor) Unary(ctx context.Context, method string, req, reply any,
 		ic.hedges.Store(true)
 		return ic.hedged(u, p, opts)
 	}
-	return final(err)
+	return final(u.caller, err)
 }
 
 // unary is one unary call: what every attempt needs.
@@ -104,7 +104,7 @@ func (ic *Interceptor) hedged(u *unary, p plan, opts []grpc.CallOption) error {
 	if !ok {
 		u.opts = append(append(u.buf[:0], opts...), grpc.Trailer(&u.trailer))
 		_, err := resilient.Do(u.caller, u.attempt, p.r.once)
-		return final(err)
+		return final(u.caller, err)
 	}
 	// The caller's own header, trailer and peer options would be written
 	// by attempts running at once; they are kept apart, and filled in from
@@ -141,7 +141,7 @@ func (ic *Interceptor) hedged(u *unary, p plan, opts []grpc.CallOption) error {
 			*pr = a.peer
 		}
 	}
-	return final(err)
+	return final(u.caller, err)
 }
 
 // hedge is a unary call whose attempts may run at once.

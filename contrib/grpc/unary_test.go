@@ -26,13 +26,34 @@ type recorder struct {
 	attempts []resilient.AttemptEvent
 	retries  []resilient.RetryEvent
 	done     []resilient.DoneEvent
+	ended    chan struct{} // receives at each end of a call, when not nil
+}
+
+// wait waits for n calls to end (a stream's call ends on the interceptor's
+// goroutine, after the caller has its first message).
+func (r *recorder) wait(t testing.TB, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-r.ended:
+		case <-time.After(callTimeout):
+			t.Fatal("the call did not end")
+		}
+	}
 }
 
 func (r *recorder) hooks() resilient.Hooks {
 	return resilient.Hooks{
 		OnAttempt: func(ev resilient.AttemptEvent) { r.mu.Lock(); r.attempts = append(r.attempts, ev); r.mu.Unlock() },
 		OnRetry:   func(ev resilient.RetryEvent) { r.mu.Lock(); r.retries = append(r.retries, ev); r.mu.Unlock() },
-		OnDone:    func(ev resilient.DoneEvent) { r.mu.Lock(); r.done = append(r.done, ev); r.mu.Unlock() },
+		OnDone: func(ev resilient.DoneEvent) {
+			r.mu.Lock()
+			r.done = append(r.done, ev)
+			r.mu.Unlock()
+			if r.ended != nil {
+				r.ended <- struct{}{}
+			}
+		},
 	}
 }
 
@@ -392,10 +413,16 @@ func TestUnaryBreakers(t *testing.T) {
 		set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(2), resilient.WithOpenDuration(time.Hour))
 		cc := e.client(MustNew(quick(resilient.WithAttempts(1)), WithMethodBreakers(set)).DialOptions()...)
 		// Answers are not failures, whatever their code.
-		for _, c := range []codes.Code{codes.InvalidArgument, codes.NotFound, codes.ResourceExhausted, codes.Aborted, codes.PermissionDenied} {
-			e.srv.plan(mGet, step{code: c})
+		// Answers are not failures, whatever their code; ABORTED and
+		// RESOURCE_EXHAUSTED with pushback are retried (here, attempts
+		// ran out) without counting against the method.
+		for _, st := range []step{
+			{code: codes.InvalidArgument}, {code: codes.NotFound}, {code: codes.PermissionDenied},
+			{code: codes.Aborted}, {code: codes.ResourceExhausted, pushback: []string{"1"}}, {code: codes.Aborted},
+		} {
+			e.srv.plan(mGet, st)
 			_, err := call(testCtx(t), cc, mGet, "x")
-			require.Equal(t, c, status.Code(err))
+			require.Equal(t, st.code, status.Code(err))
 		}
 		assert.Equal(t, resilient.StateClosed, set.Get(mGet).State())
 		e.srv.plan(mGet, step{code: codes.Internal}, step{code: codes.Unavailable})
