@@ -122,8 +122,8 @@ type clientStream struct {
 	last    *attemptStream // the last attempt opened, for Trailer
 	fin     error          // the call's error, when it ended uncommitted
 	changed chan struct{}  // closed, and replaced, when cur, fin or committed change
-	sent    []any // the messages sent, while record is set; replayed
-	closed  bool  // the caller called CloseSend; replayed
+	sent    []any          // the messages sent, while record is set; replayed
+	closed  bool           // the caller called CloseSend; replayed
 }
 
 // attemptStream is one attempt's stream.
