@@ -2,6 +2,7 @@ package grpc
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,7 +25,9 @@ func (ic *Interceptor) Unary(ctx context.Context, method string, req, reply any,
 		return s.err
 	}
 	p := ic.plan(cc, method, &s)
-	u := &unary{
+	u := unaryPool.Get().(*unary)
+	defer u.release()
+	*u = unary{
 		table:      &ic.cfg.table,
 		caller:     ctx,
 		method:     method,
@@ -55,6 +58,23 @@ func (ic *Interceptor) Unary(ctx context.Context, method string, req, reply any,
 		return ic.hedged(u, p, opts)
 	}
 	return final(u.caller, err)
+}
+
+// unaryPool recycles the state of unary calls, which the options handed
+// to grpc point into (so it lives on the heap): a call through the
+// interceptor then allocates nothing of its own.
+//
+// Decision: the state is reused once the call has returned. grpc-go writes
+// through a call's options (the trailer, the peer) only before its invoker
+// returns, and so does any interceptor that finishes its work before
+// returning, as a unary interceptor must.
+var unaryPool = sync.Pool{New: func() any { return new(unary) }}
+
+// release clears the call's state, so that the pool holds no reference to
+// its messages, and returns it to the pool.
+func (u *unary) release() {
+	*u = unary{}
+	unaryPool.Put(u)
 }
 
 // unary is one unary call: what every attempt needs.
