@@ -15,28 +15,18 @@ import (
 	"github.com/resilient-go/resilient"
 )
 
-// Stream is a grpc.StreamClientInterceptor. A stream is one call of the
-// executor, whose attempts each open a stream; an attempt lasts until the
-// stream is committed, after which its messages and its errors go to the
-// caller as they come. When it commits depends on the stream (see the
-// package doc, "Streams"):
+// Stream is a grpc.StreamClientInterceptor: a stream is one call of the
+// executor, whose attempts each open a stream and last until it commits
+// (see the package doc, "Streams", for when each kind of stream commits).
+// Until then a retryable failure opens a new stream, replays what the
+// caller had sent, and the caller's pending operation goes on on it; once
+// committed, the stream's messages and errors go to the caller as they
+// come. Stream returns once the first stream is open, or with the call's
+// error when none could be.
 //
-//   - a call that is not safe to repeat, or made with [NoRetry], commits
-//     once the stream is open: only a failure to open it that proves
-//     nothing was sent is retried (for a call safe to repeat... see below);
-//   - a server-streaming call commits at its first response message (or
-//     the end of the stream, or headers the caller reads): until then a
-//     retryable failure opens a new stream and sends the request again;
-//   - a client-streaming or bidirectional call commits when the caller
-//     sends its first message, receives one, or reads the headers; with
-//     [Replay], sending no longer commits it, and a retry calls the replay
-//     function on the new stream.
-//
-// While a stream is not committed, its attempts run on a goroutine of the
-// interceptor, which ends when the stream commits, fails, or the caller's
-// context ends; the caller's calls on the stream wait for it while a retry
-// is under way. As for any gRPC stream, the caller must cancel the context
-// or read the stream to its end (RecvMsg returning an error) to release it.
+// As for any gRPC stream, the caller must cancel the context or read the
+// stream to its end (RecvMsg returning an error) to release it; a stream
+// not yet committed also holds a goroutine of the interceptor until then.
 func (ic *Interceptor) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	set := settingsOf(opts)
 	if set.err != nil {
