@@ -119,13 +119,14 @@ func ExampleWithHostBreakers() {
 
 func ExampleParseRetryAfter() {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for _, v := range []string{"120", "Sun, 01 Mar 2026 12:00:30 GMT", "-1", "soon"} {
+	for _, v := range []string{"120", "Sun, 01 Mar 2026 12:00:30 GMT", "9999999999999", "-1", "soon"} {
 		d, ok := httpx.ParseRetryAfter(v, now)
 		fmt.Printf("%q: %v %v\n", v, d, ok)
 	}
 	// Output:
 	// "120": 2m0s true
 	// "Sun, 01 Mar 2026 12:00:30 GMT": 30s true
+	// "9999999999999": 2562047h47m16.854775807s true
 	// "-1": 0s false
 	// "soon": 0s false
 }

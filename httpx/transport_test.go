@@ -115,7 +115,6 @@ func TestTransportRetryAfter(t *testing.T) {
 		{"ansi c date", func(now time.Time) string { return now.Add(4 * time.Second).UTC().Format(time.ANSIC) }, 4 * time.Second},
 		{"garbage falls back to backoff", func(time.Time) string { return "soon" }, time.Second},
 		{"negative falls back to backoff", func(time.Time) string { return "-5" }, time.Second},
-		{"overflow falls back to backoff", func(time.Time) string { return "99999999999999999999999" }, time.Second},
 		{"past date falls back to backoff", func(now time.Time) string { return now.Add(-time.Hour).UTC().Format(http.TimeFormat) }, time.Second},
 	}
 	for _, tc := range cases {
@@ -158,6 +157,32 @@ func TestTransportRetryAfterBeyondCapReturnsResponseAtOnce(t *testing.T) {
 		assert.Equal(t, 1, f.calls(), "no clamped early retry")
 		assert.Zero(t, time.Since(start), "no sleep")
 	})
+}
+
+// Regression: an overflowing Retry-After was ignored, so the request was
+// retried after the backoff; it saturates, and ends the call at once.
+func TestTransportOverflowingRetryAfterEndsTheCallAtOnce(t *testing.T) {
+	for _, v := range []string{"9223372037", "9999999999999", "99999999999999999999999"} {
+		t.Run(v, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+					return respond(429, "go away", "Retry-After", v), nil
+				}}
+				var reasons []resilient.Reason
+				ex := resilient.MustNew(resilient.WithMaxDelay(time.Hour),
+					resilient.WithHooks(resilient.Hooks{OnDone: func(e resilient.DoneEvent) { reasons = append(reasons, e.Reason) }}))
+				tr := newTransport(t, f, WithExecutor(ex))
+				start := time.Now()
+				resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+				require.NoError(t, err)
+				assert.Equal(t, 429, resp.StatusCode)
+				assert.Equal(t, "go away", readAll(t, resp.Body))
+				assert.Equal(t, 1, f.calls(), "no retry after the backoff")
+				assert.Zero(t, time.Since(start), "no wait")
+				assert.Equal(t, []resilient.Reason{resilient.ReasonHintTooLong}, reasons)
+			})
+		})
+	}
 }
 
 func TestTransportRetryAfterBeyondUserCap(t *testing.T) {
