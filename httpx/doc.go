@@ -52,9 +52,10 @@
 // jitter never lowers it. A hint longer than the cap (the executor's
 // [resilient.WithMaxDelay]: [DefaultMaxRetryAfter] by default), or one that
 // would end past the context's deadline, ends the call at once with that
-// response: never a clamped early retry, never a sleep of hours. Garbage,
-// negative and overflowing values are ignored, so the backoff alone
-// decides.
+// response: never a clamped early retry, never a sleep of hours. A value
+// too long for a time.Duration saturates ([MaxRetryAfter]), so it too ends
+// the call at once. Garbage and negative values are ignored, so the
+// backoff alone decides.
 //
 // # Bodies and connections
 //
