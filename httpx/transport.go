@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -163,6 +164,11 @@ func (c *roundTrip) plan() {
 		// One key per logical request, identical on every attempt; the
 		// caller's request keeps its headers untouched.
 		c.tmpl = req.Clone(req.Context())
+		for k := range c.tmpl.Header { // an empty key under another spelling
+			if strings.EqualFold(k, IdempotencyKeyHeader) {
+				delete(c.tmpl.Header, k)
+			}
+		}
 		c.tmpl.Header.Set(IdempotencyKeyHeader, newIdempotencyKey())
 		c.retry = true
 	}

@@ -321,6 +321,45 @@ func TestTransportNonIdempotentStatusNotRetried(t *testing.T) {
 	}
 }
 
+// Regression: an idempotency key set under a non-canonical name (sent on
+// the wire as written) was missed by Header.Get, so the POST was not
+// retried.
+func TestTransportIdempotencyKeyWhateverTheCase(t *testing.T) {
+	for _, name := range []string{"idempotency-key", "IDEMPOTENCY-KEY", "x-idempotency-key", "X-IDEMPOTENCY-KEY"} {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeRT{fn: statuses(503, 503, 201)}
+			tr := newTransport(t, f, WithExecutor(noWait()), WithIdempotencyKeys())
+			req, err := http.NewRequest(http.MethodPost, "http://api.test/orders", strings.NewReader(`{"n":1}`))
+			require.NoError(t, err)
+			req.Header[name] = []string{"order-7"}
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			assert.Equal(t, 201, resp.StatusCode)
+			require.Equal(t, 3, f.calls(), "the key is on the wire: the POST is retried")
+			for i, r := range f.reqs {
+				assert.Equal(t, http.Header{name: {"order-7"}}, r.Header, "attempt %d carries the caller's key alone", i+1)
+			}
+		})
+	}
+	t.Run("an empty key under another spelling is replaced", func(t *testing.T) {
+		f := &fakeRT{fn: statuses(503, 201)}
+		tr := newTransport(t, f, WithExecutor(noWait()), WithIdempotencyKeys())
+		req, err := http.NewRequest(http.MethodPost, "http://api.test/orders", strings.NewReader("x"))
+		require.NoError(t, err)
+		req.Header["idempotency-key"] = []string{""}
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		assert.Equal(t, 201, resp.StatusCode)
+		require.Equal(t, 2, f.calls())
+		key := f.reqs[0].Header[IdempotencyKeyHeader]
+		require.Len(t, key, 1)
+		for _, r := range f.reqs {
+			assert.Equal(t, http.Header{IdempotencyKeyHeader: key}, r.Header, "one key, one spelling")
+		}
+		assert.Equal(t, http.Header{"idempotency-key": {""}}, req.Header, "the caller's request is untouched")
+	})
+}
+
 func TestTransportGeneratedIdempotencyKeyIsStableAcrossAttempts(t *testing.T) {
 	f := &fakeRT{fn: statuses(503, 503, 200)}
 	tr := newTransport(t, f, WithExecutor(noWait()), WithIdempotencyKeys())
