@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/resilient-go/resilient"
@@ -16,36 +18,86 @@ import (
 // caller that waited for it sends its own request instead.
 const DedupMaxBody = 1 << 20
 
-// dedupHeaders are the request headers that the default key of [WithDedup]
-// includes, besides the method and the URL: the credentials (so that
-// requests of different users or sessions are never merged) and the
-// headers that choose which representation, or which part of it, the
-// server returns.
-var dedupHeaders = [...]string{
-	"Authorization", "Cookie", "Proxy-Authorization",
-	"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since",
-	"Accept", "Accept-Encoding", "Accept-Language",
+// dedupIgnored are the headers the default key of [WithDedup] leaves out,
+// lower case: per-request tracing headers, which carry a new value on
+// every request and would otherwise make every key unique. No server
+// chooses a response by them.
+var dedupIgnored = []string{
+	"traceparent", "tracestate", "baggage", // W3C Trace Context and Baggage
+	"x-request-id",
+	"b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", // Zipkin B3
 }
 
 // DefaultDedupKey is the key [WithDedup] uses with a nil key function: the
-// request's Host override, if any, and the values of Authorization,
-// Cookie, Proxy-Authorization, Range, If-Range, If-None-Match,
-// If-Modified-Since, If-Match, If-Unmodified-Since, Accept,
-// Accept-Encoding and Accept-Language. Two requests with different
-// credentials never share a key.
+// request's Host override, if any, and every header of the request, names
+// compared case-insensitively (a key set directly in the map, such as
+// req.Header["authorization"], counts like its canonical form), values in
+// the order they are sent. Only per-request tracing headers are left out:
+// traceparent, tracestate, baggage, X-Request-Id and the B3 headers (b3,
+// X-B3-TraceId, X-B3-SpanId, X-B3-ParentSpanId, X-B3-Sampled and
+// X-B3-Flags). Two requests share a key only when a server sees the same
+// headers in both, but for those: credentials in any header
+// (Authorization, Cookie, X-Api-Key, a tenant header, …) never mix.
 func DefaultDedupKey(req *http.Request) string {
-	var b strings.Builder
-	b.WriteString(req.Host)
-	for _, h := range dedupHeaders {
-		b.WriteByte(0)
-		for i, v := range req.Header.Values(h) {
-			if i > 0 {
-				b.WriteByte(1)
-			}
-			b.WriteString(v)
+	return headerKey(req, nil)
+}
+
+// DedupKeyIgnoring returns a key function for [WithDedup] that is
+// [DefaultDedupKey] leaving out the named headers too (names compared
+// case-insensitively), for headers that change on every request but do
+// not change the response, such as a client's own timestamp.
+//
+// The caller takes on what the default key guarantees: requests that
+// differ only in the named headers share one response, so a header that
+// carries a credential, a tenant or anything else a server may answer by
+// must never be named.
+func DedupKeyIgnoring(names ...string) func(*http.Request) string {
+	ignore := make([]string, len(names))
+	for i, n := range names {
+		ignore[i] = strings.ToLower(n)
+	}
+	return func(req *http.Request) string { return headerKey(req, ignore) }
+}
+
+// headerKey builds a dedup key from req's Host and headers, leaving out
+// dedupIgnored and ignore (both lower case). Every part is written with its
+// length first, so no content, however hostile, can make two different
+// requests write the same key.
+func headerKey(req *http.Request, ignore []string) string {
+	type field struct{ lower, name string }
+	fields := make([]field, 0, len(req.Header))
+	for name := range req.Header {
+		lower := strings.ToLower(name)
+		if slices.Contains(dedupIgnored, lower) || slices.Contains(ignore, lower) {
+			continue
+		}
+		fields = append(fields, field{lower, name})
+	}
+	// Spellings of one name are grouped, in the order net/http writes them
+	// (sorted by the name as set): a server sees their values in that order.
+	slices.SortFunc(fields, func(a, b field) int {
+		if c := strings.Compare(a.lower, b.lower); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	var b []byte
+	put := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+	}
+	put(req.Host)
+	for i, f := range fields {
+		if i == 0 || fields[i-1].lower != f.lower {
+			b = append(b, '\n')
+			put(f.lower)
+		}
+		for _, v := range req.Header[f.name] {
+			put(v)
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // WithDedup makes concurrent identical GET and HEAD requests share one
@@ -61,10 +113,14 @@ func DefaultDedupKey(req *http.Request) string {
 // of the first request's context but not its cancellation, and is
 // cancelled once no waiter is left (see [resilient.Group]).
 //
-// key must never map requests that may receive different responses to one
-// key: include every header that selects the user or the representation.
-// Nil means [DefaultDedupKey]. Requests with a body, and of other methods,
-// are never deduplicated. Default: off.
+// Requests share an execution only when their method, URL (user
+// information included) and key(req) are equal. Nil means
+// [DefaultDedupKey], under which every header but per-request tracing ones
+// must be equal too: that key is safe for any header a server may read.
+// A key function of your own (or [DedupKeyIgnoring]) is an explicit choice
+// to share more: it must never map requests that may receive different
+// responses to one key, and that is then yours to ensure. Requests with a
+// body, and of other methods, are never deduplicated. Default: off.
 func WithDedup(key func(*http.Request) string) Option {
 	return optionFunc(func(c *config) error {
 		if key == nil {

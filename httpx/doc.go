@@ -93,8 +93,13 @@
 //
 // [WithDedup] makes concurrent identical GET and HEAD requests share one
 // execution; each caller gets its own response and its own reader of the
-// body. Requests with different credentials ([DefaultDedupKey]) never
-// share.
+// body. Identical means the same method, URL and headers, header names
+// compared case-insensitively, except per-request tracing headers
+// (traceparent, tracestate, baggage, X-Request-Id, B3): see
+// [DefaultDedupKey]. So requests with different credentials, wherever
+// they are (Authorization, Cookie, an API key, a tenant header), never
+// share. A narrower key ([DedupKeyIgnoring], or a function of your own) is
+// an explicit choice, and its safety is then the caller's.
 //
 // # Errors
 //
