@@ -23,8 +23,13 @@ var (
 	// not flaky.
 	ErrNilResponse = errors.New("resilient/httpx: base RoundTripper returned a nil response and a nil error")
 
-	// ErrInvalidRequest is returned, without sending anything, for a
-	// request that cannot be sent: nil, or without a URL.
+	// ErrInvalidRequest is returned, without sending anything and without
+	// retrying, for a request that cannot be sent: nil, without a URL or
+	// a Header, or, for http and https, without a host in its URL, with an
+	// invalid method, or with a header or trailer whose name or value is
+	// invalid (a name that is not a token; a value with CR, LF, NUL or
+	// another control character but tab), as net/http's Transport would
+	// refuse it.
 	ErrInvalidRequest = errors.New("resilient/httpx: invalid request")
 
 	// ErrTooManyRedirects is returned by clients made with [NewClient] when

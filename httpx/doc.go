@@ -46,7 +46,10 @@
 // carries an idempotency key ([HasIdempotencyKey], or [WithIdempotencyKeys]
 // to add one), the caller opted in ([WithNonIdempotentRetries]), or the
 // failure proves it never left ([NeverSent]). Otherwise its first answer
-// is the final one.
+// is the final one. A request that cannot be sent at all (an invalid
+// header name or value, an invalid method, a URL without a host) is
+// refused before any attempt with [ErrInvalidRequest]; one with a scheme
+// other than http and https is handed to the base once, never retried.
 //
 // A Retry-After header ([ParseRetryAfter]) sets a floor for the next wait;
 // jitter never lowers it. A hint longer than the cap (the executor's

@@ -476,3 +476,97 @@ type idleCounter struct {
 }
 
 func (c *idleCounter) CloseIdleConnections() { c.n.Add(1) }
+
+// sendCounter counts the requests handed to its base.
+type sendCounter struct {
+	base http.RoundTripper
+	n    atomic.Int32
+}
+
+func (s *sendCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.n.Add(1)
+	return s.base.RoundTrip(req)
+}
+
+// Regression: a request net/http refuses to send (an invalid header value,
+// a URL without a host, …) was sent to the base on every attempt, 4 times.
+// Each is refused once, before any attempt, with ErrInvalidRequest; an
+// unsupported scheme is handed to the base once, never retried.
+func TestServerInvalidRequestsAreNeverRetried(t *testing.T) {
+	leakCheck(t)
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	cases := []struct {
+		name  string
+		edit  func(*http.Request)
+		sends int32 // to the base, at most
+		msg   string
+	}{
+		{"header value with CR LF", func(r *http.Request) { r.Header.Set("X-A", "a\r\nX-Injected: 1") }, 0, `header field value for "X-A"`},
+		{"header value with NUL", func(r *http.Request) { r.Header["X-A"] = []string{"a\x00"} }, 0, `header field value for "X-A"`},
+		{"header value with DEL", func(r *http.Request) { r.Header["X-A"] = []string{"\x7f"} }, 0, `header field value for "X-A"`},
+		{"header name with a space", func(r *http.Request) { r.Header["X A"] = []string{"v"} }, 0, `header field name "X A"`},
+		{"header name with a colon", func(r *http.Request) { r.Header["X:A"] = []string{"v"} }, 0, `header field name "X:A"`},
+		{"empty header name", func(r *http.Request) { r.Header[""] = []string{"v"} }, 0, `header field name ""`},
+		{"non-ASCII header name", func(r *http.Request) { r.Header["X-Ä"] = []string{"v"} }, 0, `header field name "X-Ä"`},
+		{"trailer value with LF", func(r *http.Request) { r.Trailer = http.Header{"X-T": {"a\nb"}} }, 0, `trailer field value for "X-T"`},
+		{"invalid method", func(r *http.Request) { r.Method = "GE T" }, 0, `method "GE T"`},
+		{"method with a newline", func(r *http.Request) { r.Method = "GET\n" }, 0, `method "GET\n"`},
+		{"nil header", func(r *http.Request) { r.Header = nil }, 0, "nil Header"},
+		{"URL without a host", func(r *http.Request) { r.URL.Host = "" }, 0, "no host in URL"},
+		{"URL without a scheme", func(r *http.Request) { r.URL.Scheme = "" }, 1, ""},
+		{"unsupported scheme", func(r *http.Request) { r.URL.Scheme = "gopher" }, 1, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			base := &sendCounter{base: newHTTPTransport(t)}
+			tr, err := NewTransport(WithBase(base), WithExecutor(noWait()))
+			require.NoError(t, err)
+			body := &trackedReqBody{Reader: strings.NewReader("x")}
+			req, err := http.NewRequest(http.MethodPut, srv.URL+"/x", body)
+			require.NoError(t, err)
+			tc.edit(req)
+			resp, err := tr.RoundTrip(req)
+			assert.Nil(t, resp)
+			require.Error(t, err)
+			if tc.msg != "" {
+				require.ErrorIs(t, err, ErrInvalidRequest)
+				assert.Equal(t, "resilient/httpx: invalid request: "+tc.msg, err.Error())
+				assert.Equal(t, resilient.Fail, ClassifyError(err))
+			}
+			assert.NotContains(t, err.Error(), "X-Injected", "a value is never quoted: it may be a secret")
+			assert.LessOrEqual(t, base.n.Load(), tc.sends, "sends to the base")
+			assert.Zero(t, hits.Load(), "nothing reached the server")
+			assert.EqualValues(t, 1, body.closed.Load(), "the body is closed")
+		})
+	}
+	t.Run("through a client", func(t *testing.T) {
+		base := &sendCounter{base: newHTTPTransport(t)}
+		client := NewClient(WithBase(base), WithExecutor(noWait()))
+		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer secret\n")
+		_, err = client.Do(req)
+		require.ErrorIs(t, err, ErrInvalidRequest)
+		assert.NotContains(t, err.Error(), "secret")
+		assert.Zero(t, base.n.Load())
+	})
+	t.Run("valid oddities pass", func(t *testing.T) {
+		base := &sendCounter{base: newHTTPTransport(t)}
+		tr, err := NewTransport(WithBase(base), WithExecutor(noWait(resilient.WithAttempts(1))))
+		require.NoError(t, err)
+		req, err := http.NewRequest("M-SEARCH", srv.URL, nil)
+		require.NoError(t, err)
+		req.Header["x-lower"] = []string{"tab\tand obs-text \xff"}
+		req.Header["X-Empty"] = []string{""}
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		require.NoError(t, resp.Body.Close())
+		assert.EqualValues(t, 1, base.n.Load())
+	})
+}

@@ -78,9 +78,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, cfg.err
 	}
-	if req.URL == nil {
+	if err := validate(req); err != nil {
+		// Decision: a request that cannot be sent is refused here, once,
+		// without an attempt: every attempt would fail the same way, and
+		// no policy should count it against the upstream.
 		closeRequestBody(req)
-		return nil, fmt.Errorf("%w: nil URL", ErrInvalidRequest)
+		return nil, err
 	}
 	if cfg.dedup != nil && dedupable(req) {
 		return t.roundTripShared(req, cfg)
