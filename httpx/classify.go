@@ -32,6 +32,11 @@ var (
 	// refuse it.
 	ErrInvalidRequest = errors.New("resilient/httpx: invalid request")
 
+	// ErrNilTransport is returned by the RoundTrip of a nil *Transport
+	// (such as an http.Client whose Transport field holds one), which
+	// sends nothing.
+	ErrNilTransport = errors.New("resilient/httpx: nil *Transport")
+
 	// ErrTooManyRedirects is returned by clients made with [NewClient] when
 	// a request was redirected more than [MaxRedirects] times. It is
 	// permanent for [ClassifyError].

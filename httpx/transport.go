@@ -56,8 +56,12 @@ func (t *Transport) base() http.RoundTripper {
 }
 
 // CloseIdleConnections closes the idle connections of the base
-// RoundTripper, if it has such a method (http.Transport does).
+// RoundTripper, if it has such a method (http.Transport does). On a nil
+// Transport it does nothing.
 func (t *Transport) CloseIdleConnections() {
+	if t == nil {
+		return
+	}
 	if ci, ok := t.base().(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
@@ -69,9 +73,16 @@ func (t *Transport) CloseIdleConnections() {
 // caller to read and close); an error only when no response came: the
 // error is then a [*resilient.Error] that wraps the last attempt's error
 // and tells why the Transport stopped.
+//
+// A nil Transport, like a nil req, is an error (for a nil Transport,
+// [ErrNilTransport]), never a panic; req's body is closed.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil {
 		return nil, fmt.Errorf("%w: nil request", ErrInvalidRequest)
+	}
+	if t == nil {
+		closeRequestBody(req)
+		return nil, ErrNilTransport
 	}
 	cfg := t.config()
 	if cfg.err != nil {

@@ -732,3 +732,44 @@ func TestTransportConcurrentUse(t *testing.T) {
 		assert.EqualValues(t, 1, b.closes.Load())
 	}
 }
+
+// Regression: httpx.Do(nil) panicked in net/http. Nil inputs are errors.
+func TestNilInputsAreErrors(t *testing.T) {
+	var resp *http.Response
+	var err error
+	require.NotPanics(t, func() { resp, err = Do(nil) })
+	assert.Nil(t, resp)
+	assert.ErrorIs(t, err, ErrInvalidRequest)
+
+	var nilTr *Transport
+	body := &trackedReqBody{Reader: strings.NewReader("x")}
+	req, err := http.NewRequest(http.MethodPost, "http://api.test/x", body)
+	require.NoError(t, err)
+	require.NotPanics(t, func() { resp, err = nilTr.RoundTrip(req) })
+	assert.Nil(t, resp)
+	assert.ErrorIs(t, err, ErrNilTransport)
+	assert.EqualValues(t, 1, body.closed.Load())
+	require.NotPanics(t, func() { _, err = (&http.Client{Transport: nilTr}).Get("http://api.test/x") })
+	assert.ErrorIs(t, err, ErrNilTransport)
+	assert.NotPanics(t, nilTr.CloseIdleConnections)
+
+	var ex *resilient.Executor
+	for name, opts := range map[string][]Option{
+		"WithExecutor(nil)":       {WithExecutor(nil)},
+		"WithExecutor(typed nil)": {WithExecutor(ex)},
+		"after a valid one":       {WithExecutor(noWait()), WithExecutor(ex)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var tr *Transport
+			require.NotPanics(t, func() { tr, err = NewTransport(opts...) })
+			assert.Nil(t, tr)
+			require.EqualError(t, err, "resilient/httpx: WithExecutor: nil executor")
+			f := &fakeRT{fn: statuses(200)}
+			require.NotPanics(t, func() {
+				_, err = NewClient(append([]Option{WithBase(f)}, opts...)...).Get("http://api.test/x")
+			})
+			assert.ErrorContains(t, err, "WithExecutor: nil executor")
+			assert.Zero(t, f.calls(), "nothing sent")
+		})
+	}
+}
