@@ -29,6 +29,20 @@ var DefaultBackoff = Exponential(100*time.Millisecond, 5*time.Second)
 // panicked. The panic itself goes on, in the caller's goroutine.
 var ErrPanicked = errors.New("resilient: attempt panicked")
 
+// ErrAbandoned is the cause (see context.Cause) of a context the library
+// cancels because nobody wants the result of the work running on it any
+// more: a hedged attempt once another attempt of its round has won, or its
+// round or call has ended (see [WithHedge]), and a [Group]'s shared
+// execution once every caller waiting for it has left.
+//
+// Decision: such an attempt is [Ignore] for every policy and hook, whatever
+// it returns. It did not fail: its result was not wanted. Code that keeps
+// its own books per attempt (a breaker per host inside the function) checks
+// errors.Is(context.Cause(ctx), ErrAbandoned) to do the same. A per-attempt
+// timeout is not an abandonment: its cause is context.DeadlineExceeded, and
+// it is an ordinary, retryable failure.
+var ErrAbandoned = errors.New("resilient: abandoned: the result is no longer wanted")
+
 // Executor runs functions with retries, backoff and the policies it was
 // built with. It is immutable and safe for concurrent use: build one per
 // upstream with [New] and share it by every call to that upstream. Its

@@ -10,10 +10,6 @@ import (
 	"time"
 )
 
-// ErrAbandoned is the cause (see context.Cause) with which a [Group]
-// cancels a shared execution once every caller waiting for it has left.
-var ErrAbandoned = errors.New("resilient: shared call abandoned by every caller")
-
 // ErrGoexit is returned to the callers of a [Group] whose shared function
 // called runtime.Goexit (as t.FailNow does) instead of returning.
 var ErrGoexit = errors.New("resilient: shared call ended by runtime.Goexit")

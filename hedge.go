@@ -74,7 +74,8 @@ type hedge struct {
 // WithHedge starts another attempt when the running one has not returned
 // after the delay after, and again after each further delay, up to
 // maxInFlight attempts at once; the first result that is not a retryable
-// failure wins, every other attempt is cancelled, waited for, and its value
+// failure wins, every other attempt is cancelled with cause [ErrAbandoned]
+// (it counts neither way for any policy or hook), waited for, and its value
 // released through [OnDiscard]. No goroutine outlives the call, so a
 // function that ignores its context delays the return by as long as it
 // runs.
@@ -195,8 +196,11 @@ type hedgeResult[T any] struct {
 func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error, o Outcome, rejected error) {
 	ex := c.ex
 	c.fresh = false // the round's attempts read their own clocks
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
+	// Attempts still running when the round has its result are cancelled
+	// with ErrAbandoned, which hedgeAttempt (and any code inside fn that
+	// checks it) takes for Ignore.
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	defer cancel(ErrAbandoned)
 	results := make(chan hedgeResult[T], ex.hedge.max)
 	inflight := 0
 	first := c.n + 1
@@ -207,7 +211,7 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 	}
 	// settle waits for every attempt still running, releasing their values.
 	settle := func() {
-		cancel()
+		cancel(ErrAbandoned)
 		for ; inflight > 0; inflight-- {
 			r := <-results
 			c.observe(r.n, r.err, r.o, r.d, r.rejected, r.hedged)
@@ -329,9 +333,15 @@ func hedgeAttempt[T any](ctx context.Context, c *call, fn func(context.Context) 
 	if r.err == nil && ex.check != nil {
 		r.err = ex.check(r.v)
 	}
-	// Classified against the round's context: an attempt that lost, and was
-	// cancelled for it, is ignored rather than counted against the upstream.
-	r.o = ex.classify(ctx, r.err)
+	// Decision (see ErrAbandoned): an attempt that lost, and was cancelled
+	// for it, is ignored rather than counted against the upstream. Any other
+	// end is classified as in an unhedged call: the caller's cancellation
+	// is Ignore, the executor's own time limit an ordinary failure.
+	if r.err != nil && errors.Is(context.Cause(ctx), ErrAbandoned) {
+		r.o = Ignore
+	} else {
+		r.o = ex.classify(c.parent, r.err)
+	}
 	r.d = time.Since(t0)
 	if h := ex.hedge; h.lat != nil {
 		h.lat.add(r.d, h.percentile)
