@@ -3,7 +3,9 @@ package httpx
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -207,5 +209,43 @@ func TestHostBreakerTrippedMidCallReturnsTheResponse(t *testing.T) {
 		assert.Equal(t, 2, f.calls())
 		assert.EqualValues(t, 1, f.bodies[0].closes.Load())
 		assert.EqualValues(t, 0, f.bodies[1].closes.Load())
+	})
+}
+
+// Regression: a hedge loser, cancelled by its round, was reported to the
+// host breaker as a failure (only the caller's context was checked): with
+// every response a 200, the breaker opened after two calls with cause
+// "context canceled".
+func TestHostBreakersIgnoreHedgeLosers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(4, time.Hour,
+			resilient.WithFailureRate(0.5), resilient.WithCountWindow(4), resilient.WithMinCalls(4))
+		var mu sync.Mutex
+		slow := map[string]bool{} // the first attempt of each call is slow
+		f := &fakeRT{fn: func(_ int, req *http.Request) (*http.Response, error) {
+			id := req.URL.Query().Get("call")
+			mu.Lock()
+			first := !slow[id]
+			slow[id] = true
+			mu.Unlock()
+			if first {
+				<-req.Context().Done()
+				return nil, req.Context().Err()
+			}
+			return respond(200, "fast"), nil
+		}}
+		ex := resilient.MustNew(resilient.WithHedge(100*time.Millisecond, 2))
+		tr := newTransport(t, f, WithExecutor(ex), WithHostBreakers(set))
+		for i := range 5 {
+			resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x?call="+strconv.Itoa(i)))
+			require.NoError(t, err, "call %d", i)
+			assert.Equal(t, "fast", readAll(t, resp.Body))
+			require.NoError(t, resp.Body.Close())
+		}
+		assert.Equal(t, 10, f.calls())
+		br := set.Get("api.test")
+		assert.Equal(t, resilient.StateClosed, br.State(), "a healthy host stays closed")
+		m := br.Metrics()
+		assert.Zero(t, m.Failures, "no loser counted as a failure")
 	})
 }

@@ -209,8 +209,8 @@ func (c *roundTrip) attempt(ctx context.Context) (resp *http.Response, err error
 
 // guarded sends an attempt through the host's breaker, and tells the
 // breaker how it went: a retryable or permanent status or error is a
-// failure, any other response a success, the caller's own cancellation
-// neither. The error it is told keeps the Retry-After hint, for
+// failure, any other response a success, the caller's own cancellation and
+// an attempt the executor abandoned (see [resilient.ErrAbandoned]) neither. The error it is told keeps the Retry-After hint, for
 // [resilient.WithOpenFromHint].
 func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) (*http.Response, error) {
 	p, err := br.Allow()
@@ -233,6 +233,14 @@ func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) (
 	}()
 	resp, o, err := c.send(ctx, n)
 	finished = true
+	if err != nil && errors.Is(context.Cause(ctx), resilient.ErrAbandoned) {
+		// Decision (as the executor's policies): an attempt the executor
+		// abandoned, because another attempt of its hedged round won or
+		// the round ended, did not fail, whatever it returned: its result
+		// was not wanted. Counting it would trip a healthy host's breaker
+		// under hedged traffic, and reopen a half-open one by its probe.
+		o = resilient.Ignore
+	}
 	r := resilient.Report{Attempt: n, Outcome: o, Err: err}
 	if timed {
 		r.Duration = time.Since(t0)
