@@ -28,8 +28,10 @@
 //	|                        | Idempotency-Key, or only when never sent (dial, DNS)  |
 //	| Retry-After            | seconds or HTTP-date; a floor for the wait; above 30s |
 //	|                        | (DefaultMaxRetryAfter) the call ends at once          |
-//	| after the last attempt | the last response, body intact, err == nil            |
-//	| discarded responses    | drained (up to 64 KiB, DrainLimit) and closed         |
+//	| after the last attempt | the last response, err == nil; a retryable one's body |
+//	|                        | as kept in memory (up to 64 KiB, see below)           |
+//	| responses set aside    | body read up to 64 KiB (DrainLimit) within 5ms        |
+//	|                        | (DrainTimeout), then closed: never held, never waited |
 //	| request bodies         | replayed through GetBody; otherwise sent once         |
 //	| per-attempt timeout    | none (WithAttemptTimeout; the context bounds the call)|
 //	| redirects              | 10 (MaxRedirects), then ErrTooManyRedirects           |
@@ -68,12 +70,23 @@
 // the caller's back. The caller's request is never modified, and its body
 // is closed on every path, as the RoundTripper contract requires.
 //
-// Every response the Transport discards (one that is retried) is drained,
-// up to [DrainLimit], and closed exactly once, so that its connection goes
-// back to the pool. The response returned is never touched: its body stays
-// readable until the caller closes it. With [WithAttemptTimeout], its
-// timeout keeps bounding the read of that body, like http.Client.Timeout,
-// but returning from RoundTrip does not cancel it.
+// A retryable response (a 503 that may be retried) is set aside as soon as
+// it comes: its body is read into memory, bounded in bytes ([DrainLimit])
+// and in time ([DrainTimeout], and the end of the call or of its hedged
+// round), and its connection closed, or back in the pool when the body
+// came whole. The executor may hold such a response during its wait, or
+// return it once it stops, without holding a connection, and a body that
+// stalls never holds the call: it costs its connection instead. The caller
+// who gets it reads what was kept; a body cut short ends with an error
+// matching [ErrBodyTruncated] rather than passing for whole. A response
+// discarded any other way (the late answer of a hedged attempt that lost)
+// is drained with the same bounds and closed, exactly once.
+//
+// Every other response returned, a success or a final status, is never
+// touched: its body stays readable until the caller closes it. With
+// [WithAttemptTimeout], its timeout keeps bounding the read of that body,
+// like http.Client.Timeout, but returning from RoundTrip does not cancel
+// it.
 //
 // # Policies
 //
@@ -81,7 +94,8 @@
 // classifier, breaker, budget and hooks apply to every request; the
 // breaker counts every attempt. An executor that hedges
 // ([resilient.WithHedge]) races slow attempts of requests that are safe to
-// repeat, and the losers' responses are drained and closed; a request that
+// repeat, and the losers' responses are set aside as above, never holding
+// the winner's return; a request that
 // is not safe to repeat is never hedged.
 //
 // # Circuit breaking

@@ -104,8 +104,8 @@ func newConfig(opts []Option) (*config, error) {
 // derives its own executor from ex once, when it is built, keeping all of
 // ex's settings and shared state but two: a [resilient.CheckValue] check
 // (responses are classified by status, see [WithStatusClassifier]) and an
-// [resilient.OnDiscard] hook (the Transport drains and closes what it
-// discards). The executor's classifier sees every transport error and
+// [resilient.OnDiscard] hook (the Transport closes what it discards, see
+// [DrainLimit]). The executor's classifier sees every transport error and
 // [*StatusError] that the Transport does not already mark permanent.
 //
 // An executor that hedges ([resilient.WithHedge]) races slow attempts of

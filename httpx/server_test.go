@@ -570,3 +570,120 @@ func TestServerInvalidRequestsAreNeverRetried(t *testing.T) {
 		assert.EqualValues(t, 1, base.n.Load())
 	})
 }
+
+// stalledServer answers with code, its headers and the start of a body,
+// then nothing until the client gives up; ok, when set, answers the n-th
+// request (from 1) with a 200 after delay instead.
+func stalledServer(t *testing.T, code int, ok func(n int32) (bool, time.Duration)) (*server, *atomic.Int32) {
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		n := hits.Add(1)
+		if ok != nil {
+			if yes, delay := ok(n); yes {
+				select {
+				case <-time.After(delay):
+				case <-r.Context().Done():
+					return
+				}
+				_, _ = io.WriteString(w, "ok")
+				return
+			}
+		}
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, "busy")
+		_ = http.NewResponseController(w).Flush()
+		<-r.Context().Done() // the rest never comes
+	})
+	return srv, &hits
+}
+
+// Regression (issue scenarios, over loopback): a retried 503 whose body
+// stalls after its headers held the call: with the default policy and no
+// deadline, still blocked after 5s (a plain http.Client returns it in under
+// 1ms); with WithMaxElapsed(300ms), until the caller's 3s deadline, and the
+// 503 was lost; a hedged GET whose winner answered at 150ms, until 3s.
+func TestServerStalledBodies(t *testing.T) {
+	t.Run("default policy, no deadline", func(t *testing.T) {
+		leakCheck(t)
+		srv, hits := stalledServer(t, http.StatusServiceUnavailable, nil)
+		client := NewClient(WithBase(newHTTPTransport(t)))
+		// Bounded, so that a hang fails the test rather than the run.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		start := time.Now()
+		resp, err := client.Do(req)
+		elapsed := time.Since(start)
+		require.NoError(t, err)
+		// The default backoff waits at most 100+200+400ms in all.
+		assert.Less(t, elapsed, 2*time.Second)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		b, err := io.ReadAll(resp.Body)
+		assert.Equal(t, "busy", string(b), "what came of the body")
+		assert.ErrorIs(t, err, ErrBodyTruncated, "and that the rest did not")
+		require.NoError(t, resp.Body.Close())
+		assert.EqualValues(t, DefaultAttempts, hits.Load())
+		client.CloseIdleConnections()
+	})
+	t.Run("max elapsed", func(t *testing.T) {
+		leakCheck(t)
+		srv, _ := stalledServer(t, http.StatusServiceUnavailable, nil)
+		ex := resilient.MustNew(resilient.WithMaxElapsed(300*time.Millisecond), resilient.WithAttempts(resilient.Unlimited),
+			resilient.WithBackoff(resilient.Constant(50*time.Millisecond)))
+		client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(ex))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		start := time.Now()
+		resp, err := client.Do(req)
+		elapsed := time.Since(start)
+		require.NoError(t, err, "the 503 is kept, not lost")
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Less(t, elapsed, time.Second, "ends with its time limit, not the caller's deadline")
+		require.NoError(t, resp.Body.Close())
+		client.CloseIdleConnections()
+	})
+	t.Run("hedged", func(t *testing.T) {
+		leakCheck(t)
+		// The first request wins with a 200 at 150ms; the hedge, at 100ms,
+		// gets a 503 whose body stalls.
+		srv, _ := stalledServer(t, http.StatusServiceUnavailable, func(n int32) (bool, time.Duration) {
+			return n == 1, 150 * time.Millisecond
+		})
+		ex := resilient.MustNew(resilient.WithHedge(100*time.Millisecond, 2))
+		client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(ex))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		start := time.Now()
+		resp, err := client.Do(req)
+		elapsed := time.Since(start)
+		require.NoError(t, err)
+		assert.Equal(t, "ok", readAll(t, resp.Body))
+		require.NoError(t, resp.Body.Close())
+		assert.Less(t, elapsed, time.Second, "returned with the winner")
+		client.CloseIdleConnections()
+	})
+}
+
+// A short error page is read whole when it is set aside, so its connection
+// serves the next attempt, and the caller gets it whole after the last.
+func TestServerRetryableBodiesKeptWhole(t *testing.T) {
+	leakCheck(t)
+	page := strings.Repeat("e", 10<<10)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, page)
+	})
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()))
+	resp, err := client.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, page, readAll(t, resp.Body))
+	require.NoError(t, resp.Body.Close())
+	assert.EqualValues(t, 1, srv.conns.Load(), "one connection for every attempt")
+	client.CloseIdleConnections()
+}

@@ -14,10 +14,11 @@ import (
 
 // Transport is an [http.RoundTripper] that sends each request through a
 // retry policy: it retries what is safe to retry (see the package doc for
-// the rules and defaults), replays request bodies through GetBody, drains
-// and closes every response it discards, and returns the last response
-// itself (with err == nil, as a plain http.Client would) when the retries
-// run out.
+// the rules and defaults), replays request bodies through GetBody, sets
+// every retryable response aside within bounds (see [DrainLimit]) so that
+// neither a connection nor a stalled body is held across a wait, and
+// returns the last response itself (with err == nil, as a plain
+// http.Client would) when the retries run out.
 //
 // The zero Transport is ready to use, with the default policy and
 // [http.DefaultTransport]; [NewTransport] builds one with options. A
@@ -69,8 +70,9 @@ func (t *Transport) CloseIdleConnections() {
 
 // RoundTrip sends req, retrying as the Transport's policy allows. It
 // returns a response whenever one came, with a nil error, even when its
-// status was retryable and the retries ran out (its body intact, for the
-// caller to read and close); an error only when no response came: the
+// status was retryable and the retries ran out (its body as kept, see
+// [ErrBodyTruncated], for the caller to read and close); an error only
+// when no response came: the
 // error is then a [*resilient.Error] that wraps the last attempt's error
 // and tells why the Transport stopped.
 //
@@ -122,7 +124,7 @@ func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, e
 	if resp != nil {
 		// Decision: plain http.Client semantics. A response that came is
 		// the truth about the call, whatever its status: the caller gets
-		// it, body intact, and no error. The executor returns the last
+		// it, and no error. The executor returns the last
 		// response when it stops for any reason after it (attempts
 		// exhausted, a permanent status, a Retry-After beyond the cap or
 		// the deadline, a retry budget), and nil when it discarded it
@@ -188,10 +190,32 @@ func (c *roundTrip) plan() {
 	}
 }
 
+// try is the end of one attempt.
+type try struct {
+	resp *http.Response
+	// o is what the attempt says of the upstream's health, for a host
+	// breaker.
+	o resilient.Outcome
+	// err is the attempt's error: nil for a response to return as it is,
+	// or the error the executor sees (a transport error, a *StatusError).
+	err error
+	// again: the request may be sent again after err. When false, err
+	// ends the call (marked permanent for the executor).
+	again bool
+}
+
+// result is the attempt's value and error, as the executor takes them.
+func (a try) result() (*http.Response, error) {
+	if a.err != nil && !a.again {
+		return a.resp, resilient.Permanent(a.err)
+	}
+	return a.resp, a.err
+}
+
 // attempt sends one attempt. ctx is the executor's context for it: the
 // caller's context itself, or one derived from it when the executor has a
-// time limit of its own.
-func (c *roundTrip) attempt(ctx context.Context) (resp *http.Response, err error) {
+// time limit of its own or hedges.
+func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	n := int(c.n.Add(1))
 	if n > 1 && !c.retry && !c.resend.CompareAndSwap(true, false) {
 		// A guard, not a path taken: a request that may not be repeated
@@ -200,25 +224,31 @@ func (c *roundTrip) attempt(ctx context.Context) (resp *http.Response, err error
 		// attempt reach here anyway, it is not sent.
 		return nil, errUnsafeToRepeat
 	}
+	var a try
 	if set := c.cfg.breakers; set != nil {
-		return c.guarded(ctx, n, set.Get(c.req.URL.Host))
+		a = c.guarded(ctx, n, set.Get(c.req.URL.Host))
+	} else {
+		a = c.send(ctx, n)
 	}
-	resp, _, err = c.send(ctx, n)
-	return resp, err
+	if a.again && a.resp != nil {
+		keep(ctx, a.resp) // see keep: the executor may hold it during a wait
+	}
+	return a.result()
 }
 
 // guarded sends an attempt through the host's breaker, and tells the
 // breaker how it went: a retryable or permanent status or error is a
 // failure, any other response a success, the caller's own cancellation and
-// an attempt the executor abandoned (see [resilient.ErrAbandoned]) neither. The error it is told keeps the Retry-After hint, for
+// an attempt the executor abandoned (see [resilient.ErrAbandoned]) neither.
+// The error it is told keeps the Retry-After hint, for
 // [resilient.WithOpenFromHint].
-func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) (*http.Response, error) {
+func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) try {
 	p, err := br.Allow()
 	if err != nil {
 		// Decision: a refusal ends the call, as a policy's refusal does
 		// in the executor; knocking again on an open breaker is what it
 		// exists to prevent. The error matches resilient.ErrOpen.
-		return nil, resilient.Permanent(err)
+		return try{o: resilient.Ignore, err: err}
 	}
 	timed := br.NeedsDuration()
 	var t0 time.Time
@@ -231,35 +261,34 @@ func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) (
 			br.Done(p, resilient.Report{Attempt: n, Outcome: resilient.Fail, Err: resilient.ErrPanicked})
 		}
 	}()
-	resp, o, err := c.send(ctx, n)
+	a := c.send(ctx, n)
 	finished = true
-	if err != nil && errors.Is(context.Cause(ctx), resilient.ErrAbandoned) {
+	if a.err != nil && errors.Is(context.Cause(ctx), resilient.ErrAbandoned) {
 		// Decision (as the executor's policies): an attempt the executor
 		// abandoned, because another attempt of its hedged round won or
 		// the round ended, did not fail, whatever it returned: its result
 		// was not wanted. Counting it would trip a healthy host's breaker
 		// under hedged traffic, and reopen a half-open one by its probe.
-		o = resilient.Ignore
+		a.o = resilient.Ignore
 	}
-	r := resilient.Report{Attempt: n, Outcome: o, Err: err}
+	r := resilient.Report{Attempt: n, Outcome: a.o, Err: a.err}
 	if timed {
 		r.Duration = time.Since(t0)
 	}
 	br.Done(p, r)
-	if o == resilient.Retry && err != nil {
+	if a.o == resilient.Retry && a.again {
 		// Decision: when this failure opened the breaker, end the call
-		// with it. The next attempt would be refused, and the executor
-		// would have released this response before asking: the caller
-		// would get "breaker open" instead of the 503 that came.
+		// with it. The next attempt would be refused: the caller gets the
+		// 503 that came, at once, rather than after a wait.
 		if s := br.State(); s != resilient.StateClosed && s != resilient.StateDisabled {
-			return resp, resilient.Permanent(err)
+			a.again = false
 		}
 	}
-	return resp, err
+	return a
 }
 
 // send sends one attempt and classifies its result.
-func (c *roundTrip) send(ctx context.Context, n int) (*http.Response, resilient.Outcome, error) {
+func (c *roundTrip) send(ctx context.Context, n int) try {
 	parent := c.req.Context()
 
 	// The attempt's context. Decision: it derives from the request's
@@ -289,7 +318,7 @@ func (c *roundTrip) send(ctx context.Context, n int) (*http.Response, resilient.
 				if cancel != nil {
 					cancel()
 				}
-				return nil, resilient.Ignore, resilient.Permanent(fmt.Errorf("resilient/httpx: GetBody: %w", err))
+				return try{o: resilient.Ignore, err: fmt.Errorf("resilient/httpx: GetBody: %w", err)}
 			}
 			req.Body = body
 		}
@@ -304,58 +333,48 @@ func (c *roundTrip) send(ctx context.Context, n int) (*http.Response, resilient.
 			cancel()
 		}
 		if err == nil {
-			return nil, resilient.Fail, resilient.Permanent(ErrNilResponse)
+			return try{o: resilient.Fail, err: ErrNilResponse}
 		}
 		if resp != nil && resp.Body != nil {
 			// A RoundTripper must not return both; like http.Client, keep
 			// the error, and do not leak the body.
 			_ = resp.Body.Close()
 		}
-		return nil, c.errorOutcome(err), c.transportError(err)
+		return c.transportError(err)
 	}
 	if cancel != nil {
 		wrapBody(resp, cancel)
 	} else if resp.Body == nil {
 		resp.Body = http.NoBody
 	}
-	o, err := c.statusError(resp)
-	return resp, o, err
+	return c.statusError(resp)
 }
 
-// transportError marks err permanent unless this request may be retried
-// after it.
-func (c *roundTrip) transportError(err error) error {
-	if c.req.Context().Err() != nil {
-		return err // the caller's own end: the executor never retries it
-	}
-	switch {
-	case ClassifyError(err) == resilient.Fail:
-		return resilient.Permanent(err)
-	case c.retry:
-		return err
-	case c.neverSent && NeverSent(err):
-		c.resend.Store(true)
-		return err
-	}
-	// Decision (DESIGN 3): bytes of a request without an idempotency key
-	// may have reached the server; sending it again could run it twice.
-	return resilient.Permanent(err)
-}
-
-// errorOutcome is what a transport error means for the upstream's health.
-func (c *roundTrip) errorOutcome(err error) resilient.Outcome {
+// transportError says what a transport error means: for the upstream's
+// health, and whether this request may be sent again after it.
+func (c *roundTrip) transportError(err error) try {
+	a := try{o: resilient.Retry, err: err}
 	switch {
 	case c.req.Context().Err() != nil:
-		return resilient.Ignore
+		// The caller's own end: the executor never retries it, and it
+		// counts neither way.
+		a.o, a.again = resilient.Ignore, true
 	case ClassifyError(err) == resilient.Fail:
-		return resilient.Fail
+		a.o = resilient.Fail
+	case c.retry:
+		a.again = true
+	case c.neverSent && NeverSent(err):
+		c.resend.Store(true)
+		a.again = true
 	}
-	return resilient.Retry
+	// Otherwise (DESIGN 3): bytes of a request without an idempotency key
+	// may have reached the server; sending it again could run it twice.
+	return a
 }
 
 // statusError turns a response that is not a success into the attempt's
 // error, keeping the response, and says what it means.
-func (c *roundTrip) statusError(resp *http.Response) (resilient.Outcome, error) {
+func (c *roundTrip) statusError(resp *http.Response) try {
 	o := resilient.Unclassified
 	if f := c.cfg.status; f != nil {
 		o = f(resp)
@@ -369,13 +388,11 @@ func (c *roundTrip) statusError(resp *http.Response) (resilient.Outcome, error) 
 		if d := retryAfter(resp.Header); d > 0 {
 			err = resilient.RetryAfter(err, d)
 		}
-		if !c.retry {
-			// A 5xx or 429 proves the request reached the server.
-			return resilient.Retry, resilient.Permanent(err)
-		}
-		return resilient.Retry, err
+		// Without c.retry, the first answer is the final one: a 5xx or
+		// 429 proves the request reached the server.
+		return try{resp: resp, o: resilient.Retry, err: err, again: c.retry}
 	case resilient.Fail:
-		return resilient.Fail, resilient.Permanent(&StatusError{Code: resp.StatusCode, Status: resp.Status})
+		return try{resp: resp, o: resilient.Fail, err: &StatusError{Code: resp.StatusCode, Status: resp.Status}}
 	}
-	return resilient.Success, nil
+	return try{resp: resp, o: resilient.Success}
 }
