@@ -117,6 +117,41 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// Reject marks err as a refusal of the attempt before anything was sent:
+// the function's own guard said no (a breaker per host that the executor
+// cannot see, a local limit). The executor treats it exactly as a refusal
+// by one of its policies ([Policy.Admit]): the attempt does not count
+// ([Error.Attempts] and [Result.Attempts] leave it out, and it has no
+// record in [Result.History] and no [AttemptEvent]), every policy that
+// admitted it is told [Ignore], and the call ends at once, without a wait,
+// with [ReasonRejected] and err as [Error.Cause]. So errors.Is(err,
+// [ErrOpen]) holds for a breaker's refusal, and [RejectedBy] names the kind
+// of guard. When an earlier attempt ran, the caller gets that attempt's
+// value and error back (see [Do]). In a hedged round, a refused hedge
+// never ends the round while another attempt is in flight.
+//
+// Return the zero value with it: a value returned with a refusal is
+// released through [OnDiscard]. Reject(nil) is nil.
+func Reject(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &rejectError{err: err}
+}
+
+type rejectError struct{ err error }
+
+func (e *rejectError) Error() string { return e.err.Error() }
+func (e *rejectError) Unwrap() error { return e.err }
+
+// refusal returns the error given to [Reject] in err's chain, or nil.
+func refusal(err error) error {
+	if r, ok := find[*rejectError](err); ok {
+		return r.err
+	}
+	return nil
+}
+
 // RetryAfter marks err as retryable no sooner than d from now: a server's
 // hint, such as HTTP's Retry-After. The hint is a floor for the next delay:
 // jitter never takes the delay below it, but spreads callers over up to a
@@ -142,9 +177,11 @@ func (e *hintError) Error() string             { return e.err.Error() }
 func (e *hintError) Unwrap() error             { return e.err }
 func (e *hintError) RetryAfter() time.Duration { return e.after }
 
-// unmark is implemented by the package's own markers (Permanent, RetryAfter).
+// unmark is implemented by the package's own markers (Permanent,
+// RetryAfter, Reject).
 func (e *hintError) unmark() error      { return e.err }
 func (e *permanentError) unmark() error { return e.err }
+func (e *rejectError) unmark() error    { return e.err }
 
 type hinter interface{ RetryAfter() time.Duration }
 
@@ -203,9 +240,15 @@ func stripMarkers(err error) error {
 // counts against the upstream. It is told apart by the caller's context, not
 // by the error: a per-attempt timeout returns context.DeadlineExceeded too,
 // but leaves the caller's context alive, so it is an ordinary Retry.
+//
+// A refusal ([Reject]) is Ignore: no attempt was made, so no policy counts
+// it; the executor then ends the call as a policy's refusal would.
 func (ex *Executor) classify(parent context.Context, err error) Outcome {
 	if err == nil {
 		return Success
+	}
+	if _, ok := find[*rejectError](err); ok {
+		return Ignore
 	}
 	if parent.Err() != nil {
 		return Ignore

@@ -87,10 +87,13 @@
 // next wait is planned and before it starts, so a refused retry costs no wait
 // and the caller keeps the last attempt's result. Hedges are attempts: each
 // passes the policies and the retry gates. The attempt timeout is innermost,
-// so a timed-out attempt is an ordinary retryable failure. The fallback sees
-// the call's final error after the hooks have. Put a bulkhead after a breaker,
-// so that a refused call never takes a slot; a Group wraps a whole Do, so a
-// deduplicated call counts once against the breaker and the budget.
+// so a timed-out attempt is an ordinary retryable failure. A guard inside the
+// function that the executor cannot see (a breaker per host) refuses an
+// attempt by returning [Reject](err): the executor treats it as a policy's
+// refusal. The fallback sees the call's final error after the hooks have.
+// Put a bulkhead after a breaker, so that a refused call never takes a slot;
+// a Group wraps a whole Do, so a deduplicated call counts once against the
+// breaker and the budget.
 //
 // # Circuit breaking
 //

@@ -131,10 +131,7 @@ func New(opts ...Option) (*Executor, error) {
 			e.gates = append(e.gates, g)
 		}
 	}
-	e.rejects = nil
-	if len(e.policies) > 0 { // only policies refuse
-		e.rejects = new(rejectCache)
-	}
+	e.rejects = new(rejectCache) // this executor's own
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
 	e.bare = e.fast && len(e.policies) == 0
@@ -684,6 +681,13 @@ func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T],
 		case f != nil:
 			c.n, v, err, o = 1, f.v, f.err, f.o
 			f = nil
+			if o == Ignore {
+				if r := refusal(err); r != nil { // see Reject
+					c.n, rejected = 0, r
+					release(c.ex, v)
+					v, err = *new(T), nil
+				}
+			}
 		case c.ctx.Err() != nil:
 			r, cause := c.ctxReason()
 			return done(&c, res, v, c.fail(r, cause), r)
@@ -741,6 +745,9 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 			r, cause := c.ctxReason()
 			return zero, c.fail(r, cause), r, true
 		}
+		if c.n == 0 {
+			return zero, ex.rejection(rejected), ReasonRejected, true
+		}
 		return zero, c.fail(ReasonRejected, rejected), ReasonRejected, true
 	}
 	c.last = stripMarkers(err)
@@ -796,7 +803,7 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	for _, p := range ex.policies {
 		pm, perr := p.Admit(c.ctx, c.n)
 		if perr != nil {
-			c.release(permits, Report{Attempt: c.n, Outcome: Ignore})
+			c.releasePermits(permits, Report{Attempt: c.n, Outcome: Ignore})
 			c.n--
 			return v, nil, Ignore, perr
 		}
@@ -818,7 +825,7 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 		finished := false
 		defer func() {
 			if !finished {
-				c.release(permits, Report{Attempt: c.n, Outcome: Fail, Err: ErrPanicked, Duration: since(c.timed, t0)})
+				c.releasePermits(permits, Report{Attempt: c.n, Outcome: Fail, Err: ErrPanicked, Duration: since(c.timed, t0)})
 			}
 		}()
 		v, err = fn(actx)
@@ -834,7 +841,14 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	if c.timed {
 		d = c.clock(false).Sub(t0)
 	}
-	c.release(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
+	c.releasePermits(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
+	if o == Ignore {
+		if r := refusal(err); r != nil { // see Reject
+			c.n--
+			release(c.ex, v)
+			return *new(T), nil, Ignore, r
+		}
+	}
 	c.observe(c.n, err, o, d, nil, false)
 	return v, err, o, nil
 }
@@ -892,9 +906,17 @@ func since(timed bool, t0 time.Time) time.Duration {
 	return time.Since(t0)
 }
 
-// release tells policies, in reverse order, how the attempt ended.
-func (c *call) release(permits []Permit, r Report) {
+// releasePermits tells policies, in reverse order, how the attempt ended.
+func (c *call) releasePermits(permits []Permit, r Report) {
 	releaseAll(c.ex.policies, permits, r)
+}
+
+// release hands a value the caller will not get to the OnDiscard hook. It
+// is generic so that no value is boxed without a hook.
+func release[T any](ex *Executor, v T) {
+	if ex.discard != nil {
+		ex.discard(v)
+	}
 }
 
 // releaseAll tells policies[:len(permits)], in reverse order, how the attempt
