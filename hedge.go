@@ -50,15 +50,20 @@ func slowHedged[T any](ctx context.Context, ex *Executor, res *Result[T], fn fun
 	if res != nil {
 		c.history = &res.History
 	}
+	var h held[T]
 	for {
 		if c.ctx.Err() != nil {
 			r, cause := c.ctxReason()
+			h.drop(ex)
 			return done(&c, res, *new(T), c.fail(r, cause), r)
 		}
 		v, err, o, rejected := hedged(&c, fn)
-		if v, err, r, stop := after(&c, v, err, o, rejected); stop {
+		v = h.next(ex, v, rejected)
+		v, err, r, stop := after(&c, v, err, o, rejected)
+		if stop {
 			return done(&c, res, v, err, r)
 		}
+		h.v, h.ok = v, true
 	}
 }
 
