@@ -152,6 +152,39 @@ func refusal(err error) error {
 	return nil
 }
 
+// Throttled marks err as the upstream asking for less traffic rather than
+// failing: an HTTP 429, a gRPC RESOURCE_EXHAUSTED with pushback. It stays
+// retryable like any error (a [RetryAfter] hint it carries is honoured as
+// usual), and the caller gets err back without the marker.
+//
+// Decision: a throttled attempt is not a failure of the upstream. A
+// [Breaker] counts it neither way (see [Breaker.Done]): an upstream that
+// sheds load is working as designed, and opening a breaker on it would
+// refuse the requests it is still willing to serve. It is still the signal
+// a [Throttle] acts on. An error carrying a hint (a 503 with Retry-After)
+// is taken the same way, marked or not. Throttled(nil) is nil.
+func Throttled(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &throttledError{err: err}
+}
+
+type throttledError struct{ err error }
+
+func (e *throttledError) Error() string { return e.err.Error() }
+func (e *throttledError) Unwrap() error { return e.err }
+
+// throttled reports whether err is the upstream asking for less traffic:
+// marked [Throttled], or carrying a hint (see [RetryAfter]).
+func throttled(err error) bool {
+	if hintOf(err) > 0 {
+		return true
+	}
+	_, ok := find[*throttledError](err)
+	return ok
+}
+
 // RetryAfter marks err as retryable no sooner than d from now: a server's
 // hint, such as HTTP's Retry-After. The hint is a floor for the next delay:
 // jitter never takes the delay below it, but spreads callers over up to a
@@ -178,10 +211,11 @@ func (e *hintError) Unwrap() error             { return e.err }
 func (e *hintError) RetryAfter() time.Duration { return e.after }
 
 // unmark is implemented by the package's own markers (Permanent,
-// RetryAfter, Reject).
+// RetryAfter, Reject, Throttled).
 func (e *hintError) unmark() error      { return e.err }
 func (e *permanentError) unmark() error { return e.err }
 func (e *rejectError) unmark() error    { return e.err }
+func (e *throttledError) unmark() error { return e.err }
 
 type hinter interface{ RetryAfter() time.Duration }
 
@@ -220,8 +254,8 @@ func find[E any](err error) (E, bool) {
 	return *new(E), false
 }
 
-// stripMarkers removes the Permanent and RetryAfter markers at the top of
-// err's chain, so the caller receives its own error back.
+// stripMarkers removes the package's markers at the top of err's chain, so
+// the caller receives its own error back.
 func stripMarkers(err error) error {
 	for {
 		m, ok := err.(interface{ unmark() error })

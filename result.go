@@ -95,9 +95,9 @@ type Error struct {
 	Attempts int
 	// Reason says why the call ended.
 	Reason Reason
-	// Last is the last attempt's error, with the [Permanent] and
-	// [RetryAfter] markers removed; nil when no attempt ran, or when the
-	// last attempt returned a value and no error.
+	// Last is the last attempt's error, with the package's markers
+	// ([Permanent], [RetryAfter], [Throttled]) removed; nil when no attempt
+	// ran, or when the last attempt returned a value and no error.
 	Last error
 	// Cause is what stopped the call when that is not Last itself: the
 	// context's cause, or a policy's rejection. Nil otherwise.
