@@ -216,7 +216,10 @@ func (e *OpenError) RetryAfter() time.Duration {
 // refusal ends the call at once (never retried), and the executor's
 // classification decides what counts: [Success] is a success, [Retry] and
 // [Fail] are failures, [Ignore] (the caller's own cancellation) counts
-// neither way. Code that cannot wrap a function uses [Breaker.Allow] and
+// neither way. An upstream asking for less traffic (an error marked
+// [Throttled], or carrying a [RetryAfter] hint: HTTP 429, or 503 with
+// Retry-After) is not failing, and counts neither way either, unless
+// [WithOpenFromHint] is set. Code that cannot wrap a function uses [Breaker.Allow] and
 // [Breaker.Record] instead.
 //
 // Each state change makes a new generation; a result from an older
@@ -500,11 +503,13 @@ func WithOpenBackoff(max time.Duration, j Jitter) BreakerOption {
 	})
 }
 
-// WithOpenFromHint makes a server's hint set the open duration: when the
-// error that opens the breaker carries one (see [RetryAfter]; any error
-// with a RetryAfter() time.Duration method), the breaker stays open for the
-// hint, capped at max, instead of the computed duration. max must be > 0.
-// Default: hints are not used.
+// WithOpenFromHint makes a server's hint hold the breaker open: an error
+// that carries one (see [RetryAfter]; any error with a RetryAfter()
+// time.Duration method) counts as a failure, which by default it does not
+// (see [Throttled]), and when such an error opens the breaker (or reopens
+// it, answering a probe), the breaker stays open for the hint, capped at
+// max, instead of the computed duration. max must be > 0. Default: hinted
+// errors count neither way, and open durations do not follow hints.
 //
 // Decision: the hint replaces the computed duration rather than being a
 // floor for it. The server knows when it expects to be back; staying open
@@ -795,9 +800,10 @@ func (b *Breaker) AllowRetry(int) error {
 func (b *Breaker) NeedsDuration() bool { return b.cfg.slowThreshold > 0 }
 
 // Record reports the end of a call admitted by [Breaker.Allow]: a nil err
-// is a success, any other a failure, except [context.Canceled], which
-// counts neither way. For finer control (a duration for slow calls, an
-// error that is not the upstream's fault) use [Breaker.Done].
+// is a success, any other a failure, except [context.Canceled] and the
+// upstream asking for less traffic (see [Breaker.Done]), which count
+// neither way. For finer control (a duration for slow calls, an error that
+// is not the upstream's fault) use [Breaker.Done].
 //
 // Decision: context.Canceled is the caller giving up, not the upstream
 // failing, so it is ignored; context.DeadlineExceeded is a timeout, which
@@ -816,11 +822,16 @@ func (b *Breaker) Record(p Permit, err error) {
 // Done implements [Policy]: it reports the end of a call admitted by
 // [Breaker.Allow] or Admit. [Success] counts as a success, [Retry] and
 // [Fail] as failures, [Ignore] and [Unclassified] neither way (a probe is
-// then released without effect). Duration decides slowness when slow calls
-// are counted. A permit from an older generation is ignored. Report each
-// permit exactly once: a probe's permit reported twice would free another
-// probe's slot (a report that finds no probe in flight is ignored).
+// then released without effect). So does a failure whose error is the
+// upstream asking for less traffic: marked [Throttled], or carrying a hint
+// ([RetryAfter]; an HTTP 503 with Retry-After), unless [WithOpenFromHint]
+// is set, which counts a hinted error as a failure. Duration decides
+// slowness when slow calls are counted. A permit from an older generation
+// is ignored. Report each permit exactly once: a probe's permit reported
+// twice would free another probe's slot (a report that finds no probe in
+// flight is ignored).
 func (b *Breaker) Done(p Permit, r Report) {
+	r.Outcome = b.counts(r)
 	if p.Token&tokenProbe != 0 {
 		b.probeDone(p.Token>>1, r)
 		return
@@ -864,6 +875,33 @@ func (b *Breaker) succeeded(tok uint64) {
 		return
 	}
 	b.Done(Permit{Token: tok}, Report{Attempt: 1, Outcome: Success})
+}
+
+// counts returns how the breaker takes a report's outcome: as it is, or
+// Ignore for a failure that is the upstream asking for less traffic.
+//
+// Decision (see Throttled): a throttled attempt counts neither way, in the
+// window, the failure run and a probe round alike (a probe answered with a
+// 429 frees its slot and leaves the round as it was). With
+// WithOpenFromHint, a hinted error counts as a failure again, and when it
+// opens the breaker its hint sets the open duration: that option is the
+// program saying that the upstream's hint should hold back every caller.
+// A throttled error without a hint has no duration to give, so it stays
+// neutral even then.
+func (b *Breaker) counts(r Report) Outcome {
+	if (r.Outcome != Retry && r.Outcome != Fail) || r.Err == nil {
+		return r.Outcome
+	}
+	if hintOf(r.Err) > 0 {
+		if b.cfg.hintMax > 0 {
+			return r.Outcome
+		}
+		return Ignore
+	}
+	if _, ok := find[*throttledError](r.Err); ok {
+		return Ignore
+	}
+	return r.Outcome
 }
 
 func (b *Breaker) shouldTrip(win *window) bool {

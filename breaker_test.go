@@ -46,7 +46,7 @@ func brDoCall(b *Breaker, err error) bool {
 		}
 		return 1, err
 	}, ex)
-	if !errors.Is(derr, err) && !errors.Is(derr, ErrRejected) {
+	if !errors.Is(derr, stripMarkers(err)) && !errors.Is(derr, ErrRejected) {
 		panic(fmt.Sprintf("Do returned %v for %v", derr, err))
 	}
 	if errors.Is(derr, ErrRejected) {

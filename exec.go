@@ -131,10 +131,7 @@ func New(opts ...Option) (*Executor, error) {
 			e.gates = append(e.gates, g)
 		}
 	}
-	e.rejects = nil
-	if len(e.policies) > 0 { // only policies refuse
-		e.rejects = new(rejectCache)
-	}
+	e.rejects = new(rejectCache) // this executor's own
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
 	e.bare = e.fast && len(e.policies) == 0
@@ -302,10 +299,17 @@ func CheckValue[T any](check func(T) error) Option {
 
 // OnDiscard sets the release hook for values the caller never sees: the
 // value of every attempt that is followed by another one (an HTTP response
-// whose body must be closed). It runs before the wait for the next attempt,
-// on the caller's goroutine, and may receive zero values. T must be the type
-// of the calls the executor runs; values of other types are not passed to
-// it. Nil removes the hook.
+// whose body must be closed), and of a hedged attempt that lost. Each value
+// is either returned to the caller or released, exactly once. It runs on the
+// caller's goroutine, and may receive zero values.
+//
+// A value is held through the wait before the next attempt and released
+// once that attempt has run: if the attempt is refused instead (a breaker
+// that opened during the wait), the call returns the held value (see [Do]).
+// If the context ends the call during the wait, the value is released and
+// the call returns the zero value. T must be the type of the calls the
+// executor runs; values of other types are not passed to it. Nil removes
+// the hook.
 func OnDiscard[T any](release func(T)) Option {
 	return optionFunc(func(e *Executor) error {
 		if release == nil {
@@ -383,9 +387,12 @@ func build(opts []Option) (*Executor, error) {
 // called [Success], that error as it is). Otherwise the error is an
 // [*Error]: it wraps the last attempt's error and tells how many attempts
 // were made and why the call stopped; the value is the last attempt's
-// value, unless it was released (see [OnDiscard]) before a wait that the
-// context or a policy then ended, when it is the zero value. A panic in fn
-// goes on in the caller's goroutine, after every policy has been told.
+// value, also when a retry is refused (by a [RetryGate] before the wait, or
+// by a policy or the function's [Reject] after it), except when the context
+// ended the call between attempts (during a wait, or while a policy held
+// the next attempt back): that value is then released (see [OnDiscard]) and
+// Do returns the zero value. A panic in fn goes on in the caller's goroutine,
+// after every policy has been told.
 //
 // Do refuses an executor built [WithHedge] with [ErrHedgeNeedsDoHedged];
 // hedged calls go through [DoHedged].
@@ -673,6 +680,7 @@ func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T],
 	if res != nil {
 		c.history = &res.History
 	}
+	var h held[T]
 	for {
 		var (
 			v        T
@@ -684,15 +692,69 @@ func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T],
 		case f != nil:
 			c.n, v, err, o = 1, f.v, f.err, f.o
 			f = nil
+			if o == Ignore {
+				if r := refusal(err); r != nil { // see Reject
+					c.n, rejected = 0, r
+					release(c.ex, v)
+					v, err = *new(T), nil
+				}
+			}
 		case c.ctx.Err() != nil:
 			r, cause := c.ctxReason()
+			h.drop(ex)
 			return done(&c, res, v, c.fail(r, cause), r)
 		default:
 			v, err, o, rejected = attempt(&c, fn)
 		}
-		if v, err, r, stop := after(&c, v, err, o, rejected); stop {
+		v = h.next(ex, v, rejected)
+		v, err, r, stop := after(&c, v, err, o, rejected)
+		if stop {
 			return done(&c, res, v, err, r)
 		}
+		h.v, h.ok = v, true
+	}
+}
+
+// held is the value of an attempt that a wait follows, held until the next
+// attempt has been made or refused.
+//
+// Decision: the value of an attempt followed by a wait is held through the
+// wait, and released only once a later attempt has really run. When the
+// next attempt is refused instead (by a policy, such as a breaker that
+// opened during the wait, or by the function's own [Reject]), the call ends
+// with that value and its error, as it would have had the refusal come
+// before the wait: the caller keeps the last real response, never an empty
+// refusal in its place. Releasing it before the wait would free what it
+// holds sooner (an HTTP response's connection) but lose it to any refusal
+// the wait gives time for; a value that must not be held through a wait is
+// for the function to detach from its resources before returning it.
+type held[T any] struct {
+	v  T
+	ok bool
+}
+
+// next returns the value the call goes on with once the next attempt has
+// been made (v, and the held value is released) or refused (the held
+// value, which the call ends with, or which after releases if the context
+// ended it).
+func (h *held[T]) next(ex *Executor, v T, rejected error) T {
+	if !h.ok {
+		return v
+	}
+	h.ok = false
+	if rejected != nil {
+		return h.v
+	}
+	release(ex, h.v)
+	return v
+}
+
+// drop releases the held value of a call that its context ended before the
+// next attempt.
+func (h *held[T]) drop(ex *Executor) {
+	if h.ok {
+		h.ok = false
+		release(ex, h.v)
 	}
 }
 
@@ -737,11 +799,19 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	var zero T
 	ex := c.ex
 	if rejected != nil {
+		// v is the value of attempt c.n, held through the wait (see held),
+		// or the zero value when no attempt was made.
 		if c.ctx.Err() != nil { // a policy's wait (a bulkhead, a limiter) ended with the call's context
+			if c.n > 0 {
+				release(ex, v)
+			}
 			r, cause := c.ctxReason()
 			return zero, c.fail(r, cause), r, true
 		}
-		return zero, c.fail(ReasonRejected, rejected), ReasonRejected, true
+		if c.n == 0 {
+			return zero, ex.rejection(rejected), ReasonRejected, true
+		}
+		return v, c.fail(ReasonRejected, rejected), ReasonRejected, true
 	}
 	c.last = stripMarkers(err)
 	switch o {
@@ -776,14 +846,12 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	if h := ex.hooks.OnRetry; h != nil {
 		h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
 	}
-	if ex.discard != nil {
-		ex.discard(v)
-	}
 	if !c.wait(delay) {
+		release(ex, v)
 		r, cause := c.ctxReason()
 		return zero, c.fail(r, cause), r, true
 	}
-	return zero, nil, ReasonSuccess, false
+	return v, nil, ReasonSuccess, false // v is held through the wait: see held
 }
 
 // attempt runs one attempt under the executor's policies. rejected is a
@@ -796,7 +864,7 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	for _, p := range ex.policies {
 		pm, perr := p.Admit(c.ctx, c.n)
 		if perr != nil {
-			c.release(permits, Report{Attempt: c.n, Outcome: Ignore})
+			c.releasePermits(permits, Report{Attempt: c.n, Outcome: Ignore})
 			c.n--
 			return v, nil, Ignore, perr
 		}
@@ -818,7 +886,7 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 		finished := false
 		defer func() {
 			if !finished {
-				c.release(permits, Report{Attempt: c.n, Outcome: Fail, Err: ErrPanicked, Duration: since(c.timed, t0)})
+				c.releasePermits(permits, Report{Attempt: c.n, Outcome: Fail, Err: ErrPanicked, Duration: since(c.timed, t0)})
 			}
 		}()
 		v, err = fn(actx)
@@ -834,7 +902,14 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	if c.timed {
 		d = c.clock(false).Sub(t0)
 	}
-	c.release(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
+	c.releasePermits(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
+	if o == Ignore {
+		if r := refusal(err); r != nil { // see Reject
+			c.n--
+			release(c.ex, v)
+			return *new(T), nil, Ignore, r
+		}
+	}
 	c.observe(c.n, err, o, d, nil, false)
 	return v, err, o, nil
 }
@@ -892,9 +967,17 @@ func since(timed bool, t0 time.Time) time.Duration {
 	return time.Since(t0)
 }
 
-// release tells policies, in reverse order, how the attempt ended.
-func (c *call) release(permits []Permit, r Report) {
+// releasePermits tells policies, in reverse order, how the attempt ended.
+func (c *call) releasePermits(permits []Permit, r Report) {
 	releaseAll(c.ex.policies, permits, r)
+}
+
+// release hands a value the caller will not get to the OnDiscard hook. It
+// is generic so that no value is boxed without a hook.
+func release[T any](ex *Executor, v T) {
+	if ex.discard != nil {
+		ex.discard(v)
+	}
 }
 
 // releaseAll tells policies[:len(permits)], in reverse order, how the attempt

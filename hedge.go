@@ -50,15 +50,20 @@ func slowHedged[T any](ctx context.Context, ex *Executor, res *Result[T], fn fun
 	if res != nil {
 		c.history = &res.History
 	}
+	var h held[T]
 	for {
 		if c.ctx.Err() != nil {
 			r, cause := c.ctxReason()
+			h.drop(ex)
 			return done(&c, res, *new(T), c.fail(r, cause), r)
 		}
 		v, err, o, rejected := hedged(&c, fn)
-		if v, err, r, stop := after(&c, v, err, o, rejected); stop {
+		v = h.next(ex, v, rejected)
+		v, err, r, stop := after(&c, v, err, o, rejected)
+		if stop {
 			return done(&c, res, v, err, r)
 		}
+		h.v, h.ok = v, true
 	}
 }
 
@@ -182,6 +187,7 @@ type hedgeResult[T any] struct {
 	o        Outcome
 	d        time.Duration
 	rejected error
+	ran      bool // fn ran: its value, even a refused one, must be released
 	panicked any
 	paniced  bool
 	hedged   bool
@@ -214,9 +220,12 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 		cancel(ErrAbandoned)
 		for ; inflight > 0; inflight-- {
 			r := <-results
+			if r.rejected != nil {
+				c.n-- // never counts
+			}
 			c.observe(r.n, r.err, r.o, r.d, r.rejected, r.hedged)
-			if r.rejected == nil && ex.discard != nil {
-				ex.discard(r.v)
+			if r.ran {
+				release(ex, r.v)
 			}
 		}
 	}
@@ -253,7 +262,12 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 				settle()
 				panic(r.panicked)
 			case r.rejected != nil:
-				c.n-- // never ran
+				// Refused before it was sent: it never counts, and it ends
+				// the round only when nothing else can.
+				c.n--
+				if r.ran {
+					release(ex, r.v)
+				}
 				if !have && inflight == 0 {
 					return v, nil, Ignore, r.rejected
 				}
@@ -343,10 +357,13 @@ func hedgeAttempt[T any](ctx context.Context, c *call, fn func(context.Context) 
 		r.o = ex.classify(c.parent, r.err)
 	}
 	r.d = time.Since(t0)
-	if h := ex.hedge; h.lat != nil {
-		h.lat.add(r.d, h.percentile)
-	}
+	r.ran = true
 	releaseAll(ex.policies, ps, Report{Attempt: n, Outcome: r.o, Err: r.err, Duration: r.d})
 	finished = true
+	if rej := refusal(r.err); rej != nil { // see Reject
+		r.rejected = rej
+	} else if h := ex.hedge; h.lat != nil {
+		h.lat.add(r.d, h.percentile)
+	}
 	out <- r
 }

@@ -89,14 +89,15 @@ func (deadlineError) Is(target error) bool {
 type Error struct {
 	// Name is the executor's name (see [WithName]), or "".
 	Name string
-	// Attempts is how many times the function was called (0 when the call
-	// was refused before the first attempt).
+	// Attempts is how many attempts were made: the calls of the function,
+	// less those it refused itself ([Reject]); 0 when the call was refused
+	// before its first attempt.
 	Attempts int
 	// Reason says why the call ended.
 	Reason Reason
-	// Last is the last attempt's error, with the [Permanent] and
-	// [RetryAfter] markers removed; nil when no attempt ran, or when the
-	// last attempt returned a value and no error.
+	// Last is the last attempt's error, with the package's markers
+	// ([Permanent], [RetryAfter], [Throttled]) removed; nil when no attempt
+	// ran, or when the last attempt returned a value and no error.
 	Last error
 	// Cause is what stopped the call when that is not Last itself: the
 	// context's cause, or a policy's rejection. Nil otherwise.
@@ -205,7 +206,7 @@ type Result[T any] struct {
 	// Value and Err are what [Do] would have returned.
 	Value T
 	Err   error
-	// Attempts is how many times the function was called.
+	// Attempts is how many attempts were made (see [Error.Attempts]).
 	Attempts int
 	// Reason says why the call ended.
 	Reason Reason

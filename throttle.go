@@ -56,9 +56,10 @@ const (
 // Decision: an attempt counts as accepted when it is classified [Success]
 // or [Fail]: the upstream answered it, even when the answer was a permanent
 // error (a 404). Only [Retry] outcomes, the transient failures an
-// overloaded upstream produces (503, 429, timeouts), count against it, and
-// [Ignore] outcomes (the caller's own cancellation, or another policy's
-// refusal) do not count at all.
+// overloaded upstream produces (503, 429, timeouts), and answers that ask
+// for less traffic ([Throttled]) whatever their outcome, count against
+// it, and [Ignore] outcomes (the caller's own cancellation, or another
+// policy's refusal) do not count at all.
 //
 // Decision: the window is cut into ten time buckets, and the success path
 // reads no clock: accepted attempts are counted in batches of up to 32 and
@@ -211,14 +212,23 @@ func (t *Throttle) Admit(context.Context, int) (Permit, error) {
 }
 
 // Done counts the attempt: a request, accepted when its outcome is
-// [Success] or [Fail]; an [Ignore] outcome is not counted.
+// [Success] or [Fail], unless its error is the upstream asking for less
+// traffic ([Throttled], or a [RetryAfter] hint), which is never an accept;
+// an [Ignore] outcome is not counted.
 func (t *Throttle) Done(_ Permit, r Report) {
 	// Decision: a permanent failure was answered by the upstream, so it is
 	// an accept; only transient failures count against it (see Throttle).
+	// A throttled answer is the very signal the throttle follows, whatever
+	// the executor made of it (a 429 to a request that may not be retried
+	// is classified Fail).
 	switch r.Outcome {
 	case Ignore, Unclassified:
 		return
 	case Success, Fail:
+		if r.Err != nil && throttled(r.Err) {
+			t.pendingRequests.Add(1)
+			break
+		}
 		if t.pendingAccepts.Add(1) < throttleBatch {
 			return
 		}
