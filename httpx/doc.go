@@ -104,7 +104,13 @@
 // [WithHostBreakers] gives each host its own, from a
 // [resilient.Breakers] set: a failing host is cut off while the others are
 // served, and with [resilient.WithOpenFromHint] a 503's or 429's
-// Retry-After sets how long its breaker stays open.
+// Retry-After sets how long its breaker stays open. A 429, and a response
+// with Retry-After, is the upstream asking for less traffic, not failing
+// ([resilient.Throttled]): without WithOpenFromHint no breaker counts it.
+// A hedge that lost its round counts neither way. A host breaker's refusal
+// is a rejection, like the executor's breaker's: nothing is sent, no
+// attempt is counted, no wait is made, [resilient.RejectedBy] names it,
+// and the caller gets the last response that came, if any.
 //
 // # Deduplication
 //

@@ -202,11 +202,16 @@ type try struct {
 	// again: the request may be sent again after err. When false, err
 	// ends the call (marked permanent for the executor).
 	again bool
+	// refused: a host breaker refused the attempt; nothing was sent.
+	refused bool
 }
 
 // result is the attempt's value and error, as the executor takes them.
 func (a try) result() (*http.Response, error) {
-	if a.err != nil && !a.again {
+	switch {
+	case a.refused:
+		return nil, resilient.Reject(a.err)
+	case a.err != nil && !a.again:
 		return a.resp, resilient.Permanent(a.err)
 	}
 	return a.resp, a.err
@@ -245,10 +250,15 @@ func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) try {
 	p, err := br.Allow()
 	if err != nil {
-		// Decision: a refusal ends the call, as a policy's refusal does
-		// in the executor; knocking again on an open breaker is what it
-		// exists to prevent. The error matches resilient.ErrOpen.
-		return try{o: resilient.Ignore, err: err}
+		// Decision (DESIGN 14): a host breaker's refusal is a rejection,
+		// exactly like the executor's own breaker's: nothing was sent, so
+		// it is no attempt (0 attempts for it, no attempt event), it ends
+		// the call at once with resilient.ReasonRejected, RejectedBy names
+		// the breaker, the error matches resilient.ErrOpen, and the
+		// response of an earlier attempt, if any, is what the caller gets.
+		// In a hedged round, a refused hedge leaves the attempts in flight
+		// to finish the round.
+		return try{o: resilient.Ignore, err: err, refused: true}
 	}
 	timed := br.NeedsDuration()
 	var t0 time.Time
@@ -277,9 +287,11 @@ func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) t
 	}
 	br.Done(p, r)
 	if a.o == resilient.Retry && a.again {
-		// Decision: when this failure opened the breaker, end the call
-		// with it. The next attempt would be refused: the caller gets the
-		// 503 that came, at once, rather than after a wait.
+		// Decision: the breaker is looked at again, after this attempt was
+		// counted and before the executor waits: when it is no longer
+		// closed (this failure, or another call's, opened it), the next
+		// attempt would be refused, so the call ends now with the response
+		// or error that came, rather than after a wait for a refusal.
 		if s := br.State(); s != resilient.StateClosed && s != resilient.StateDisabled {
 			a.again = false
 		}
@@ -387,6 +399,12 @@ func (c *roundTrip) statusError(resp *http.Response) try {
 		var err error = &StatusError{Code: resp.StatusCode, Status: resp.Status}
 		if d := retryAfter(resp.Header); d > 0 {
 			err = resilient.RetryAfter(err, d)
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			// Decision (DESIGN 15): a 429 is the upstream asking for less
+			// traffic, not failing: a breaker counts it neither way (a 503
+			// with Retry-After is taken the same way, by its hint).
+			err = resilient.Throttled(err)
 		}
 		// Without c.retry, the first answer is the final one: a 5xx or
 		// 429 proves the request reached the server.
