@@ -396,7 +396,7 @@ func TestHostBreakerHalfOpenUnderHedgedTraffic(t *testing.T) {
 		synctest.Wait()
 		require.Equal(t, resilient.StateHalfOpen, br.State())
 		f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
-			time.Sleep(300 * time.Millisecond) // slower than the hedge delay
+			time.Sleep(250 * time.Millisecond) // slower than the hedge delay, twice
 			return respond(200, "ok"), nil
 		}}
 		ex := resilient.MustNew(resilient.WithHedge(100*time.Millisecond, 3))
