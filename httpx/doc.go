@@ -1,7 +1,8 @@
 // Package httpx makes HTTP calls resilient, safely by default: an
 // [http.RoundTripper] ([Transport]) and a plain [*http.Client] ([NewClient])
 // that retry what is safe to retry, honour Retry-After, replay request
-// bodies without buffering them, and never leak a connection or a body.
+// bodies (a stream within a bounded buffer, never read ahead of sending),
+// and never leak a connection or a body.
 //
 //	resp, err := httpx.Get(ctx, "https://api.example.com/status")
 //	if err != nil {
@@ -32,7 +33,8 @@
 //	|                        | as kept in memory (up to 64 KiB, see below)           |
 //	| responses set aside    | body read up to 64 KiB (DrainLimit) within 5ms        |
 //	|                        | (DrainTimeout), then closed: never held, never waited |
-//	| request bodies         | replayed through GetBody; otherwise sent once         |
+//	| request bodies         | replayed through GetBody; a stream teed into a buffer |
+//	|                        | of up to 1 MiB (WithReplayLimit), beyond: sent once   |
 //	| per-attempt timeout    | none (WithAttemptTimeout; the context bounds the call)|
 //	| redirects              | 10 (MaxRedirects), then ErrTooManyRedirects           |
 //	| base transport         | http.DefaultTransport                                 |
@@ -66,9 +68,14 @@
 //
 // Each attempt after the first is a copy of the request with a fresh body
 // from GetBody, which [http.NewRequest] sets for bytes, strings and their
-// readers. A body without GetBody is sent once and never buffered behind
-// the caller's back. The caller's request is never modified, and its body
-// is closed on every path, as the RoundTripper contract requires.
+// readers. A body without GetBody (a pipe, a file) is teed into a buffer
+// as it is sent, up to [WithReplayLimit] (1 MiB by default, as Envoy's
+// retry buffer), and later attempts replay it from there, then read on
+// from the stream: nothing is read ahead of sending. A body that outgrows
+// the buffer, or is announced longer than it, is sent once, and its
+// request is not retried after that point; such a request is never
+// hedged. The caller's request is never modified, and its body is closed
+// exactly once on every path, as the RoundTripper contract requires.
 //
 // A retryable response (a 503 that may be retried) is set aside as soon as
 // it comes: its body is read into memory, bounded in bytes ([DrainLimit])

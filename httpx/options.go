@@ -48,6 +48,7 @@ type config struct {
 	once           *resilient.Executor // ex without hedging, for requests not safe to repeat
 	base           http.RoundTripper
 	attemptTimeout time.Duration
+	replayLimit    int64 // see WithReplayLimit
 	genKeys        bool
 	nonIdempotent  bool
 	status         func(*http.Response) resilient.Outcome
@@ -66,7 +67,7 @@ type optionFunc func(*config) error
 func (f optionFunc) apply(c *config) error { return f(c) }
 
 func newConfig(opts []Option) (*config, error) {
-	cfg := &config{ex: defaultExecutor}
+	cfg := &config{ex: defaultExecutor, replayLimit: DefaultReplayLimit}
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("resilient/httpx: NewTransport: nil option")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -14,7 +15,8 @@ import (
 
 // Transport is an [http.RoundTripper] that sends each request through a
 // retry policy: it retries what is safe to retry (see the package doc for
-// the rules and defaults), replays request bodies through GetBody, sets
+// the rules and defaults), replays request bodies (through GetBody, or a
+// stream's bounded replay buffer: see [WithReplayLimit]), sets
 // every retryable response aside within bounds (see [DrainLimit]) so that
 // neither a connection nor a stalled body is held across a wait, and
 // returns the last response itself (with err == nil, as a plain
@@ -111,11 +113,16 @@ func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, e
 	// DoHedged is Do for an executor that does not hedge; with one that
 	// does, it races slow attempts (see the hedging notes in attempt).
 	ex := cfg.ex
-	if !c.retry {
+	if !c.retry || c.body != nil {
+		// Never hedged: not safe to repeat, or a stream that can feed one
+		// attempt at a time.
 		ex = cfg.once
 	}
 	resp, err := resilient.DoHedged(req.Context(), c.attempt, ex)
-	if !c.sent.Load() {
+	switch {
+	case c.body != nil:
+		c.body.end() // closes the caller's body, now or once sent
+	case !c.sent.Load():
 		// Refused before the first attempt was sent (a done context, an
 		// open breaker): the body was never handed to the base, so close
 		// it here, as the RoundTripper contract requires.
@@ -158,19 +165,24 @@ type roundTrip struct {
 	// left (see NeverSent). Neither holds for a body that cannot be
 	// replayed.
 	retry, neverSent bool
+	// body tees a body without GetBody for replay (see WithReplayLimit);
+	// nil for every other request.
+	body *replay
 }
 
 // plan decides, once per request, what may be retried.
 func (c *roundTrip) plan() {
 	req := c.req
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	// Decision: only http and https requests are retried. For other
 	// schemes (a protocol registered on the base transport, or a typo) we
 	// cannot tell a refused request from one that ran, so it is sent once.
 	scheme := req.URL.Scheme
-	web := scheme == "http" || scheme == "https"
-	if !replayable || !web {
+	if scheme != "http" && scheme != "https" {
 		return
+	}
+	stream := req.Body != nil && req.Body != http.NoBody && req.GetBody == nil
+	if stream && c.cfg.replayLimit == 0 {
+		return // sent once: see WithReplayLimit
 	}
 	c.neverSent = true
 	switch {
@@ -188,6 +200,27 @@ func (c *roundTrip) plan() {
 		c.tmpl.Header.Set(IdempotencyKeyHeader, newIdempotencyKey())
 		c.retry = true
 	}
+	if stream {
+		c.teeBody()
+	}
+}
+
+// teeBody gets a body without GetBody ready to be replayed (see
+// WithReplayLimit).
+func (c *roundTrip) teeBody() {
+	limit := c.cfg.replayLimit
+	switch {
+	case !c.retry:
+		// Sent again only after a failure that proves it never left: no
+		// byte of it was read then, so none needs keeping.
+		limit = 0
+	case c.req.ContentLength > limit:
+		// Decision: a body announced longer than the limit would outgrow
+		// the buffer anyway; it is sent once, and never buffered.
+		c.retry, c.neverSent = false, false
+		return
+	}
+	c.body = newReplay(c.req.Body, limit, c.req.ContentLength)
 }
 
 // try is the end of one attempt.
@@ -234,6 +267,17 @@ func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 		a = c.guarded(ctx, n, set.Get(c.req.URL.Host))
 	} else {
 		a = c.send(ctx, n)
+	}
+	if a.again && c.body != nil {
+		// The attempt has its answer: its transport may read no more of
+		// the stream, which the next attempt will need whole.
+		c.body.detach()
+		if !c.body.replayable() {
+			// Decision (see WithReplayLimit): the body outgrew the replay
+			// buffer, so this request is not sent again: the caller gets
+			// this attempt's answer now.
+			a.again = false
+		}
 	}
 	if a.again && a.resp != nil {
 		keep(ctx, a.resp) // see keep: the executor may hold it during a wait
@@ -322,16 +366,29 @@ func (c *roundTrip) send(ctx context.Context, n int) try {
 	}
 
 	req := c.tmpl
-	if n > 1 || cancel != nil {
-		req = req.WithContext(actx) // a shallow copy: headers are shared, read only
-		if n > 1 && req.Body != nil && req.Body != http.NoBody {
-			body, err := c.req.GetBody()
-			if err != nil {
-				if cancel != nil {
-					cancel()
-				}
-				return try{o: resilient.Ignore, err: fmt.Errorf("resilient/httpx: GetBody: %w", err)}
+	var body io.ReadCloser // the attempt's own body, when not req's
+	var err error
+	switch {
+	case c.body != nil:
+		if body, err = c.body.reader(); err != nil {
+			// Decision: refused, not failed: nothing was sent, so the
+			// executor ends the call with the last response that came.
+			if cancel != nil {
+				cancel()
 			}
+			return try{o: resilient.Ignore, err: err, refused: true}
+		}
+	case n > 1 && req.Body != nil && req.Body != http.NoBody:
+		if body, err = c.req.GetBody(); err != nil {
+			if cancel != nil {
+				cancel()
+			}
+			return try{o: resilient.Ignore, err: fmt.Errorf("resilient/httpx: GetBody: %w", err)}
+		}
+	}
+	if n > 1 || cancel != nil || body != nil {
+		req = req.WithContext(actx) // a shallow copy: headers are shared, read only
+		if body != nil {
 			req.Body = body
 		}
 	}

@@ -396,21 +396,6 @@ func TestTransportGeneratedIdempotencyKeyIsStableAcrossAttempts(t *testing.T) {
 	assert.Equal(t, "mine", f.reqs[0].Header.Get(IdempotencyKeyHeader))
 }
 
-func TestTransportBodyWithoutGetBodyIsSentOnce(t *testing.T) {
-	f := &fakeRT{fn: statuses(503, 200)}
-	tr := newTransport(t, f, WithExecutor(noWait()))
-	body := &trackedReqBody{Reader: strings.NewReader("stream")}
-	req, err := http.NewRequest(http.MethodPut, "http://api.test/x", body)
-	require.NoError(t, err)
-	require.Nil(t, req.GetBody, "a custom reader cannot be replayed")
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	assert.Equal(t, 503, resp.StatusCode, "not replayable, so not retried")
-	assert.Equal(t, 1, f.calls())
-	assert.Equal(t, []string{"stream"}, f.sent)
-	assert.EqualValues(t, 1, body.closed.Load())
-}
-
 func TestTransportClosesRequestBodyOnEarlyRefusal(t *testing.T) {
 	cases := []struct {
 		name string
