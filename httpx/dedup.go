@@ -1,7 +1,6 @@
 package httpx
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -141,6 +140,7 @@ type dedup struct {
 type shared struct {
 	resp    *http.Response // body replaced by body
 	body    []byte
+	end     error // what a reader gets after body: io.EOF, or ErrBodyTruncated
 	tooLong bool
 }
 
@@ -168,7 +168,13 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, DedupMaxBody+1))
-		if err != nil {
+		end := error(io.EOF)
+		switch {
+		case errors.Is(err, ErrBodyTruncated):
+			// A retryable response set aside, its body cut: it is the
+			// answer all the same, shared as it is, cut and saying so.
+			end = err
+		case err != nil:
 			return nil, err
 		}
 		if len(body) > DedupMaxBody {
@@ -176,7 +182,7 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 		}
 		r := *resp
 		r.Body = nil
-		return &shared{resp: &r, body: body}, nil
+		return &shared{resp: &r, body: body, end: end}, nil
 	})
 	if errors.Is(err, errTooLong) && s != nil && s.tooLong {
 		return t.roundTrip(req, cfg)
@@ -187,8 +193,8 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 	resp := *s.resp
 	resp.Header = s.resp.Header.Clone()
 	resp.Trailer = s.resp.Trailer.Clone()
-	resp.Body = io.NopCloser(bytes.NewReader(s.body))
-	if method != http.MethodHead {
+	resp.Body = &keptBody{data: s.body, err: s.end}
+	if method != http.MethodHead && s.end == io.EOF {
 		resp.ContentLength = int64(len(s.body))
 	}
 	resp.Request = req

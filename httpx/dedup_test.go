@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"github.com/resilient-go/resilient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -371,4 +372,39 @@ func TestDefaultDedupKeyIsInjective(t *testing.T) {
 	c := &http.Request{Host: "h\n1:a", Header: http.Header{}}
 	d := &http.Request{Host: "h", Header: http.Header{"A": {""}}}
 	assert.NotEqual(t, DefaultDedupKey(c), DefaultDedupKey(d))
+}
+
+// A shared execution that ends with a retryable response whose body was
+// cut when it was set aside hands every waiter that response, its body cut
+// and saying so, rather than an error.
+func TestDedupSharesACutBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		f := &fakeRT{fn: func(_ int, req *http.Request) (*http.Response, error) {
+			<-release
+			r := respond(503, "")
+			r.Body, r.ContentLength = newStallBody("busy"), 100
+			return r, nil
+		}}
+		tr := newTransport(t, f, WithDedup(nil), WithExecutor(noWait(resilient.WithAttempts(2))))
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.Equal(t, 503, resp.StatusCode)
+				assert.EqualValues(t, 100, resp.ContentLength, "the length announced, not the part kept")
+				b, err := io.ReadAll(resp.Body)
+				assert.Equal(t, "busy", string(b))
+				assert.ErrorIs(t, err, ErrBodyTruncated)
+				assert.NoError(t, resp.Body.Close())
+			})
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		assert.Equal(t, 2, f.calls(), "one shared execution")
+	})
 }
