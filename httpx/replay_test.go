@@ -522,3 +522,73 @@ func TestTransportReplayHammer(t *testing.T) {
 		require.EqualValues(t, 1, s.closes.Load(), "iteration %d", i)
 	}
 }
+
+// gatedStream serves first, then blocks until release is closed, then
+// serves rest.
+type gatedStream struct {
+	first, rest []byte
+	blocked     chan struct{} // closed when a read waits for release
+	release     chan struct{}
+	once        sync.Once
+	closes      atomic.Int32
+}
+
+func (g *gatedStream) Read(p []byte) (int, error) {
+	if len(g.first) > 0 {
+		n := copy(p, g.first)
+		g.first = g.first[n:]
+		return n, nil
+	}
+	g.once.Do(func() { close(g.blocked) })
+	<-g.release
+	if len(g.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, g.rest)
+	g.rest = g.rest[n:]
+	return n, nil
+}
+
+func (g *gatedStream) Close() error {
+	g.closes.Add(1)
+	return nil
+}
+
+// An earlier attempt's transport, blocked in the stream when the next
+// attempt took over, can still push the body past the replay limit during
+// the wait. The next attempt is then refused, not sent: the call ends with
+// the response that came, as a rejection.
+func TestTransportReplayOutgrownDuringTheWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &gatedStream{first: make([]byte, 10), rest: make([]byte, 100), blocked: make(chan struct{}), release: make(chan struct{})}
+		calls := 0
+		base := rtFunc(func(req *http.Request) (*http.Response, error) {
+			calls++
+			head := make([]byte, 10)
+			_, _ = io.ReadFull(req.Body, head)
+			go func() { // still sending: blocked in the stream
+				_, _ = io.Copy(io.Discard, req.Body)
+				_ = req.Body.Close()
+			}()
+			<-g.blocked // the answer comes while the body is still being read
+			r := respond(503, "busy")
+			r.Request = req
+			return r, nil
+		})
+		var done []resilient.DoneEvent
+		ex := resilient.MustNew(resilient.WithBackoff(resilient.Constant(time.Second)), resilient.WithJitter(resilient.NoJitter),
+			resilient.WithHooks(resilient.Hooks{OnDone: func(e resilient.DoneEvent) { done = append(done, e) }}))
+		tr := newTransport(t, base, WithExecutor(ex), WithReplayLimit(50))
+		time.AfterFunc(500*time.Millisecond, func() { close(g.release) })
+		resp, err := tr.RoundTrip(streamRequest(t, t.Context(), http.MethodPut, g))
+		require.NoError(t, err)
+		assert.Equal(t, 503, resp.StatusCode)
+		assert.Equal(t, "busy", readAll(t, resp.Body))
+		assert.Equal(t, 1, calls, "not sent again")
+		require.Len(t, done, 1)
+		assert.Equal(t, resilient.ReasonRejected, done[0].Reason)
+		assert.ErrorIs(t, done[0].Err, errNotReplayable)
+		synctest.Wait()
+		assert.EqualValues(t, 1, g.closes.Load())
+	})
+}
