@@ -592,3 +592,28 @@ func TestTransportReplayOutgrownDuringTheWait(t *testing.T) {
 		assert.EqualValues(t, 1, g.closes.Load())
 	})
 }
+
+// A body announced longer than the replay limit is never buffered, but
+// goes whole with the next attempt after a failure that proves nothing of
+// it was read.
+func TestTransportLongBodyAfterDialError(t *testing.T) {
+	payload := strings.Repeat("L", 64)
+	rt := &noReadRT{
+		read: func(n int) int { return map[bool]int{true: 0, false: -1}[n == 1] },
+		fn: func(n int) (*http.Response, error) {
+			if n == 1 {
+				return nil, errDial
+			}
+			return respond(503, "busy"), nil
+		},
+	}
+	tr := newTransport(t, rt, WithExecutor(noWait()), WithReplayLimit(16))
+	s := newStream(payload)
+	req := streamRequest(t, context.Background(), http.MethodPut, s)
+	req.ContentLength = int64(len(payload))
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	assert.Equal(t, 503, resp.StatusCode, "sent whole once, then not retried")
+	assert.Equal(t, []string{"", payload}, rt.sent)
+	assert.EqualValues(t, 1, s.closes.Load())
+}

@@ -74,9 +74,8 @@ func (t *Transport) CloseIdleConnections() {
 // returns a response whenever one came, with a nil error, even when its
 // status was retryable and the retries ran out (its body as kept, see
 // [ErrBodyTruncated], for the caller to read and close); an error only
-// when no response came: the
-// error is then a [*resilient.Error] that wraps the last attempt's error
-// and tells why the Transport stopped.
+// when no response came: the error is then a [*resilient.Error] that
+// wraps the last attempt's error and tells why the Transport stopped.
 //
 // A nil Transport, like a nil req, is an error (for a nil Transport,
 // [ErrNilTransport]), never a panic; req's body is closed.
@@ -131,11 +130,11 @@ func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, e
 	if resp != nil {
 		// Decision: plain http.Client semantics. A response that came is
 		// the truth about the call, whatever its status: the caller gets
-		// it, and no error. The executor returns the last
-		// response when it stops for any reason after it (attempts
-		// exhausted, a permanent status, a Retry-After beyond the cap or
-		// the deadline, a retry budget), and nil when it discarded it
-		// before a wait that the context then ended.
+		// it, and no error. The executor returns the last response when
+		// it stops for any reason after it (attempts exhausted, a
+		// permanent status, a Retry-After beyond the cap or the deadline,
+		// a refused retry), and nil when the context ended the call
+		// during a wait.
 		return resp, nil
 	}
 	return nil, err
@@ -209,16 +208,16 @@ func (c *roundTrip) plan() {
 // WithReplayLimit).
 func (c *roundTrip) teeBody() {
 	limit := c.cfg.replayLimit
-	switch {
-	case !c.retry:
+	if c.req.ContentLength > limit {
+		// Decision: a body announced longer than the limit would outgrow
+		// the buffer anyway: it is never buffered, and the request is not
+		// retried after any failure, as if it had outgrown it.
+		c.retry = false
+	}
+	if !c.retry {
 		// Sent again only after a failure that proves it never left: no
 		// byte of it was read then, so none needs keeping.
 		limit = 0
-	case c.req.ContentLength > limit:
-		// Decision: a body announced longer than the limit would outgrow
-		// the buffer anyway; it is sent once, and never buffered.
-		c.retry, c.neverSent = false, false
-		return
 	}
 	c.body = newReplay(c.req.Body, limit, c.req.ContentLength)
 }
