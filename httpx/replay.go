@@ -24,8 +24,11 @@ const DefaultReplayLimit = 1 << 20
 // A body that outgrows n (or is announced longer than n by the request's
 // ContentLength, which is then never buffered) is sent once: its request
 // is not retried after that point, and the caller gets the response or
-// error of that attempt. n must be >= 0; 0 disables the buffer, so such
-// bodies are sent once, never retried. Default: [DefaultReplayLimit].
+// error of that attempt. (Before any byte of it is read, a failure that
+// proves the request never left, see [NeverSent], still lets it go whole
+// with the next attempt; so it does for a POST without an idempotency
+// key.) n must be >= 0; 0 disables the buffer, so such bodies are sent
+// once, never retried. Default: [DefaultReplayLimit].
 //
 // A request whose body is buffered this way is never hedged: one stream
 // cannot feed two attempts at once. Bodies with GetBody (set by
