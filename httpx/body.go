@@ -129,10 +129,13 @@ func drain(ctx context.Context, body io.ReadCloser, size int64) ([]byte, error) 
 		return nil, fmt.Errorf("%w: %w", ErrBodyTruncated, context.Cause(ctx))
 	}
 	cut := &cutter{body: body}
-	t := time.AfterFunc(DrainTimeout, func() { cut.close(errBodyStalled) })
-	stop := context.AfterFunc(ctx, func() {
-		cut.close(fmt.Errorf("%w: %w", ErrBodyTruncated, context.Cause(ctx)))
-	})
+	t := time.AfterFunc(DrainTimeout, cut.stalled)
+	stop := func() bool { return false }
+	if ctx.Done() != nil { // a context that never ends costs nothing
+		stop = context.AfterFunc(ctx, func() {
+			cut.close(fmt.Errorf("%w: %w", ErrBodyTruncated, context.Cause(ctx)))
+		})
+	}
 	n := 512
 	if size > 0 {
 		n = int(size) + 1 // + 1: the read that sees EOF needs room
@@ -170,6 +173,8 @@ type cutter struct {
 	body io.Closer
 	why  error // set by the first close: nil when the read ended first
 }
+
+func (c *cutter) stalled() { c.close(errBodyStalled) }
 
 func (c *cutter) close(why error) {
 	c.once.Do(func() {
