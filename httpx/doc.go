@@ -73,8 +73,8 @@
 // retry buffer), and later attempts replay it from there, then read on
 // from the stream: nothing is read ahead of sending. A body that outgrows
 // the buffer, or is announced longer than it, is sent once, and its
-// request is not retried after that point; such a request is never
-// hedged. The caller's request is never modified, and its body is closed
+// request is not retried after that point (but after a failure that
+// proves none of it was sent); such a request is never hedged. The caller's request is never modified, and its body is closed
 // exactly once on every path, as the RoundTripper contract requires.
 //
 // A retryable response (a 503 that may be retried) is set aside as soon as
@@ -102,8 +102,8 @@
 // breaker counts every attempt. An executor that hedges
 // ([resilient.WithHedge]) races slow attempts of requests that are safe to
 // repeat, and the losers' responses are set aside as above, never holding
-// the winner's return; a request that
-// is not safe to repeat is never hedged.
+// the winner's return; a request that is not safe to repeat is never
+// hedged.
 //
 // # Circuit breaking
 //
@@ -137,7 +137,11 @@
 // wraps the last attempt's error, so errors.Is and errors.As see both,
 // along with the reason the Transport stopped (resilient.ErrExhausted,
 // resilient.ErrPermanent, resilient.ErrOpen, the context's error, …).
-// [ErrNilResponse], [ErrInvalidRequest] and [ErrTooManyRedirects] are the
-// package's own. A [*StatusError] is what hooks and classifiers see for a
-// response that is retried; the caller gets the response itself.
+// A host breaker's refusal, or a replay the Transport cannot make, ends it
+// as a rejection ([resilient.ReasonRejected]). [ErrNilResponse],
+// [ErrInvalidRequest], [ErrNilTransport] and [ErrTooManyRedirects] are the
+// package's own, and [ErrBodyTruncated] is what the body of a response set
+// aside returns when it could not be kept whole. A [*StatusError] is what
+// hooks and classifiers see for a response that is retried; the caller
+// gets the response itself.
 package httpx
