@@ -142,3 +142,41 @@ func ExampleStatusOutcome() {
 	// 501 fail
 	// 503 retry
 }
+
+// reading is flaky, but it reads each request's body and prints it.
+type reading struct{ flaky }
+
+func (r *reading) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, _ := io.ReadAll(req.Body)
+	fmt.Printf("sent %q\n", body)
+	return r.flaky.RoundTrip(req)
+}
+
+// A body without GetBody, such as a pipe, is kept as it is sent, up to the
+// replay limit, so that a retry sends it again, byte for byte.
+func ExampleWithReplayLimit() {
+	client := httpx.NewClient(
+		httpx.WithBase(&reading{flaky{codes: []int{503, 200}}}),
+		httpx.WithExecutor(noWait),
+		httpx.WithReplayLimit(64<<10), // default: 1 MiB
+	)
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = io.WriteString(pw, `{"name":"gopher"}`)
+		_ = pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPut, "http://api.example/users/42", pr)
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode)
+	// Output:
+	// sent "{\"name\":\"gopher\"}"
+	// attempt 1: PUT /users/42 -> 503
+	// sent "{\"name\":\"gopher\"}"
+	// attempt 2: PUT /users/42 -> 200
+	// 200
+}
