@@ -156,11 +156,11 @@ func drain(ctx context.Context, body io.ReadCloser, size int64) ([]byte, error) 
 	// they have closed it.
 	cut.close(nil)
 	switch {
-	case err == io.EOF: // whole, even if a timer closed the body right after
+	case err == io.EOF && len(buf) <= DrainLimit: // whole, even if a timer closed the body right after
 		return buf, io.EOF
 	case cut.why != nil:
 		return buf, cut.why
-	case err != nil:
+	case err != nil && err != io.EOF:
 		return buf, fmt.Errorf("%w: %w", ErrBodyTruncated, err)
 	}
 	return buf[:DrainLimit], errBodyTooLong

@@ -130,6 +130,12 @@ func TestDrainIsBoundedInBytesAndTime(t *testing.T) {
 			assert.Len(t, data, DrainLimit)
 			assert.Equal(t, io.EOF, err)
 		})
+		run("one byte more than the limit", func(t *testing.T) {
+			b := &countingBody{r: strings.NewReader(strings.Repeat("x", DrainLimit+1))}
+			data, err := drain(t.Context(), b, -1)
+			assert.Len(t, data, DrainLimit, "never more than the limit is kept")
+			assert.ErrorIs(t, err, ErrBodyTruncated)
+		})
 		run("announced longer than the limit", func(t *testing.T) {
 			b := &countingBody{r: strings.NewReader(strings.Repeat("x", DrainLimit+1))}
 			data, err := drain(t.Context(), b, DrainLimit+1)
