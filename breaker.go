@@ -189,9 +189,10 @@ func (e *OpenError) RetryAfter() time.Duration {
 // its threshold ([WithSlowCalls], off by default); it also opens after n
 // failures in a row ([WithConsecutiveFailures], off by default).
 //
-// Decision: the rates are judged when a failure or a slow call is recorded,
-// never on a plain success. A breaker opens because of a failure, and the
-// success path stays a few atomic loads.
+// The rates are judged when a failure or a slow call is recorded, when a
+// success brings a count window to its minimum number of calls, and at each
+// tick of a time window (see [WithTimeWindow]); no other success can raise
+// a rate, so the success path stays a few atomic operations.
 //
 // Open, it refuses every call with an [*OpenError] (matching [ErrOpen])
 // for [WithOpenDuration] (default 30s), which can grow with each failed
@@ -245,15 +246,20 @@ type Breaker struct {
 	word atomic.Uint64
 	// win is the window of the current closed (or disabled) period; it is
 	// replaced, never cleared, on entering closed, so a late writer can
-	// only touch a window nobody reads.
+	// only touch a window nobody reads. It carries the generation whose
+	// results it counts (see window.gen).
 	win atomic.Pointer[window]
 	// refusal is the error handed to refused calls in the current state.
 	refusal atomic.Pointer[OpenError]
 
 	cfg *breakerConfig
 
+	totals totals // since the breaker was built; see BreakerMetrics
+
 	mu          sync.Mutex
 	timer       *time.Timer // open → half-open, or the half-open max wait
+	maxWaitID   uint64      // the armed max-wait timer's (see armMaxWait); 0: none
+	armings     uint64      // max-wait timers armed so far
 	since       time.Time   // when the current state began
 	until       time.Time   // open: when half-open begins
 	rounds      int         // failed probe rounds since last closed
@@ -633,6 +639,16 @@ type BreakerMetrics struct {
 	// Since is when the current state began, and InState how long ago.
 	Since   time.Time
 	InState time.Duration
+	// TotalCalls, TotalFailures and TotalRejections count since the
+	// breaker was built, for rates over any interval (a dashboard's):
+	// every result reported to it that counted as a success or a failure
+	// (not those counted neither way, such as the caller's cancellation or
+	// a throttled answer), probes and results of earlier states included;
+	// the failures among them; and the calls and retries it refused. They
+	// only grow. Each is a sum of per-core-ish counters read one after the
+	// other, so under concurrent calls they may disagree by the calls in
+	// flight.
+	TotalCalls, TotalFailures, TotalRejections uint64
 }
 
 type pendingEvent struct {
@@ -692,7 +708,7 @@ func buildBreaker(c *breakerConfig, snap *Snapshot) (*Breaker, error) {
 	b := &Breaker{cfg: c}
 	// Generation 1: the zero Permit is never current.
 	b.word.Store(1 << wordGenShift)
-	b.win.Store(newWindow(c))
+	b.win.Store(newWindow(b, 1))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.since = time.Now()
@@ -746,6 +762,7 @@ func (b *Breaker) Allow() (Permit, error) {
 		return Permit{Token: wordGen(w) << 1}, nil
 	case StateOpen, StateForcedOpen:
 		// The refusal is stored before the state that uses it.
+		b.totals.reject()
 		return Permit{}, b.refusal.Load()
 	}
 	return b.allowSlow(w)
@@ -758,6 +775,7 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 			return Permit{Token: wordGen(w) << 1}, nil
 		case StateHalfOpen:
 			if wordProbes(w) >= b.cfg.probes {
+				b.totals.reject()
 				return Permit{}, b.refusal.Load()
 			}
 			nw := w + wordProbeOne
@@ -773,6 +791,7 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 			}
 			w = b.word.Load()
 		default:
+			b.totals.reject()
 			return Permit{}, b.refusal.Load()
 		}
 	}
@@ -789,6 +808,7 @@ func (b *Breaker) Admit(context.Context, int) (Permit, error) { return b.Allow()
 func (b *Breaker) AllowRetry(int) error {
 	switch wordState(b.word.Load()) {
 	case StateOpen, StateForcedOpen:
+		b.totals.reject()
 		return b.refusal.Load()
 	}
 	return nil
@@ -832,32 +852,44 @@ func (b *Breaker) Record(p Permit, err error) {
 // flight is ignored).
 func (b *Breaker) Done(p Permit, r Report) {
 	r.Outcome = b.counts(r)
-	if p.Token&tokenProbe != 0 {
-		b.probeDone(p.Token>>1, r)
-		return
-	}
-	w := b.word.Load()
-	if wordGen(w) != p.Token>>1 {
-		return
-	}
 	var fail bool
 	switch r.Outcome {
 	case Success:
 	case Retry, Fail:
 		fail = true
 	default:
+		if p.Token&tokenProbe != 0 {
+			b.probeDone(p.Token>>1, r)
+		}
+		return
+	}
+	b.totals.call(fail)
+	if p.Token&tokenProbe != 0 {
+		b.probeDone(p.Token>>1, r)
+		return
+	}
+	// Decision: a result counts only in the window of its own generation.
+	// The window is loaded first and its generation checked, not the
+	// breaker's word: a Reset between a check of the word and the load of
+	// the window would let a result of the old period into the new one.
+	gen := p.Token >> 1
+	win := b.win.Load()
+	if win.gen.Load() != gen {
 		return
 	}
 	slow := b.cfg.slowThreshold > 0 && r.Duration >= b.cfg.slowThreshold
-	win := b.win.Load()
 	if !fail && !slow {
-		win.success()
+		if win.success(b.cfg.minCalls) {
+			b.judge(win, gen, failure{})
+		}
 		return
 	}
-	win.record(fail, slow)
-	if wordState(w) == StateClosed && b.shouldTrip(win) {
-		b.transition(wordGen(w), StateClosed, StateOpen, stripMarkers(r.Err), hintOf(r.Err))
+	f := failure{}
+	if fail {
+		f = failure{err: stripMarkers(r.Err), hint: hintOf(r.Err)}
 	}
+	win.record(fail, slow, f, b.cfg.minCalls)
+	b.judge(win, gen, f)
 }
 
 // succeeded is Done for a success with a non-probe permit from
@@ -865,9 +897,9 @@ func (b *Breaker) Done(p Permit, r Report) {
 // the window not calm (see window.calm): a time window counts the success on
 // the caller's stripe, without building a Report.
 func (b *Breaker) succeeded(tok uint64) {
-	w := b.word.Load()
 	win := b.win.Load()
-	if win.ring == nil && wordGen(w) == tok>>1 && win.consec.Load() == 0 {
+	if win.ring == nil && win.gen.Load() == tok>>1 && win.consec.Load() == 0 {
+		b.totals.call(false)
 		win.pending[stripeOf()].n.Add(1)
 		if !win.ticking.Load() {
 			win.startTicking()
@@ -875,6 +907,29 @@ func (b *Breaker) succeeded(tok uint64) {
 		return
 	}
 	b.Done(Permit{Token: tok}, Report{Attempt: 1, Outcome: Success})
+}
+
+// judge opens the closed breaker of generation gen if its window's rates
+// (or failure run) have reached their thresholds. f is the failure just
+// recorded; without one, the window's last kept failure is the cause.
+//
+// Decision: rates are judged when a failure or a slow call is recorded,
+// and also when a success brings a count window to its minimum number of
+// calls (three failures then two successes, with a minimum of five, is 60%
+// failed), and at every tick of a time window, whose calls can come back
+// up to the minimum through successes alone. Any other success only lowers
+// a rate, so the success path stays a few loads.
+func (b *Breaker) judge(win *window, gen uint64, f failure) {
+	w := b.word.Load()
+	if wordState(w) != StateClosed || wordGen(w) != gen || !b.shouldTrip(win) {
+		return
+	}
+	if f.err == nil {
+		if last := win.lastFail.Load(); last != nil {
+			f = *last
+		}
+	}
+	b.transition(gen, StateClosed, StateOpen, f.err, f.hint)
 }
 
 // counts returns how the breaker takes a report's outcome: as it is, or
@@ -937,16 +992,54 @@ func (b *Breaker) probeDone(gen uint64, r Report) {
 			return
 		}
 		nw := w - wordProbeOne
-		if r.Outcome == Success {
+		success := r.Outcome == Success
+		// Decision: the success count saturates at the number that closes
+		// the breaker. Successes that land between the one that reaches it
+		// and the transition it makes would otherwise carry out of their
+		// field into the generation.
+		if success && wordSuccs(w) < b.cfg.successes {
 			nw += wordSuccOne
 		}
 		if b.word.CompareAndSwap(w, nw) {
-			if r.Outcome == Success && wordSuccs(nw) >= b.cfg.successes {
+			switch {
+			case success && wordSuccs(nw) >= b.cfg.successes:
 				b.transition(gen, StateHalfOpen, StateClosed, nil, 0)
+			case !success && wordProbes(nw) == 0 && wordSuccs(nw) == 0:
+				b.disarm(gen)
 			}
 			return
 		}
 	}
+}
+
+// disarm stops the max-wait timer of a probe round in generation gen once
+// its last probe in flight has been released with no effect (the caller
+// cancelled it, or the upstream asked for less traffic) and no probe has
+// succeeded: the round is back to where it was before its first probe,
+// and the next probe starts it again, timer included.
+//
+// Decision: a probe that reported, whatever it reported, has not hung, and
+// the max wait exists for probes that hang. Leaving the timer armed would
+// reopen the breaker with ErrProbeTimeout, and a longer open time, for a
+// round in which nothing went wrong.
+func (b *Breaker) disarm(gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		w := b.word.Load()
+		if wordGen(w) != gen || wordState(w) != StateHalfOpen || wordProbes(w) != 0 || wordSuccs(w) != 0 || w&wordArmed == 0 {
+			return // a probe came in meanwhile, or the round is over
+		}
+		// A probe admitted from here on arms a new timer, after we unlock.
+		if b.word.CompareAndSwap(w, w&^wordArmed) {
+			break
+		}
+	}
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	b.maxWaitID = 0
 }
 
 // ForceOpen opens the breaker until [Breaker.Reset]: every call is refused
@@ -968,9 +1061,16 @@ func (b *Breaker) Reset() { b.transition(anyGen, numStates, StateClosed, nil, 0)
 // nothing if the breaker has moved on since.
 func (b *Breaker) transition(gen uint64, from, to State, cause error, hint time.Duration) {
 	b.mu.Lock()
+	b.transitionLocked(gen, from, to, cause, hint)
+	b.mu.Unlock()
+	b.dispatch()
+}
+
+// transitionLocked is transition, with b.mu held and the event queued, not
+// delivered.
+func (b *Breaker) transitionLocked(gen uint64, from, to State, cause error, hint time.Duration) {
 	w := b.word.Load()
 	if (gen != anyGen && wordGen(w) != gen) || (from != numStates && wordState(w) != from) {
-		b.mu.Unlock()
 		return
 	}
 	open := time.Duration(0)
@@ -981,8 +1081,6 @@ func (b *Breaker) transition(gen uint64, from, to State, cause error, hint time.
 		open = b.openDurationLocked(hint)
 	}
 	b.enterLocked(to, cause, time.Now(), open, true)
-	b.mu.Unlock()
-	b.dispatch()
 }
 
 // openDurationLocked is how long to stay open now.
@@ -1010,6 +1108,7 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 		b.timer.Stop()
 		b.timer = nil
 	}
+	b.maxWaitID = 0
 	gen := (wordGen(w) + 1) & wordGenMask
 	b.since, b.until = now, time.Time{}
 	switch to {
@@ -1017,11 +1116,15 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 		// Closed always starts with a fresh window: out of open, half-open
 		// or forced open, and also on a Reset of a closed or disabled one.
 		b.rounds, b.prevOpen, b.cause = 0, 0, nil
-		b.freshWindowLocked()
+		b.freshWindowLocked(gen)
 	case StateDisabled:
 		b.cause = nil
 		if from != StateClosed && from != StateDisabled {
-			b.freshWindowLocked()
+			b.freshWindowLocked(gen)
+		} else {
+			// Disabling a closed breaker goes on measuring in its window,
+			// which now counts the new generation's results.
+			b.win.Load().gen.Store(gen)
 		}
 	case StateOpen:
 		b.cause = cause
@@ -1051,11 +1154,13 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 	b.pending = append(b.pending, pendingEvent{ev: ev, snap: b.snapshotLocked(), save: save && b.cfg.store != nil})
 }
 
-// freshWindowLocked replaces the window. The old one is retired, never
-// cleared: a late writer can only touch a window that nobody reads.
-func (b *Breaker) freshWindowLocked() {
+// freshWindowLocked replaces the window with one for generation gen. The
+// old one is retired, never cleared: a late writer can only touch a window
+// that nobody reads. The new window is published before the generation, so
+// whoever holds a permit of gen finds it.
+func (b *Breaker) freshWindowLocked(gen uint64) {
 	b.win.Load().retire()
-	b.win.Store(newWindow(b.cfg))
+	b.win.Store(newWindow(b, gen))
 }
 
 func (b *Breaker) refusalLocked(s State) *OpenError {
@@ -1070,8 +1175,17 @@ func (b *Breaker) armMaxWait(gen uint64) {
 	if wordGen(b.word.Load()) != gen || b.timer != nil {
 		return
 	}
+	b.armings++
+	id := b.armings
+	b.maxWaitID = id
 	b.timer = time.AfterFunc(b.cfg.maxWait, func() {
-		b.transition(gen, StateHalfOpen, StateOpen, ErrProbeTimeout, 0)
+		// A timer disarmed (see disarm) as it fired finds its id gone.
+		b.mu.Lock()
+		if b.maxWaitID == id {
+			b.transitionLocked(gen, StateHalfOpen, StateOpen, ErrProbeTimeout, 0)
+		}
+		b.mu.Unlock()
+		b.dispatch()
 	})
 }
 
@@ -1126,7 +1240,11 @@ func (b *Breaker) metricsLocked(now time.Time) BreakerMetrics {
 	w := b.word.Load()
 	win := b.win.Load()
 	calls, fails, slows := win.counts()
+	tc, tf, tr := b.totals.sum()
 	m := BreakerMetrics{
+		TotalCalls:          tc,
+		TotalFailures:       tf,
+		TotalRejections:     tr,
 		State:               wordState(w),
 		Calls:               int(calls),
 		Failures:            int(fails),

@@ -105,11 +105,16 @@ var defaultExecutor = MustNew()
 // never waits longer than [DefaultMaxDelay]. An invalid option is an error
 // that names it; nothing is built.
 func New(opts ...Option) (*Executor, error) {
-	e := &Executor{
+	// The executor and its refusal cache, in one allocation.
+	a := &struct {
+		Executor
+		rejects rejectCache
+	}{Executor: Executor{
 		attempts: DefaultAttempts,
 		backoff:  DefaultBackoff,
 		jitter:   FullJitter,
-	}
+	}}
+	e := &a.Executor
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("resilient: New: nil option")
@@ -131,7 +136,7 @@ func New(opts ...Option) (*Executor, error) {
 			e.gates = append(e.gates, g)
 		}
 	}
-	e.rejects = new(rejectCache) // this executor's own
+	e.rejects = &a.rejects // this executor's own, not a base's
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
 	e.bare = e.fast && len(e.policies) == 0
@@ -440,6 +445,7 @@ func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) 
 		if (s == StateOpen || s == StateForcedOpen) && ex.fallback == nil {
 			if e := ex.rejects.last.Load(); e != nil {
 				if oe, ok := e.Cause.(*OpenError); ok && oe == br.refusal.Load() {
+					br.totals.reject()
 					return *new(T), e
 				}
 			}
@@ -456,7 +462,9 @@ func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) 
 	v, err := fn(ctx)
 	finished = true
 	if err == nil {
-		if !br.win.Load().calm() { // a calm window is left as it is
+		if br.win.Load().calm() { // a calm window is left as it is
+			br.totals.call(false)
+		} else {
 			br.succeeded(tok)
 		}
 		return v, nil
