@@ -65,7 +65,10 @@ func DedupKeyIgnoring(names ...string) func(*http.Request) string {
 func headerKey(req *http.Request, ignore []string) string {
 	type field struct{ lower, name string }
 	fields := make([]field, 0, len(req.Header))
-	for name := range req.Header {
+	for name, values := range req.Header {
+		if len(values) == 0 {
+			continue // not sent
+		}
 		lower := strings.ToLower(name)
 		if slices.Contains(dedupIgnored, lower) || slices.Contains(ignore, lower) {
 			continue

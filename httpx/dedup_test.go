@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -368,6 +371,8 @@ func TestDefaultDedupKeyIsInjective(t *testing.T) {
 	a := &http.Request{Header: http.Header{"A": {"x", "y"}}}
 	b := &http.Request{Header: http.Header{"A": {"x"}, "a": {"y"}}}
 	assert.Equal(t, DefaultDedupKey(a), DefaultDedupKey(b))
+	// A name without values is not sent.
+	assert.Equal(t, DefaultDedupKey(&http.Request{Header: http.Header{}}), DefaultDedupKey(&http.Request{Header: http.Header{"B": {}}}))
 	// Host overrides are delimited from the headers.
 	c := &http.Request{Host: "h\n1:a", Header: http.Header{}}
 	d := &http.Request{Host: "h", Header: http.Header{"A": {""}}}
@@ -407,4 +412,59 @@ func TestDedupSharesACutBody(t *testing.T) {
 		wg.Wait()
 		assert.Equal(t, 2, f.calls(), "one shared execution")
 	})
+}
+
+// FuzzDefaultDedupKey checks that two requests share a default key exactly
+// when a server would see the same headers in both (names compared
+// case-insensitively, values in the order sent, tracing headers left out),
+// and the same Host override.
+func FuzzDefaultDedupKey(f *testing.F) {
+	f.Add("Authorization:a", "authorization:a", "", "")
+	f.Add("Authorization:a\nauthorization:b", "Authorization:a\nAuthorization:b", "", "")
+	f.Add("X-Api-Key:alice", "X-Api-Key:bob", "", "")
+	f.Add("Traceparent:1", "traceparent:2", "h", "h")
+	f.Add("A:1:x", "A:1\nx:", "", "")
+	f.Add("A:", "", "", "")
+	f.Add("", "", "h\n1:a", "h")
+	f.Fuzz(func(t *testing.T, a, b, hostA, hostB string) {
+		ra := &http.Request{Host: hostA, Header: fuzzHeader(a)}
+		rb := &http.Request{Host: hostB, Header: fuzzHeader(b)}
+		same := hostA == hostB && reflect.DeepEqual(serverView(ra.Header), serverView(rb.Header))
+		if got := DefaultDedupKey(ra) == DefaultDedupKey(rb); got != same {
+			t.Fatalf("headers %q and %q (hosts %q, %q): keys equal %v, server sees the same %v", a, b, hostA, hostB, got, same)
+		}
+	})
+}
+
+// fuzzHeader reads "name:value" lines into a header, names as written.
+func fuzzHeader(s string) http.Header {
+	h := http.Header{}
+	if s == "" {
+		return h
+	}
+	for _, line := range strings.Split(s, "\n") {
+		name, value, _ := strings.Cut(line, ":")
+		h[name] = append(h[name], value)
+	}
+	return h
+}
+
+// serverView is what a server reads of h: per lower-case name, the values
+// in the order net/http writes them (keys sorted as set), tracing headers
+// left out.
+func serverView(h http.Header) map[string][]string {
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	v := map[string][]string{}
+	for _, k := range names {
+		l := strings.ToLower(k)
+		if slices.Contains(dedupIgnored, l) || len(h[k]) == 0 {
+			continue
+		}
+		v[l] = append(v[l], h[k]...)
+	}
+	return v
 }
