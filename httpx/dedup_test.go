@@ -353,7 +353,7 @@ func TestDefaultDedupKeyIsInjective(t *testing.T) {
 		{"A\n1:b": {""}},
 		{"A": {"x"}, "a": {"y"}},
 		{"A": {"y"}, "a": {"x"}},
-		{"A": {"x", "y"}, "B": {}},
+		{"A": {"x", "y"}, "B": {""}},
 		{"B": {"x"}},
 		{"Traceparent": {"x"}, "X-Traceparent": {"x"}},
 	}
