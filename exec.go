@@ -29,6 +29,10 @@ var DefaultBackoff = Exponential(100*time.Millisecond, 5*time.Second)
 // panicked. The panic itself goes on, in the caller's goroutine.
 var ErrPanicked = errors.New("resilient: attempt panicked")
 
+// ErrBadRandom is the [Error.Cause] of a call ended because the source of
+// jitter given to [WithRandom] returned a value outside [0, 1), or NaN.
+var ErrBadRandom = errors.New("resilient: WithRandom: the source returned a value outside [0, 1)")
+
 // ErrAbandoned is the cause (see context.Cause) of a context the library
 // cancels because nobody wants the result of the work running on it any
 // more: a hedged attempt once another attempt of its round has won, or its
@@ -333,7 +337,8 @@ func OnDiscard[T any](release func(T)) Option {
 // WithRandom replaces the source of jitter: random must return uniformly
 // distributed values in [0, 1) and be safe for concurrent use. It serves
 // deterministic tests and simulations; nil restores the default,
-// math/rand/v2's lock-free global generator.
+// math/rand/v2's lock-free global generator. A value outside [0, 1), or NaN,
+// ends the call that drew it with [ErrBadRandom] (and [ReasonPermanent]).
 func WithRandom(random func() float64) Option {
 	return optionFunc(func(e *Executor) error {
 		e.random = random
@@ -563,7 +568,20 @@ type call struct {
 	mark    time.Time // the last clock reading, when timed
 	fresh   bool      // nothing has happened since mark was read
 	history *[]Attempt
-	last    error // last attempt's error, markers removed
+	last    error         // last attempt's error, markers removed
+	hint    time.Duration // the hint that last's error carried
+	// rec is the attempt after plans for: its number, duration and whether
+	// it was a hedge. Its record is made once its wait is known.
+	rec pending
+}
+
+// pending is what after needs, besides the error and outcome, to record
+// an attempt.
+type pending struct {
+	n      int
+	d      time.Duration
+	hedged bool
+	done   bool // already recorded
 }
 
 // first is an attempt already made by the fast path.
@@ -822,35 +840,43 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 		return v, c.fail(ReasonRejected, rejected), ReasonRejected, true
 	}
 	c.last = stripMarkers(err)
+	if err != nil {
+		c.hint = hintOf(err)
+	}
 	switch o {
 	case Success:
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.last, ReasonSuccess, true
 	case Fail:
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonPermanent, nil), ReasonPermanent, true
 	case Ignore:
+		c.observe(err, o, 0, FromBackoff)
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
 	if c.n >= ex.attempts {
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonExhausted, nil), ReasonExhausted, true
 	}
 	if c.ctx.Err() != nil { // our own time limit ended the attempt
+		c.observe(err, o, 0, FromBackoff)
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
-	delay, src, r := c.plan(err)
+	delay, src, r, cause := c.plan(err)
 	if r != ReasonSuccess {
-		return v, c.fail(r, nil), r, true
+		c.observe(err, o, 0, FromBackoff)
+		return v, c.fail(r, cause), r, true
 	}
 	// Gates are asked last, once the wait is settled, so that a budget's
 	// token is only taken for a retry that will really be waited for.
 	if gerr := c.allowRetry(); gerr != nil {
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonRejected, gerr), ReasonRejected, true
 	}
-	if c.history != nil {
-		h := *c.history
-		h[len(h)-1].Delay, h[len(h)-1].Source = delay, src
-	}
+	// The attempt is told of with the wait that follows it.
+	c.observe(err, o, delay, src)
 	if h := ex.hooks.OnRetry; h != nil {
 		h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
 	}
@@ -918,21 +944,29 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 			return *new(T), nil, Ignore, r
 		}
 	}
-	c.observe(c.n, err, o, d, nil, false)
+	c.rec = pending{n: c.n, d: d}
 	return v, err, o, nil
 }
 
-// observe records attempt n in the call's history and tells the hooks.
-// Attempts a policy refused never ran and are not recorded.
-func (c *call) observe(n int, err error, o Outcome, d time.Duration, rejected error, hedged bool) {
-	if rejected != nil {
+// observe records the attempt c.rec, which ended with err and o and is
+// followed by a wait of delay, in the call's history and tells the hooks.
+// Attempts that were refused never ran and are not recorded.
+func (c *call) observe(err error, o Outcome, delay time.Duration, src DelaySource) {
+	c.record(c.rec, err, o, delay, src)
+}
+
+// record is observe for any attempt.
+func (c *call) record(p pending, err error, o Outcome, delay time.Duration, src DelaySource) {
+	h := c.ex.hooks.OnAttempt
+	if (c.history == nil && h == nil) || p.done {
 		return
 	}
-	a := Attempt{Number: n, Duration: d, Err: stripMarkers(err), Outcome: o, Hedged: hedged}
+	a := Attempt{Number: p.n, Duration: p.d, Err: stripMarkers(err), Outcome: o, Hedged: p.hedged,
+		Delay: delay, Source: src, Hint: hintOf(err)}
 	if c.history != nil {
 		*c.history = append(*c.history, a)
 	}
-	if h := c.ex.hooks.OnAttempt; h != nil {
+	if h != nil {
 		h(AttemptEvent{Name: c.ex.name, Attempt: a})
 	}
 }
@@ -998,12 +1032,17 @@ func releaseAll(policies []Policy, permits []Permit, r Report) {
 
 // plan computes the wait before the next attempt, or the reason to stop now
 // instead of waiting.
-func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
+func (c *call) plan(err error) (time.Duration, DelaySource, Reason, error) {
 	ex := c.ex
 	u := 0.0
 	if ex.jitter.kind != jitterNone {
 		if ex.random != nil {
 			u = ex.random()
+			if !(u >= 0 && u < 1) {
+				// Decision: a broken source is an error that says so, not
+				// waits of zero that would retry at once in a burst.
+				return 0, FromBackoff, ReasonPermanent, fmt.Errorf("%w: got %v", ErrBadRandom, u)
+			}
 		} else {
 			u = rand.Float64()
 		}
@@ -1016,7 +1055,7 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
 	// into a retry the upstream asked us not to make.
 	if hint := hintOf(err); hint > 0 {
 		if hint > ex.maxDelay {
-			return 0, FromHint, ReasonHintTooLong
+			return 0, FromHint, ReasonHintTooLong, nil
 		}
 		if hint > delay {
 			// Many callers handed the same hint (an HTTP-date has a
@@ -1029,12 +1068,12 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
 	// Decision (DESIGN 8): never sleep into a wait the next attempt could
 	// not start after; return the last result now.
 	if dl, ok := c.parent.Deadline(); ok && time.Until(dl) <= delay {
-		return 0, src, ReasonDeadline
+		return 0, src, ReasonDeadline, nil
 	}
 	if ex.maxElapsed > 0 && time.Since(c.start)+delay >= ex.maxElapsed {
-		return 0, src, ReasonMaxElapsed
+		return 0, src, ReasonMaxElapsed, nil
 	}
-	return delay, src, ReasonSuccess
+	return delay, src, ReasonSuccess, nil
 }
 
 // wait sleeps d, or less if the call's context ends first (then false). No
@@ -1089,5 +1128,5 @@ func joinCause(err, cause error) error {
 }
 
 func (c *call) fail(r Reason, cause error) error {
-	return &Error{Name: c.ex.name, Attempts: c.n, Reason: r, Last: c.last, Cause: cause}
+	return &Error{Name: c.ex.name, Attempts: c.n, Reason: r, Last: c.last, Cause: cause, Hint: c.hint}
 }

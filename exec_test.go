@@ -589,7 +589,7 @@ func TestDoResult(t *testing.T) {
 		assert.Equal(t, 6*time.Second, r.Elapsed)
 		require.Len(t, r.History, 3)
 		assert.Equal(t, Attempt{Number: 1, Err: errFlaky, Outcome: Retry, Delay: time.Second, Source: FromBackoff}, r.History[0])
-		assert.Equal(t, Attempt{Number: 2, Err: errFlaky, Outcome: Retry, Delay: 5 * time.Second, Source: FromHint}, r.History[1])
+		assert.Equal(t, Attempt{Number: 2, Err: errFlaky, Outcome: Retry, Delay: 5 * time.Second, Source: FromHint, Hint: 5 * time.Second}, r.History[1])
 		assert.Equal(t, Attempt{Number: 3, Outcome: Success}, r.History[2])
 	})
 }
@@ -800,4 +800,86 @@ func TestDoHintSpreadAboveNeverBelow(t *testing.T) {
 			assert.Equal(t, tc.want, time.Since(start))
 		})
 	}
+}
+
+// TestHintThatEndsTheCallIsKept (issue 14 item 6): a hint beyond the cap,
+// or past the deadline, ends the call at once, and the error and the
+// attempt's record keep it, so that the caller can pass it on.
+func TestHintThatEndsTheCallIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := DoResult(t.Context(), func(context.Context) (int, error) {
+			return 1, RetryAfter(errFlaky, 30*time.Minute)
+		}, WithMaxDelay(time.Minute))
+		var rerr *Error
+		require.ErrorAs(t, r.Err, &rerr)
+		assert.Equal(t, ReasonHintTooLong, rerr.Reason)
+		assert.Equal(t, 30*time.Minute, rerr.Hint)
+		require.Len(t, r.History, 1)
+		assert.Equal(t, Attempt{Number: 1, Err: errFlaky, Outcome: Retry, Hint: 30 * time.Minute}, r.History[0])
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err := Do(ctx, func(context.Context) (int, error) { return 1, RetryAfter(errFlaky, 5*time.Second) })
+		require.ErrorAs(t, err, &rerr)
+		assert.Equal(t, ReasonDeadline, rerr.Reason)
+		assert.Equal(t, 5*time.Second, rerr.Hint)
+
+		_, err = Do(t.Context(), func(context.Context) (int, error) { return 1, errFlaky }, WithAttempts(1))
+		require.ErrorAs(t, err, &rerr)
+		assert.Zero(t, rerr.Hint, "no hint, none kept")
+	})
+}
+
+// TestHooksSeeTheWait (issue 14 item 7): OnAttempt tells of the wait that
+// follows the attempt and where it came from, a server's hint included,
+// with or without hedging.
+func TestHooksSeeTheWait(t *testing.T) {
+	for name, opts := range map[string][]Option{
+		"plain":  nil,
+		"hedged": {WithHedge(time.Hour, 2)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var got []Attempt
+				ex := MustNew(append(opts, WithBackoff(Constant(100*time.Millisecond)), WithRandom(func() float64 { return 0.5 }),
+					WithHooks(Hooks{OnAttempt: func(e AttemptEvent) { got = append(got, e.Attempt) }}))...)
+				calls := 0
+				_, err := DoHedged(t.Context(), script(&calls, RetryAfter(errFlaky, time.Second), errFlaky), ex)
+				require.NoError(t, err)
+				require.Len(t, got, 3)
+				assert.Equal(t, 1100*time.Millisecond, got[0].Delay, "the hint, spread by jitter above it")
+				assert.Equal(t, FromHint, got[0].Source)
+				assert.Equal(t, time.Second, got[0].Hint)
+				assert.Equal(t, 50*time.Millisecond, got[1].Delay, "full jitter: half of 100ms")
+				assert.Equal(t, FromBackoff, got[1].Source)
+				assert.Zero(t, got[2].Delay, "none after the last")
+			})
+		})
+	}
+}
+
+// TestBadRandom (issue 14 item 9): a jitter source out of [0, 1) ends the
+// call with ErrBadRandom instead of silently waiting nothing.
+func TestBadRandom(t *testing.T) {
+	for _, u := range []float64{1, 1.5, -0.1, nan()} {
+		t.Run(fmt.Sprint(u), func(t *testing.T) {
+			calls := 0
+			v, err := Do(context.Background(), script(&calls, errFlaky, errFlaky), WithRandom(func() float64 { return u }))
+			assert.Equal(t, 1, calls, "no retry on a broken source")
+			assert.Equal(t, 1, v, "the last value")
+			assert.ErrorIs(t, err, ErrBadRandom)
+			assert.ErrorIs(t, err, errFlaky)
+			var rerr *Error
+			require.ErrorAs(t, err, &rerr)
+			assert.Equal(t, ReasonPermanent, rerr.Reason)
+		})
+	}
+	for _, u := range []float64{0, 0.999999} {
+		calls := 0
+		_, err := Do(context.Background(), script(&calls, errFlaky), WithRandom(func() float64 { return u }), WithBackoff(Constant(time.Millisecond)))
+		assert.NoError(t, err, "%v is in range", u)
+	}
+	calls := 0
+	_, err := Do(context.Background(), script(&calls, errFlaky), WithRandom(func() float64 { return 2 }), WithJitter(NoJitter), noWait())
+	assert.NoError(t, err, "without jitter the source is never asked")
 }

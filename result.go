@@ -16,7 +16,9 @@ const (
 	ReasonSuccess Reason = iota
 	// ReasonExhausted: every allowed attempt was made and the last one failed.
 	ReasonExhausted
-	// ReasonPermanent: an attempt failed in a way classified [Fail].
+	// ReasonPermanent: an attempt failed in a way classified [Fail], or
+	// the executor could not go on (its [WithRandom] source returned a
+	// value outside [0, 1): [ErrBadRandom]).
 	ReasonPermanent
 	// ReasonCanceled: the caller's context was cancelled.
 	ReasonCanceled
@@ -102,6 +104,10 @@ type Error struct {
 	// Cause is what stopped the call when that is not Last itself: the
 	// context's cause, or a policy's rejection. Nil otherwise.
 	Cause error
+	// Hint is the wait the upstream asked for with Last (see [RetryAfter]),
+	// 0 if none. With [ReasonHintTooLong] it is the hint that ended the
+	// call, which a caller may pass on (as its own Retry-After).
+	Hint time.Duration
 }
 
 func (e *Error) sentinel() error {
@@ -199,6 +205,9 @@ type Attempt struct {
 	// Source where it came from.
 	Delay  time.Duration
 	Source DelaySource
+	// Hint is the wait the upstream asked for with Err (see [RetryAfter]),
+	// 0 if none; it is kept also when it ended the call.
+	Hint time.Duration
 }
 
 // Result is the whole story of one call, as returned by [DoResult].
