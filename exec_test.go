@@ -883,3 +883,92 @@ func TestBadRandom(t *testing.T) {
 	_, err := Do(context.Background(), script(&calls, errFlaky), WithRandom(func() float64 { return 2 }), WithJitter(NoJitter), noWait())
 	assert.NoError(t, err, "without jitter the source is never asked")
 }
+
+// TestErrorText (issue 14 item 8): the text of a call's error says each
+// thing once.
+func TestErrorText(t *testing.T) {
+	errBoom := errors.New("boom")
+	stop := errors.New("shutting down")
+	cases := []struct {
+		name string
+		call func(ctx context.Context) error
+		want string
+	}{
+		{"exhausted", func(ctx context.Context) error {
+			_, err := Do(ctx, func(context.Context) (int, error) { return 0, errBoom }, WithName("users"), noWait())
+			return err
+		}, "resilient: users: gave up after 3 attempts (exhausted): boom"},
+		{"permanent", func(ctx context.Context) error {
+			_, err := Do(ctx, func(context.Context) (int, error) { return 0, Permanent(errBoom) })
+			return err
+		}, "resilient: stopped after 1 attempt (permanent): boom"},
+		{"deadline in the attempt", func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() })
+			return err
+		}, "resilient: stopped after 1 attempt (deadline): context deadline exceeded"},
+		{"deadline, wrapped by fn", func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) {
+				<-ctx.Done()
+				return 0, fmt.Errorf("get users: %w", ctx.Err())
+			})
+			return err
+		}, "resilient: stopped after 1 attempt (deadline): get users: context deadline exceeded"},
+		{"next attempt past the deadline", func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom }, WithBackoff(Constant(time.Hour)))
+			return err
+		}, "resilient: stopped after 1 attempt (deadline): boom"},
+		{"cancelled with a cause in the attempt", func(ctx context.Context) error {
+			ctx, cancel := context.WithCancelCause(ctx)
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { cancel(stop); return 0, ctx.Err() })
+			return err
+		}, "resilient: stopped after 1 attempt (canceled): context canceled: shutting down"},
+		{"cancelled with a cause in the wait", func(ctx context.Context) error {
+			ctx, cancel := context.WithCancelCause(ctx)
+			time.AfterFunc(time.Second, func() { cancel(stop) })
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom }, WithBackoff(Constant(time.Hour)))
+			return err
+		}, "resilient: stopped after 1 attempt (canceled): context canceled: shutting down: boom"},
+		{"retry refused by the breaker the attempt opened", func(ctx context.Context) error {
+			br := MustNewBreaker(WithConsecutiveFailures(1), WithOpenDuration(30*time.Second))
+			defer br.Reset()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom }, WithBreaker(br))
+			return err
+		}, `resilient: stopped after 1 attempt (rejected): resilient: breaker: open, retry in 30s: boom`},
+		{"refused before the first attempt", func(ctx context.Context) error {
+			br := MustNewBreaker(WithBreakerName("users"))
+			br.ForceOpen()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, nil }, WithBreaker(br))
+			return err
+		}, `resilient: no attempt made (rejected): resilient: breaker "users": forced-open`},
+		{"retry refused by a gate", func(ctx context.Context) error {
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom },
+				WithPolicy(&gate{allow: func(int) error { return errNo }}))
+			return err
+		}, "resilient: stopped after 1 attempt (rejected): no: boom"},
+		{"hint too long", func(ctx context.Context) error {
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, RetryAfter(errBoom, 30*time.Minute) })
+			return err
+		}, "resilient: stopped after 1 attempt (retry-after too long: 30m0s): boom"},
+		{"max elapsed in the attempt", func(ctx context.Context) error {
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() }, WithMaxElapsed(time.Second))
+			return err
+		}, "resilient: stopped after 1 attempt (max elapsed): context deadline exceeded"},
+		{"bad random", func(ctx context.Context) error {
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom }, WithRandom(func() float64 { return 1 }))
+			return err
+		}, "resilient: stopped after 1 attempt (permanent): resilient: WithRandom: the source returned a value outside [0, 1): got 1: boom"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				assert.EqualError(t, tc.call(t.Context()), tc.want)
+			})
+		})
+	}
+}

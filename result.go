@@ -130,6 +130,13 @@ func (e *Error) sentinel() error {
 
 // Error reads, for example,
 // "resilient: users: gave up after 3 attempts (exhausted): connection reset".
+//
+// Decision: the text says each thing once. The cause and the last error
+// often tell the same story (a deadline that ended an attempt is both; an
+// open breaker's refusal ends with the failure that opened it, often the
+// last attempt's own): when the text of one already ends with the other's,
+// or the cause wraps the last error, only the one that says more is
+// written. Both stay in the fields, and errors.Is and errors.As see both.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("resilient: ")
@@ -145,16 +152,41 @@ func (e *Error) Error() string {
 	default:
 		fmt.Fprintf(&b, "gave up after %d attempts", e.Attempts)
 	}
-	fmt.Fprintf(&b, " (%s)", e.Reason)
-	if e.Cause != nil {
+	b.WriteString(" (")
+	b.WriteString(e.Reason.String())
+	if e.Reason == ReasonHintTooLong && e.Hint > 0 {
 		b.WriteString(": ")
-		b.WriteString(e.Cause.Error())
+		b.WriteString(e.Hint.String())
+	}
+	b.WriteByte(')')
+	var cause, last string
+	if e.Cause != nil {
+		cause = e.Cause.Error()
 	}
 	if e.Last != nil {
-		b.WriteString(": ")
-		b.WriteString(e.Last.Error())
+		last = e.Last.Error()
+	}
+	if e.Cause != nil && e.Last != nil {
+		switch {
+		case says(cause, last) || errors.Is(e.Cause, e.Last):
+			last = ""
+		case says(last, cause):
+			cause = ""
+		}
+	}
+	for _, s := range [...]string{cause, last} {
+		if s != "" {
+			b.WriteString(": ")
+			b.WriteString(s)
+		}
 	}
 	return b.String()
+}
+
+// says reports whether the text s already says t: it is t, or ends with it
+// as the last element of a chain of messages.
+func says(s, t string) bool {
+	return s == t || strings.HasSuffix(s, ": "+t)
 }
 
 // Unwrap returns the reason's sentinel, the cause and the last error, those
