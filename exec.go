@@ -90,9 +90,50 @@ type Option interface {
 
 type optionFunc func(*Executor) error
 
+// ErrInvalidOption is matched (with [errors.Is]) by every [*OptionError].
+var ErrInvalidOption = errors.New("resilient: invalid option")
+
+// OptionError is the error of an invalid option, or of an invalid argument
+// of a constructor, as returned by [New], [NewBreaker] and the other
+// constructors of the package (and by [Do] given invalid options). It
+// names the option and says what is wrong with it, for example
+// "resilient: WithAttempts: n must be >= 1 or Unlimited, got 0". It matches
+// [ErrInvalidOption]. A constructor given several invalid options reports
+// every one, joined with [errors.Join]; errors.As finds the first.
+type OptionError struct {
+	// Option is the option's name, such as "WithAttempts", or the
+	// constructor's (such as "New" for a nil option).
+	Option string
+	// Err says what is wrong.
+	Err error
+}
+
+func (e *OptionError) Error() string { return "resilient: " + e.Option + ": " + e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrInvalidOption].
+func (e *OptionError) Is(target error) bool { return target == ErrInvalidOption }
+
+func optionError(option, format string, args ...any) error {
+	return &OptionError{Option: option, Err: fmt.Errorf(format, args...)}
+}
+
+// joinErrors returns nil, the one error of errs, or all of them joined.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
 func (f optionFunc) apply(e *Executor) error { return f(e) }
 
 func (e *Executor) apply(dst *Executor) error {
+	if e == nil {
+		return optionError("New", "nil *Executor given as an option")
+	}
 	*dst = *e
 	// Later options append to these: never into the shared arrays.
 	dst.policies = dst.policies[:len(dst.policies):len(dst.policies)]
@@ -119,13 +160,16 @@ func New(opts ...Option) (*Executor, error) {
 		jitter:   FullJitter,
 	}}
 	e := &a.Executor
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: New: nil option")
+			errs = append(errs, optionError("New", "nil option"))
+		} else if err := o.apply(e); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o.apply(e); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if e.maxDelay == 0 {
 		e.maxDelay = max(DefaultMaxDelay, e.backoff.max)
@@ -189,7 +233,7 @@ func WithAttempts(n int) Option {
 		case n >= 1:
 			e.attempts = n
 		default:
-			return fmt.Errorf("resilient: WithAttempts: n must be >= 1 or Unlimited, got %d", n)
+			return optionError("WithAttempts", "n must be >= 1 or Unlimited, got %d", n)
 		}
 		return nil
 	})
@@ -202,7 +246,7 @@ func WithAttempts(n int) Option {
 func WithBackoff(b Backoff) Option {
 	return optionFunc(func(e *Executor) error {
 		if b.err != nil {
-			return fmt.Errorf("resilient: WithBackoff: %w", b.err)
+			return &OptionError{Option: "WithBackoff", Err: b.err}
 		}
 		e.backoff = b
 		return nil
@@ -215,7 +259,7 @@ func WithBackoff(b Backoff) Option {
 func WithJitter(j Jitter) Option {
 	return optionFunc(func(e *Executor) error {
 		if err := j.validate(); err != nil {
-			return fmt.Errorf("resilient: WithJitter: %w", err)
+			return &OptionError{Option: "WithJitter", Err: err}
 		}
 		e.jitter = j
 		return nil
@@ -231,7 +275,7 @@ func WithJitter(j Jitter) Option {
 func WithMaxDelay(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithMaxDelay: d must be > 0, got %v", d)
+			return optionError("WithMaxDelay", "d must be > 0, got %v", d)
 		}
 		e.maxDelay = d
 		return nil
@@ -246,7 +290,7 @@ func WithMaxDelay(d time.Duration) Option {
 func WithMaxElapsed(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithMaxElapsed: d must be > 0, got %v", d)
+			return optionError("WithMaxElapsed", "d must be > 0, got %v", d)
 		}
 		e.maxElapsed = d
 		return nil
@@ -261,7 +305,7 @@ func WithMaxElapsed(d time.Duration) Option {
 func WithAttemptTimeout(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithAttemptTimeout: d must be > 0, got %v", d)
+			return optionError("WithAttemptTimeout", "d must be > 0, got %v", d)
 		}
 		e.attemptTimeout = d
 		return nil
@@ -352,7 +396,7 @@ func WithPolicy(ps ...Policy) Option {
 	return optionFunc(func(e *Executor) error {
 		for _, p := range ps {
 			if p == nil {
-				return errors.New("resilient: WithPolicy: nil policy")
+				return optionError("WithPolicy", "nil policy")
 			}
 		}
 		e.policies = append(e.policies[:len(e.policies):len(e.policies)], ps...)
@@ -546,6 +590,9 @@ func DoResult[T any](ctx context.Context, fn func(context.Context) (T, error), o
 // Run calls fn with the executor's policy, as [Do] does, for calls that
 // return no value.
 func (e *Executor) Run(ctx context.Context, fn func(context.Context) error) error {
+	if e == nil {
+		return errors.New("resilient: Run: nil *Executor")
+	}
 	if fn == nil {
 		return ErrNilFunc
 	}

@@ -972,3 +972,75 @@ func TestErrorText(t *testing.T) {
 		})
 	}
 }
+
+// TestOptionErrors (issue 14 item 9): invalid options can be told apart by
+// code: an *OptionError names the option and matches ErrInvalidOption, and
+// a constructor given several reports every one.
+func TestOptionErrors(t *testing.T) {
+	named := func(t *testing.T, err error, options ...string) {
+		t.Helper()
+		require.Error(t, err)
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		var oe *OptionError
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, options[0], oe.Option, "errors.As finds the first")
+		var all []string
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				require.ErrorAs(t, e, &oe)
+				all = append(all, oe.Option)
+			}
+		} else {
+			all = append(all, oe.Option)
+		}
+		assert.Equal(t, options, all)
+	}
+	calls := 0
+	fn := script(&calls)
+
+	_, err := New(WithAttempts(0), WithMaxDelay(time.Second), nil, WithJitter(ProportionalJitter(2)), WithBackoff(Constant(-1)))
+	named(t, err, "WithAttempts", "New", "WithJitter", "WithBackoff")
+	assert.ErrorContains(t, err, "resilient: WithAttempts: n must be >= 1 or Unlimited, got 0\nresilient: New: nil option\n")
+	_, err = Do(context.Background(), fn, WithMaxElapsed(0), WithHedge(0, 1))
+	named(t, err, "WithMaxElapsed", "WithHedge")
+	assert.Zero(t, calls)
+	_, err = New(WithAttempts(-3))
+	named(t, err, "WithAttempts")
+	assert.EqualError(t, err, "resilient: WithAttempts: n must be >= 1 or Unlimited, got -3", "one error alone is not joined")
+
+	_, err = NewBreaker(WithFailureRate(2), WithCountWindow(0), nil)
+	named(t, err, "WithFailureRate", "WithCountWindow", "NewBreaker")
+	_, err = NewBreaker(WithCountWindow(5), WithMinCalls(6))
+	named(t, err, "WithMinCalls")
+	_, err = NewThrottle(WithAcceptMultiplier(0), WithThrottleWindow(0))
+	named(t, err, "WithAcceptMultiplier", "WithThrottleWindow")
+	_, err = NewGroup[string, int](WithSharedTimeout(0), nil)
+	named(t, err, "WithSharedTimeout", "NewGroup")
+	_, err = NewGroup[string, int](WithCopy(func(s string) string { return s }))
+	named(t, err, "WithCopy")
+	_, err = NewBulkhead(1, WithSlotWait(-1), nil)
+	named(t, err, "WithSlotWait", "NewBulkhead")
+	_, err = NewBreakers(0, time.Second)
+	named(t, err, "NewBreakers")
+}
+
+// TestNilExecutorOption (issue 13 item 10, the core's half): a nil
+// *Executor given as an option is an error, never a panic, and nothing is
+// called.
+func TestNilExecutorOption(t *testing.T) {
+	var nilEx *Executor
+	calls := 0
+	fn := script(&calls)
+	ctx := context.Background()
+	_, err := New(nilEx)
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = Do(ctx, fn, nilEx)
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = Do(ctx, fn, MustNew(), WithAttempts(2), nilEx)
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = DoHedged(ctx, fn, nilEx)
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	assert.ErrorIs(t, DoResult(ctx, fn, nilEx).Err, ErrInvalidOption)
+	assert.Error(t, nilEx.Run(ctx, func(context.Context) error { calls++; return nil }))
+	assert.Zero(t, calls)
+}

@@ -3,7 +3,6 @@ package resilient
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -121,7 +120,7 @@ func WithoutHedging() Option {
 func WithAdaptiveHedge(percentile float64, initial time.Duration, maxInFlight int) Option {
 	return optionFunc(func(e *Executor) error {
 		if !(percentile > 0 && percentile < 1) {
-			return fmt.Errorf("resilient: WithAdaptiveHedge: percentile must be in (0, 1), got %v", percentile)
+			return optionError("WithAdaptiveHedge", "percentile must be in (0, 1), got %v", percentile)
 		}
 		if err := validHedge("WithAdaptiveHedge", initial, maxInFlight); err != nil {
 			return err
@@ -133,10 +132,10 @@ func WithAdaptiveHedge(percentile float64, initial time.Duration, maxInFlight in
 
 func validHedge(name string, after time.Duration, maxInFlight int) error {
 	if after <= 0 {
-		return fmt.Errorf("resilient: %s: delay must be > 0, got %v", name, after)
+		return optionError(name, "delay must be > 0, got %v", after)
 	}
 	if maxInFlight < 2 {
-		return fmt.Errorf("resilient: %s: maxInFlight must be >= 2, got %d", name, maxInFlight)
+		return optionError(name, "maxInFlight must be >= 2, got %d", maxInFlight)
 	}
 	return nil
 }
