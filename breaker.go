@@ -334,13 +334,16 @@ func newBreakerConfig(opts []BreakerOption) (*breakerConfig, error) {
 		probes:      DefaultHalfOpenProbes,
 		maxWait:     DefaultHalfOpenMaxWait,
 	}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewBreaker: nil option")
+			errs = append(errs, optionError("NewBreaker", "nil option"))
+		} else if err := o.applyBreaker(c); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o.applyBreaker(c); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if c.minCalls == 0 {
 		c.minCalls = DefaultMinCalls
@@ -348,16 +351,16 @@ func newBreakerConfig(opts []BreakerOption) (*breakerConfig, error) {
 			c.minCalls = min(c.minCalls, c.countN)
 		}
 	} else if c.countN > 0 && c.minCalls > c.countN {
-		return nil, fmt.Errorf("resilient: WithMinCalls: n must not exceed the count window (%d), got %d", c.countN, c.minCalls)
+		return nil, optionError("WithMinCalls", "n must not exceed the count window (%d), got %d", c.countN, c.minCalls)
 	}
 	if c.backoffMax > 0 && c.backoffMax < c.openDur {
-		return nil, fmt.Errorf("resilient: WithOpenBackoff: max must be >= the open duration (%v), got %v", c.openDur, c.backoffMax)
+		return nil, optionError("WithOpenBackoff", "max must be >= the open duration (%v), got %v", c.openDur, c.backoffMax)
 	}
 	if c.successes == 0 {
 		c.successes = c.probes
 	}
 	if c.store != nil && c.name == "" {
-		return nil, errors.New("resilient: WithStore: the breaker needs a name (WithBreakerName) to be stored under")
+		return nil, optionError("WithStore", "the breaker needs a name (WithBreakerName) to be stored under")
 	}
 	c.listeners = c.listeners[:len(c.listeners):len(c.listeners)]
 	return c, nil
@@ -374,7 +377,7 @@ func WithBreakerName(name string) BreakerOption {
 
 func validRate(opt, what string, r float64) error {
 	if !(r > 0 && r <= 1) {
-		return fmt.Errorf("resilient: %s: %s must be in (0, 1], got %v", opt, what, r)
+		return optionError(opt, "%s must be in (0, 1], got %v", what, r)
 	}
 	return nil
 }
@@ -402,7 +405,7 @@ func WithFailureRate(rate float64) BreakerOption {
 func WithSlowCalls(threshold time.Duration, rate float64) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if threshold <= 0 {
-			return fmt.Errorf("resilient: WithSlowCalls: threshold must be > 0, got %v", threshold)
+			return optionError("WithSlowCalls", "threshold must be > 0, got %v", threshold)
 		}
 		if err := validRate("WithSlowCalls", "rate", rate); err != nil {
 			return err
@@ -418,7 +421,7 @@ func WithSlowCalls(threshold time.Duration, rate float64) BreakerOption {
 func WithConsecutiveFailures(n int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: WithConsecutiveFailures: n must be >= 1, got %d", n)
+			return optionError("WithConsecutiveFailures", "n must be >= 1, got %d", n)
 		}
 		c.consecutive = int64(n)
 		return nil
@@ -431,7 +434,7 @@ func WithConsecutiveFailures(n int) BreakerOption {
 func WithCountWindow(n int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if n < 1 || n > MaxCountWindow {
-			return fmt.Errorf("resilient: WithCountWindow: n must be in [1, %d], got %d", MaxCountWindow, n)
+			return optionError("WithCountWindow", "n must be in [1, %d], got %d", MaxCountWindow, n)
 		}
 		c.countN, c.timeD, c.buckets = n, 0, 0
 		return nil
@@ -452,11 +455,11 @@ func WithTimeWindow(d time.Duration, buckets int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		switch {
 		case d <= 0:
-			return fmt.Errorf("resilient: WithTimeWindow: d must be > 0, got %v", d)
+			return optionError("WithTimeWindow", "d must be > 0, got %v", d)
 		case buckets < 1 || buckets > MaxTimeBuckets:
-			return fmt.Errorf("resilient: WithTimeWindow: buckets must be in [1, %d], got %d", MaxTimeBuckets, buckets)
+			return optionError("WithTimeWindow", "buckets must be in [1, %d], got %d", MaxTimeBuckets, buckets)
 		case d/time.Duration(buckets) < time.Millisecond:
-			return fmt.Errorf("resilient: WithTimeWindow: a bucket (d/buckets) must be at least 1ms, got %v", d/time.Duration(buckets))
+			return optionError("WithTimeWindow", "a bucket (d/buckets) must be at least 1ms, got %v", d/time.Duration(buckets))
 		}
 		c.countN, c.timeD, c.buckets = 0, d, buckets
 		return nil
@@ -470,7 +473,7 @@ func WithTimeWindow(d time.Duration, buckets int) BreakerOption {
 func WithMinCalls(n int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: WithMinCalls: n must be >= 1, got %d", n)
+			return optionError("WithMinCalls", "n must be >= 1, got %d", n)
 		}
 		c.minCalls = n
 		return nil
@@ -483,7 +486,7 @@ func WithMinCalls(n int) BreakerOption {
 func WithOpenDuration(d time.Duration) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithOpenDuration: d must be > 0, got %v", d)
+			return optionError("WithOpenDuration", "d must be > 0, got %v", d)
 		}
 		c.openDur = d
 		return nil
@@ -499,10 +502,10 @@ func WithOpenDuration(d time.Duration) BreakerOption {
 func WithOpenBackoff(max time.Duration, j Jitter) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if max <= 0 {
-			return fmt.Errorf("resilient: WithOpenBackoff: max must be > 0, got %v", max)
+			return optionError("WithOpenBackoff", "max must be > 0, got %v", max)
 		}
 		if err := j.validate(); err != nil {
-			return fmt.Errorf("resilient: WithOpenBackoff: %w", err)
+			return &OptionError{Option: "WithOpenBackoff", Err: err}
 		}
 		c.backoffMax, c.backoffJitter = max, j
 		return nil
@@ -523,7 +526,7 @@ func WithOpenBackoff(max time.Duration, j Jitter) BreakerOption {
 func WithOpenFromHint(max time.Duration) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if max <= 0 {
-			return fmt.Errorf("resilient: WithOpenFromHint: max must be > 0, got %v", max)
+			return optionError("WithOpenFromHint", "max must be > 0, got %v", max)
 		}
 		c.hintMax = max
 		return nil
@@ -536,7 +539,7 @@ func WithOpenFromHint(max time.Duration) BreakerOption {
 func WithHalfOpenProbes(n int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if n < 1 || n > MaxProbes {
-			return fmt.Errorf("resilient: WithHalfOpenProbes: n must be in [1, %d], got %d", MaxProbes, n)
+			return optionError("WithHalfOpenProbes", "n must be in [1, %d], got %d", MaxProbes, n)
 		}
 		c.probes = n
 		return nil
@@ -550,7 +553,7 @@ func WithHalfOpenProbes(n int) BreakerOption {
 func WithHalfOpenSuccesses(m int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if m < 1 || m > MaxProbes {
-			return fmt.Errorf("resilient: WithHalfOpenSuccesses: m must be in [1, %d], got %d", MaxProbes, m)
+			return optionError("WithHalfOpenSuccesses", "m must be in [1, %d], got %d", MaxProbes, m)
 		}
 		c.successes = m
 		return nil
@@ -566,7 +569,7 @@ func WithHalfOpenSuccesses(m int) BreakerOption {
 func WithHalfOpenMaxWait(d time.Duration) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithHalfOpenMaxWait: d must be > 0, got %v", d)
+			return optionError("WithHalfOpenMaxWait", "d must be > 0, got %v", d)
 		}
 		c.maxWait = d
 		return nil
@@ -585,7 +588,7 @@ func WithHalfOpenMaxWait(d time.Duration) BreakerOption {
 func WithStateListener(fn func(Transition)) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if fn == nil {
-			return errors.New("resilient: WithStateListener: nil listener")
+			return optionError("WithStateListener", "nil listener")
 		}
 		c.listeners = append(c.listeners[:len(c.listeners):len(c.listeners)], fn)
 		return nil
@@ -597,7 +600,7 @@ func WithStateListener(fn func(Transition)) BreakerOption {
 func WithBreaker(br *Breaker) Option {
 	return optionFunc(func(e *Executor) error {
 		if br == nil {
-			return errors.New("resilient: WithBreaker: nil breaker")
+			return optionError("WithBreaker", "nil breaker")
 		}
 		return WithPolicy(br).apply(e)
 	})

@@ -29,6 +29,10 @@ var DefaultBackoff = Exponential(100*time.Millisecond, 5*time.Second)
 // panicked. The panic itself goes on, in the caller's goroutine.
 var ErrPanicked = errors.New("resilient: attempt panicked")
 
+// ErrBadRandom is the [Error.Cause] of a call ended because the source of
+// jitter given to [WithRandom] returned a value outside [0, 1), or NaN.
+var ErrBadRandom = errors.New("resilient: WithRandom: the source returned a value outside [0, 1)")
+
 // ErrAbandoned is the cause (see context.Cause) of a context the library
 // cancels because nobody wants the result of the work running on it any
 // more: a hedged attempt once another attempt of its round has won, or its
@@ -86,9 +90,50 @@ type Option interface {
 
 type optionFunc func(*Executor) error
 
+// ErrInvalidOption is matched (with [errors.Is]) by every [*OptionError].
+var ErrInvalidOption = errors.New("resilient: invalid option")
+
+// OptionError is the error of an invalid option, or of an invalid argument
+// of a constructor, as returned by [New], [NewBreaker] and the other
+// constructors of the package (and by [Do] given invalid options). It
+// names the option and says what is wrong with it, for example
+// "resilient: WithAttempts: n must be >= 1 or Unlimited, got 0". It matches
+// [ErrInvalidOption]. A constructor given several invalid options reports
+// every one, joined with [errors.Join]; errors.As finds the first.
+type OptionError struct {
+	// Option is the option's name, such as "WithAttempts", or the
+	// constructor's (such as "New" for a nil option).
+	Option string
+	// Err says what is wrong.
+	Err error
+}
+
+func (e *OptionError) Error() string { return "resilient: " + e.Option + ": " + e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrInvalidOption].
+func (e *OptionError) Is(target error) bool { return target == ErrInvalidOption }
+
+func optionError(option, format string, args ...any) error {
+	return &OptionError{Option: option, Err: fmt.Errorf(format, args...)}
+}
+
+// joinErrors returns nil, the one error of errs, or all of them joined.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
 func (f optionFunc) apply(e *Executor) error { return f(e) }
 
 func (e *Executor) apply(dst *Executor) error {
+	if e == nil {
+		return optionError("New", "nil *Executor given as an option")
+	}
 	*dst = *e
 	// Later options append to these: never into the shared arrays.
 	dst.policies = dst.policies[:len(dst.policies):len(dst.policies)]
@@ -115,13 +160,16 @@ func New(opts ...Option) (*Executor, error) {
 		jitter:   FullJitter,
 	}}
 	e := &a.Executor
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: New: nil option")
+			errs = append(errs, optionError("New", "nil option"))
+		} else if err := o.apply(e); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o.apply(e); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if e.maxDelay == 0 {
 		e.maxDelay = max(DefaultMaxDelay, e.backoff.max)
@@ -185,7 +233,7 @@ func WithAttempts(n int) Option {
 		case n >= 1:
 			e.attempts = n
 		default:
-			return fmt.Errorf("resilient: WithAttempts: n must be >= 1 or Unlimited, got %d", n)
+			return optionError("WithAttempts", "n must be >= 1 or Unlimited, got %d", n)
 		}
 		return nil
 	})
@@ -198,7 +246,7 @@ func WithAttempts(n int) Option {
 func WithBackoff(b Backoff) Option {
 	return optionFunc(func(e *Executor) error {
 		if b.err != nil {
-			return fmt.Errorf("resilient: WithBackoff: %w", b.err)
+			return &OptionError{Option: "WithBackoff", Err: b.err}
 		}
 		e.backoff = b
 		return nil
@@ -211,7 +259,7 @@ func WithBackoff(b Backoff) Option {
 func WithJitter(j Jitter) Option {
 	return optionFunc(func(e *Executor) error {
 		if err := j.validate(); err != nil {
-			return fmt.Errorf("resilient: WithJitter: %w", err)
+			return &OptionError{Option: "WithJitter", Err: err}
 		}
 		e.jitter = j
 		return nil
@@ -227,7 +275,7 @@ func WithJitter(j Jitter) Option {
 func WithMaxDelay(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithMaxDelay: d must be > 0, got %v", d)
+			return optionError("WithMaxDelay", "d must be > 0, got %v", d)
 		}
 		e.maxDelay = d
 		return nil
@@ -242,7 +290,7 @@ func WithMaxDelay(d time.Duration) Option {
 func WithMaxElapsed(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithMaxElapsed: d must be > 0, got %v", d)
+			return optionError("WithMaxElapsed", "d must be > 0, got %v", d)
 		}
 		e.maxElapsed = d
 		return nil
@@ -257,7 +305,7 @@ func WithMaxElapsed(d time.Duration) Option {
 func WithAttemptTimeout(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithAttemptTimeout: d must be > 0, got %v", d)
+			return optionError("WithAttemptTimeout", "d must be > 0, got %v", d)
 		}
 		e.attemptTimeout = d
 		return nil
@@ -333,7 +381,8 @@ func OnDiscard[T any](release func(T)) Option {
 // WithRandom replaces the source of jitter: random must return uniformly
 // distributed values in [0, 1) and be safe for concurrent use. It serves
 // deterministic tests and simulations; nil restores the default,
-// math/rand/v2's lock-free global generator.
+// math/rand/v2's lock-free global generator. A value outside [0, 1), or NaN,
+// ends the call that drew it with [ErrBadRandom] (and [ReasonPermanent]).
 func WithRandom(random func() float64) Option {
 	return optionFunc(func(e *Executor) error {
 		e.random = random
@@ -347,7 +396,7 @@ func WithPolicy(ps ...Policy) Option {
 	return optionFunc(func(e *Executor) error {
 		for _, p := range ps {
 			if p == nil {
-				return errors.New("resilient: WithPolicy: nil policy")
+				return optionError("WithPolicy", "nil policy")
 			}
 		}
 		e.policies = append(e.policies[:len(e.policies):len(e.policies)], ps...)
@@ -541,6 +590,9 @@ func DoResult[T any](ctx context.Context, fn func(context.Context) (T, error), o
 // Run calls fn with the executor's policy, as [Do] does, for calls that
 // return no value.
 func (e *Executor) Run(ctx context.Context, fn func(context.Context) error) error {
+	if e == nil {
+		return errors.New("resilient: Run: nil *Executor")
+	}
 	if fn == nil {
 		return ErrNilFunc
 	}
@@ -563,7 +615,20 @@ type call struct {
 	mark    time.Time // the last clock reading, when timed
 	fresh   bool      // nothing has happened since mark was read
 	history *[]Attempt
-	last    error // last attempt's error, markers removed
+	last    error         // last attempt's error, markers removed
+	hint    time.Duration // the hint that last's error carried
+	// rec is the attempt after plans for: its number, duration and whether
+	// it was a hedge. Its record is made once its wait is known.
+	rec pending
+}
+
+// pending is what after needs, besides the error and outcome, to record
+// an attempt.
+type pending struct {
+	n      int
+	d      time.Duration
+	hedged bool
+	done   bool // already recorded
 }
 
 // first is an attempt already made by the fast path.
@@ -822,35 +887,43 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 		return v, c.fail(ReasonRejected, rejected), ReasonRejected, true
 	}
 	c.last = stripMarkers(err)
+	if err != nil {
+		c.hint = hintOf(err)
+	}
 	switch o {
 	case Success:
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.last, ReasonSuccess, true
 	case Fail:
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonPermanent, nil), ReasonPermanent, true
 	case Ignore:
+		c.observe(err, o, 0, FromBackoff)
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
 	if c.n >= ex.attempts {
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonExhausted, nil), ReasonExhausted, true
 	}
 	if c.ctx.Err() != nil { // our own time limit ended the attempt
+		c.observe(err, o, 0, FromBackoff)
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
-	delay, src, r := c.plan(err)
+	delay, src, r, cause := c.plan(err)
 	if r != ReasonSuccess {
-		return v, c.fail(r, nil), r, true
+		c.observe(err, o, 0, FromBackoff)
+		return v, c.fail(r, cause), r, true
 	}
 	// Gates are asked last, once the wait is settled, so that a budget's
 	// token is only taken for a retry that will really be waited for.
 	if gerr := c.allowRetry(); gerr != nil {
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonRejected, gerr), ReasonRejected, true
 	}
-	if c.history != nil {
-		h := *c.history
-		h[len(h)-1].Delay, h[len(h)-1].Source = delay, src
-	}
+	// The attempt is told of with the wait that follows it.
+	c.observe(err, o, delay, src)
 	if h := ex.hooks.OnRetry; h != nil {
 		h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
 	}
@@ -918,21 +991,29 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 			return *new(T), nil, Ignore, r
 		}
 	}
-	c.observe(c.n, err, o, d, nil, false)
+	c.rec = pending{n: c.n, d: d}
 	return v, err, o, nil
 }
 
-// observe records attempt n in the call's history and tells the hooks.
-// Attempts a policy refused never ran and are not recorded.
-func (c *call) observe(n int, err error, o Outcome, d time.Duration, rejected error, hedged bool) {
-	if rejected != nil {
+// observe records the attempt c.rec, which ended with err and o and is
+// followed by a wait of delay, in the call's history and tells the hooks.
+// Attempts that were refused never ran and are not recorded.
+func (c *call) observe(err error, o Outcome, delay time.Duration, src DelaySource) {
+	c.record(c.rec, err, o, delay, src)
+}
+
+// record is observe for any attempt.
+func (c *call) record(p pending, err error, o Outcome, delay time.Duration, src DelaySource) {
+	h := c.ex.hooks.OnAttempt
+	if (c.history == nil && h == nil) || p.done {
 		return
 	}
-	a := Attempt{Number: n, Duration: d, Err: stripMarkers(err), Outcome: o, Hedged: hedged}
+	a := Attempt{Number: p.n, Duration: p.d, Err: stripMarkers(err), Outcome: o, Hedged: p.hedged,
+		Delay: delay, Source: src, Hint: hintOf(err)}
 	if c.history != nil {
 		*c.history = append(*c.history, a)
 	}
-	if h := c.ex.hooks.OnAttempt; h != nil {
+	if h != nil {
 		h(AttemptEvent{Name: c.ex.name, Attempt: a})
 	}
 }
@@ -998,12 +1079,17 @@ func releaseAll(policies []Policy, permits []Permit, r Report) {
 
 // plan computes the wait before the next attempt, or the reason to stop now
 // instead of waiting.
-func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
+func (c *call) plan(err error) (time.Duration, DelaySource, Reason, error) {
 	ex := c.ex
 	u := 0.0
 	if ex.jitter.kind != jitterNone {
 		if ex.random != nil {
 			u = ex.random()
+			if !(u >= 0 && u < 1) {
+				// Decision: a broken source is an error that says so, not
+				// waits of zero that would retry at once in a burst.
+				return 0, FromBackoff, ReasonPermanent, fmt.Errorf("%w: got %v", ErrBadRandom, u)
+			}
 		} else {
 			u = rand.Float64()
 		}
@@ -1016,7 +1102,7 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
 	// into a retry the upstream asked us not to make.
 	if hint := hintOf(err); hint > 0 {
 		if hint > ex.maxDelay {
-			return 0, FromHint, ReasonHintTooLong
+			return 0, FromHint, ReasonHintTooLong, nil
 		}
 		if hint > delay {
 			// Many callers handed the same hint (an HTTP-date has a
@@ -1029,12 +1115,12 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
 	// Decision (DESIGN 8): never sleep into a wait the next attempt could
 	// not start after; return the last result now.
 	if dl, ok := c.parent.Deadline(); ok && time.Until(dl) <= delay {
-		return 0, src, ReasonDeadline
+		return 0, src, ReasonDeadline, nil
 	}
 	if ex.maxElapsed > 0 && time.Since(c.start)+delay >= ex.maxElapsed {
-		return 0, src, ReasonMaxElapsed
+		return 0, src, ReasonMaxElapsed, nil
 	}
-	return delay, src, ReasonSuccess
+	return delay, src, ReasonSuccess, nil
 }
 
 // wait sleeps d, or less if the call's context ends first (then false). No
@@ -1089,5 +1175,5 @@ func joinCause(err, cause error) error {
 }
 
 func (c *call) fail(r Reason, cause error) error {
-	return &Error{Name: c.ex.name, Attempts: c.n, Reason: r, Last: c.last, Cause: cause}
+	return &Error{Name: c.ex.name, Attempts: c.n, Reason: r, Last: c.last, Cause: cause, Hint: c.hint}
 }

@@ -3,7 +3,6 @@ package resilient
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -121,7 +120,7 @@ func WithoutHedging() Option {
 func WithAdaptiveHedge(percentile float64, initial time.Duration, maxInFlight int) Option {
 	return optionFunc(func(e *Executor) error {
 		if !(percentile > 0 && percentile < 1) {
-			return fmt.Errorf("resilient: WithAdaptiveHedge: percentile must be in (0, 1), got %v", percentile)
+			return optionError("WithAdaptiveHedge", "percentile must be in (0, 1), got %v", percentile)
 		}
 		if err := validHedge("WithAdaptiveHedge", initial, maxInFlight); err != nil {
 			return err
@@ -133,10 +132,10 @@ func WithAdaptiveHedge(percentile float64, initial time.Duration, maxInFlight in
 
 func validHedge(name string, after time.Duration, maxInFlight int) error {
 	if after <= 0 {
-		return fmt.Errorf("resilient: %s: delay must be > 0, got %v", name, after)
+		return optionError(name, "delay must be > 0, got %v", after)
 	}
 	if maxInFlight < 2 {
-		return fmt.Errorf("resilient: %s: maxInFlight must be >= 2, got %d", name, maxInFlight)
+		return optionError(name, "maxInFlight must be >= 2, got %d", maxInFlight)
 	}
 	return nil
 }
@@ -222,8 +221,9 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 			r := <-results
 			if r.rejected != nil {
 				c.n-- // never counts
+			} else {
+				c.record(r.pending(), r.err, r.o, 0, FromBackoff)
 			}
-			c.observe(r.n, r.err, r.o, r.d, r.rejected, r.hedged)
 			if r.ran {
 				release(ex, r.v)
 			}
@@ -238,6 +238,9 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 		last hedgeResult[T]
 		calm bool // the upstream asked for a pause: no more hedges this round
 	)
+	// Attempts are recorded as they end, but for the round's retryable
+	// result, which after records with the wait that follows it: it is told
+	// of last in its round.
 	for inflight > 0 {
 		var r hedgeResult[T]
 		got, fired := false, false
@@ -256,9 +259,9 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 		}
 		if got {
 			inflight--
-			c.observe(r.n, r.err, r.o, r.d, r.rejected, r.hedged)
 			switch {
 			case r.paniced:
+				c.record(r.pending(), r.err, r.o, 0, FromBackoff)
 				settle()
 				panic(r.panicked)
 			case r.rejected != nil:
@@ -272,20 +275,25 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 					return v, nil, Ignore, r.rejected
 				}
 			case r.o != Retry:
+				// The winner ends the call: no wait follows it, and it is
+				// told of before the attempts it beat.
+				c.record(r.pending(), r.err, r.o, 0, FromBackoff)
+				c.rec = pending{done: true}
 				settle()
-				if have && ex.discard != nil {
-					ex.discard(last.v)
+				if have {
+					c.record(last.pending(), last.err, last.o, 0, FromBackoff)
+					release(ex, last.v)
 				}
 				return r.v, r.err, r.o, nil
 			case calm && hintOf(r.err) == 0:
 				// The round's hinted failure stays its result, so that the
 				// next round waits as the upstream asked.
-				if ex.discard != nil {
-					ex.discard(r.v)
-				}
+				c.record(r.pending(), r.err, r.o, 0, FromBackoff)
+				release(ex, r.v)
 			default:
-				if have && ex.discard != nil {
-					ex.discard(last.v)
+				if have {
+					c.record(last.pending(), last.err, last.o, 0, FromBackoff)
+					release(ex, last.v)
 				}
 				last, have = r, true
 				// Decision: a server's hint (Retry-After) holds for the whole
@@ -300,8 +308,12 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 			timer.Reset(ex.hedge.delay())
 		}
 	}
+	c.rec = last.pending()
 	return last.v, last.err, last.o, nil
 }
+
+// pending is the record after makes of r.
+func (r *hedgeResult[T]) pending() pending { return pending{n: r.n, d: r.d, hedged: r.hedged} }
 
 // hedgeAttempt runs attempt n on its own goroutine and context, under the
 // executor's policies, and sends its result; a panic is caught here and

@@ -3,7 +3,6 @@ package resilient
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -103,7 +102,7 @@ type ThrottleOption func(*Throttle) error
 func WithAcceptMultiplier(k float64) ThrottleOption {
 	return func(t *Throttle) error {
 		if !(k >= 1) || math.IsInf(k, 1) {
-			return fmt.Errorf("resilient: WithAcceptMultiplier: k must be >= 1 and finite, got %v", k)
+			return optionError("WithAcceptMultiplier", "k must be >= 1 and finite, got %v", k)
 		}
 		t.k = k
 		return nil
@@ -117,7 +116,7 @@ func WithAcceptMultiplier(k float64) ThrottleOption {
 func WithThrottleWindow(d time.Duration) ThrottleOption {
 	return func(t *Throttle) error {
 		if d < throttleBuckets {
-			return fmt.Errorf("resilient: WithThrottleWindow: d must be >= 10ns, got %v", d)
+			return optionError("WithThrottleWindow", "d must be >= 10ns, got %v", d)
 		}
 		t.width = d / throttleBuckets
 		return nil
@@ -147,13 +146,16 @@ func NewThrottle(opts ...ThrottleOption) (*Throttle, error) {
 		width: DefaultThrottleWindow / throttleBuckets,
 		epoch: time.Now(),
 	}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewThrottle: nil option")
+			errs = append(errs, optionError("NewThrottle", "nil option"))
+		} else if err := o(t); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o(t); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if t.random == nil {
 		t.random = rand.Float64
@@ -177,7 +179,7 @@ func MustNewThrottle(opts ...ThrottleOption) *Throttle {
 func WithThrottle(t *Throttle) Option {
 	return optionFunc(func(e *Executor) error {
 		if t == nil {
-			return errors.New("resilient: WithThrottle: nil throttle")
+			return optionError("WithThrottle", "nil throttle")
 		}
 		return WithPolicy(t).apply(e)
 	})
