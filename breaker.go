@@ -189,9 +189,10 @@ func (e *OpenError) RetryAfter() time.Duration {
 // its threshold ([WithSlowCalls], off by default); it also opens after n
 // failures in a row ([WithConsecutiveFailures], off by default).
 //
-// Decision: the rates are judged when a failure or a slow call is recorded,
-// never on a plain success. A breaker opens because of a failure, and the
-// success path stays a few atomic loads.
+// The rates are judged when a failure or a slow call is recorded, when a
+// success brings a count window to its minimum number of calls, and at each
+// tick of a time window (see [WithTimeWindow]); no other success can raise
+// a rate, so the success path stays a few atomic operations.
 //
 // Open, it refuses every call with an [*OpenError] (matching [ErrOpen])
 // for [WithOpenDuration] (default 30s), which can grow with each failed
@@ -216,7 +217,10 @@ func (e *OpenError) RetryAfter() time.Duration {
 // refusal ends the call at once (never retried), and the executor's
 // classification decides what counts: [Success] is a success, [Retry] and
 // [Fail] are failures, [Ignore] (the caller's own cancellation) counts
-// neither way. Code that cannot wrap a function uses [Breaker.Allow] and
+// neither way. An upstream asking for less traffic (an error marked
+// [Throttled], or carrying a [RetryAfter] hint: HTTP 429, or 503 with
+// Retry-After) is not failing, and counts neither way either, unless
+// [WithOpenFromHint] is set. Code that cannot wrap a function uses [Breaker.Allow] and
 // [Breaker.Record] instead.
 //
 // Each state change makes a new generation; a result from an older
@@ -242,15 +246,20 @@ type Breaker struct {
 	word atomic.Uint64
 	// win is the window of the current closed (or disabled) period; it is
 	// replaced, never cleared, on entering closed, so a late writer can
-	// only touch a window nobody reads.
+	// only touch a window nobody reads. It carries the generation whose
+	// results it counts (see window.gen).
 	win atomic.Pointer[window]
 	// refusal is the error handed to refused calls in the current state.
 	refusal atomic.Pointer[OpenError]
 
 	cfg *breakerConfig
 
+	totals totals // since the breaker was built; see BreakerMetrics
+
 	mu          sync.Mutex
 	timer       *time.Timer // open → half-open, or the half-open max wait
+	maxWaitID   uint64      // the armed max-wait timer's (see armMaxWait); 0: none
+	armings     uint64      // max-wait timers armed so far
 	since       time.Time   // when the current state began
 	until       time.Time   // open: when half-open begins
 	rounds      int         // failed probe rounds since last closed
@@ -325,13 +334,16 @@ func newBreakerConfig(opts []BreakerOption) (*breakerConfig, error) {
 		probes:      DefaultHalfOpenProbes,
 		maxWait:     DefaultHalfOpenMaxWait,
 	}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewBreaker: nil option")
+			errs = append(errs, optionError("NewBreaker", "nil option"))
+		} else if err := o.applyBreaker(c); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o.applyBreaker(c); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if c.minCalls == 0 {
 		c.minCalls = DefaultMinCalls
@@ -339,16 +351,16 @@ func newBreakerConfig(opts []BreakerOption) (*breakerConfig, error) {
 			c.minCalls = min(c.minCalls, c.countN)
 		}
 	} else if c.countN > 0 && c.minCalls > c.countN {
-		return nil, fmt.Errorf("resilient: WithMinCalls: n must not exceed the count window (%d), got %d", c.countN, c.minCalls)
+		return nil, optionError("WithMinCalls", "n must not exceed the count window (%d), got %d", c.countN, c.minCalls)
 	}
 	if c.backoffMax > 0 && c.backoffMax < c.openDur {
-		return nil, fmt.Errorf("resilient: WithOpenBackoff: max must be >= the open duration (%v), got %v", c.openDur, c.backoffMax)
+		return nil, optionError("WithOpenBackoff", "max must be >= the open duration (%v), got %v", c.openDur, c.backoffMax)
 	}
 	if c.successes == 0 {
 		c.successes = c.probes
 	}
 	if c.store != nil && c.name == "" {
-		return nil, errors.New("resilient: WithStore: the breaker needs a name (WithBreakerName) to be stored under")
+		return nil, optionError("WithStore", "the breaker needs a name (WithBreakerName) to be stored under")
 	}
 	c.listeners = c.listeners[:len(c.listeners):len(c.listeners)]
 	return c, nil
@@ -365,7 +377,7 @@ func WithBreakerName(name string) BreakerOption {
 
 func validRate(opt, what string, r float64) error {
 	if !(r > 0 && r <= 1) {
-		return fmt.Errorf("resilient: %s: %s must be in (0, 1], got %v", opt, what, r)
+		return optionError(opt, "%s must be in (0, 1], got %v", what, r)
 	}
 	return nil
 }
@@ -393,7 +405,7 @@ func WithFailureRate(rate float64) BreakerOption {
 func WithSlowCalls(threshold time.Duration, rate float64) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if threshold <= 0 {
-			return fmt.Errorf("resilient: WithSlowCalls: threshold must be > 0, got %v", threshold)
+			return optionError("WithSlowCalls", "threshold must be > 0, got %v", threshold)
 		}
 		if err := validRate("WithSlowCalls", "rate", rate); err != nil {
 			return err
@@ -409,7 +421,7 @@ func WithSlowCalls(threshold time.Duration, rate float64) BreakerOption {
 func WithConsecutiveFailures(n int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: WithConsecutiveFailures: n must be >= 1, got %d", n)
+			return optionError("WithConsecutiveFailures", "n must be >= 1, got %d", n)
 		}
 		c.consecutive = int64(n)
 		return nil
@@ -422,7 +434,7 @@ func WithConsecutiveFailures(n int) BreakerOption {
 func WithCountWindow(n int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if n < 1 || n > MaxCountWindow {
-			return fmt.Errorf("resilient: WithCountWindow: n must be in [1, %d], got %d", MaxCountWindow, n)
+			return optionError("WithCountWindow", "n must be in [1, %d], got %d", MaxCountWindow, n)
 		}
 		c.countN, c.timeD, c.buckets = n, 0, 0
 		return nil
@@ -443,11 +455,11 @@ func WithTimeWindow(d time.Duration, buckets int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		switch {
 		case d <= 0:
-			return fmt.Errorf("resilient: WithTimeWindow: d must be > 0, got %v", d)
+			return optionError("WithTimeWindow", "d must be > 0, got %v", d)
 		case buckets < 1 || buckets > MaxTimeBuckets:
-			return fmt.Errorf("resilient: WithTimeWindow: buckets must be in [1, %d], got %d", MaxTimeBuckets, buckets)
+			return optionError("WithTimeWindow", "buckets must be in [1, %d], got %d", MaxTimeBuckets, buckets)
 		case d/time.Duration(buckets) < time.Millisecond:
-			return fmt.Errorf("resilient: WithTimeWindow: a bucket (d/buckets) must be at least 1ms, got %v", d/time.Duration(buckets))
+			return optionError("WithTimeWindow", "a bucket (d/buckets) must be at least 1ms, got %v", d/time.Duration(buckets))
 		}
 		c.countN, c.timeD, c.buckets = 0, d, buckets
 		return nil
@@ -461,7 +473,7 @@ func WithTimeWindow(d time.Duration, buckets int) BreakerOption {
 func WithMinCalls(n int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: WithMinCalls: n must be >= 1, got %d", n)
+			return optionError("WithMinCalls", "n must be >= 1, got %d", n)
 		}
 		c.minCalls = n
 		return nil
@@ -474,7 +486,7 @@ func WithMinCalls(n int) BreakerOption {
 func WithOpenDuration(d time.Duration) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithOpenDuration: d must be > 0, got %v", d)
+			return optionError("WithOpenDuration", "d must be > 0, got %v", d)
 		}
 		c.openDur = d
 		return nil
@@ -490,21 +502,23 @@ func WithOpenDuration(d time.Duration) BreakerOption {
 func WithOpenBackoff(max time.Duration, j Jitter) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if max <= 0 {
-			return fmt.Errorf("resilient: WithOpenBackoff: max must be > 0, got %v", max)
+			return optionError("WithOpenBackoff", "max must be > 0, got %v", max)
 		}
 		if err := j.validate(); err != nil {
-			return fmt.Errorf("resilient: WithOpenBackoff: %w", err)
+			return &OptionError{Option: "WithOpenBackoff", Err: err}
 		}
 		c.backoffMax, c.backoffJitter = max, j
 		return nil
 	})
 }
 
-// WithOpenFromHint makes a server's hint set the open duration: when the
-// error that opens the breaker carries one (see [RetryAfter]; any error
-// with a RetryAfter() time.Duration method), the breaker stays open for the
-// hint, capped at max, instead of the computed duration. max must be > 0.
-// Default: hints are not used.
+// WithOpenFromHint makes a server's hint hold the breaker open: an error
+// that carries one (see [RetryAfter]; any error with a RetryAfter()
+// time.Duration method) counts as a failure, which by default it does not
+// (see [Throttled]), and when such an error opens the breaker (or reopens
+// it, answering a probe), the breaker stays open for the hint, capped at
+// max, instead of the computed duration. max must be > 0. Default: hinted
+// errors count neither way, and open durations do not follow hints.
 //
 // Decision: the hint replaces the computed duration rather than being a
 // floor for it. The server knows when it expects to be back; staying open
@@ -512,7 +526,7 @@ func WithOpenBackoff(max time.Duration, j Jitter) BreakerOption {
 func WithOpenFromHint(max time.Duration) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if max <= 0 {
-			return fmt.Errorf("resilient: WithOpenFromHint: max must be > 0, got %v", max)
+			return optionError("WithOpenFromHint", "max must be > 0, got %v", max)
 		}
 		c.hintMax = max
 		return nil
@@ -525,7 +539,7 @@ func WithOpenFromHint(max time.Duration) BreakerOption {
 func WithHalfOpenProbes(n int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if n < 1 || n > MaxProbes {
-			return fmt.Errorf("resilient: WithHalfOpenProbes: n must be in [1, %d], got %d", MaxProbes, n)
+			return optionError("WithHalfOpenProbes", "n must be in [1, %d], got %d", MaxProbes, n)
 		}
 		c.probes = n
 		return nil
@@ -539,7 +553,7 @@ func WithHalfOpenProbes(n int) BreakerOption {
 func WithHalfOpenSuccesses(m int) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if m < 1 || m > MaxProbes {
-			return fmt.Errorf("resilient: WithHalfOpenSuccesses: m must be in [1, %d], got %d", MaxProbes, m)
+			return optionError("WithHalfOpenSuccesses", "m must be in [1, %d], got %d", MaxProbes, m)
 		}
 		c.successes = m
 		return nil
@@ -555,7 +569,7 @@ func WithHalfOpenSuccesses(m int) BreakerOption {
 func WithHalfOpenMaxWait(d time.Duration) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithHalfOpenMaxWait: d must be > 0, got %v", d)
+			return optionError("WithHalfOpenMaxWait", "d must be > 0, got %v", d)
 		}
 		c.maxWait = d
 		return nil
@@ -574,7 +588,7 @@ func WithHalfOpenMaxWait(d time.Duration) BreakerOption {
 func WithStateListener(fn func(Transition)) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if fn == nil {
-			return errors.New("resilient: WithStateListener: nil listener")
+			return optionError("WithStateListener", "nil listener")
 		}
 		c.listeners = append(c.listeners[:len(c.listeners):len(c.listeners)], fn)
 		return nil
@@ -586,7 +600,7 @@ func WithStateListener(fn func(Transition)) BreakerOption {
 func WithBreaker(br *Breaker) Option {
 	return optionFunc(func(e *Executor) error {
 		if br == nil {
-			return errors.New("resilient: WithBreaker: nil breaker")
+			return optionError("WithBreaker", "nil breaker")
 		}
 		return WithPolicy(br).apply(e)
 	})
@@ -628,6 +642,16 @@ type BreakerMetrics struct {
 	// Since is when the current state began, and InState how long ago.
 	Since   time.Time
 	InState time.Duration
+	// TotalCalls, TotalFailures and TotalRejections count since the
+	// breaker was built, for rates over any interval (a dashboard's):
+	// every result reported to it that counted as a success or a failure
+	// (not those counted neither way, such as the caller's cancellation or
+	// a throttled answer), probes and results of earlier states included;
+	// the failures among them; and the calls and retries it refused. They
+	// only grow. Each is a sum of per-core-ish counters read one after the
+	// other, so under concurrent calls they may disagree by the calls in
+	// flight.
+	TotalCalls, TotalFailures, TotalRejections uint64
 }
 
 type pendingEvent struct {
@@ -687,7 +711,7 @@ func buildBreaker(c *breakerConfig, snap *Snapshot) (*Breaker, error) {
 	b := &Breaker{cfg: c}
 	// Generation 1: the zero Permit is never current.
 	b.word.Store(1 << wordGenShift)
-	b.win.Store(newWindow(c))
+	b.win.Store(newWindow(b, 1))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.since = time.Now()
@@ -741,6 +765,7 @@ func (b *Breaker) Allow() (Permit, error) {
 		return Permit{Token: wordGen(w) << 1}, nil
 	case StateOpen, StateForcedOpen:
 		// The refusal is stored before the state that uses it.
+		b.totals.reject()
 		return Permit{}, b.refusal.Load()
 	}
 	return b.allowSlow(w)
@@ -753,6 +778,7 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 			return Permit{Token: wordGen(w) << 1}, nil
 		case StateHalfOpen:
 			if wordProbes(w) >= b.cfg.probes {
+				b.totals.reject()
 				return Permit{}, b.refusal.Load()
 			}
 			nw := w + wordProbeOne
@@ -768,6 +794,7 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 			}
 			w = b.word.Load()
 		default:
+			b.totals.reject()
 			return Permit{}, b.refusal.Load()
 		}
 	}
@@ -784,6 +811,7 @@ func (b *Breaker) Admit(context.Context, int) (Permit, error) { return b.Allow()
 func (b *Breaker) AllowRetry(int) error {
 	switch wordState(b.word.Load()) {
 	case StateOpen, StateForcedOpen:
+		b.totals.reject()
 		return b.refusal.Load()
 	}
 	return nil
@@ -795,9 +823,10 @@ func (b *Breaker) AllowRetry(int) error {
 func (b *Breaker) NeedsDuration() bool { return b.cfg.slowThreshold > 0 }
 
 // Record reports the end of a call admitted by [Breaker.Allow]: a nil err
-// is a success, any other a failure, except [context.Canceled], which
-// counts neither way. For finer control (a duration for slow calls, an
-// error that is not the upstream's fault) use [Breaker.Done].
+// is a success, any other a failure, except [context.Canceled] and the
+// upstream asking for less traffic (see [Breaker.Done]), which count
+// neither way. For finer control (a duration for slow calls, an error that
+// is not the upstream's fault) use [Breaker.Done].
 //
 // Decision: context.Canceled is the caller giving up, not the upstream
 // failing, so it is ignored; context.DeadlineExceeded is a timeout, which
@@ -816,37 +845,54 @@ func (b *Breaker) Record(p Permit, err error) {
 // Done implements [Policy]: it reports the end of a call admitted by
 // [Breaker.Allow] or Admit. [Success] counts as a success, [Retry] and
 // [Fail] as failures, [Ignore] and [Unclassified] neither way (a probe is
-// then released without effect). Duration decides slowness when slow calls
-// are counted. A permit from an older generation is ignored. Report each
-// permit exactly once: a probe's permit reported twice would free another
-// probe's slot (a report that finds no probe in flight is ignored).
+// then released without effect). So does a failure whose error is the
+// upstream asking for less traffic: marked [Throttled], or carrying a hint
+// ([RetryAfter]; an HTTP 503 with Retry-After), unless [WithOpenFromHint]
+// is set, which counts a hinted error as a failure. Duration decides
+// slowness when slow calls are counted. A permit from an older generation
+// is ignored. Report each permit exactly once: a probe's permit reported
+// twice would free another probe's slot (a report that finds no probe in
+// flight is ignored).
 func (b *Breaker) Done(p Permit, r Report) {
-	if p.Token&tokenProbe != 0 {
-		b.probeDone(p.Token>>1, r)
-		return
-	}
-	w := b.word.Load()
-	if wordGen(w) != p.Token>>1 {
-		return
-	}
+	r.Outcome = b.counts(r)
 	var fail bool
 	switch r.Outcome {
 	case Success:
 	case Retry, Fail:
 		fail = true
 	default:
+		if p.Token&tokenProbe != 0 {
+			b.probeDone(p.Token>>1, r)
+		}
+		return
+	}
+	b.totals.call(fail)
+	if p.Token&tokenProbe != 0 {
+		b.probeDone(p.Token>>1, r)
+		return
+	}
+	// Decision: a result counts only in the window of its own generation.
+	// The window is loaded first and its generation checked, not the
+	// breaker's word: a Reset between a check of the word and the load of
+	// the window would let a result of the old period into the new one.
+	gen := p.Token >> 1
+	win := b.win.Load()
+	if win.gen.Load() != gen {
 		return
 	}
 	slow := b.cfg.slowThreshold > 0 && r.Duration >= b.cfg.slowThreshold
-	win := b.win.Load()
 	if !fail && !slow {
-		win.success()
+		if win.success(b.cfg.minCalls) {
+			b.judge(win, gen, failure{})
+		}
 		return
 	}
-	win.record(fail, slow)
-	if wordState(w) == StateClosed && b.shouldTrip(win) {
-		b.transition(wordGen(w), StateClosed, StateOpen, stripMarkers(r.Err), hintOf(r.Err))
+	f := failure{}
+	if fail {
+		f = failure{err: stripMarkers(r.Err), hint: hintOf(r.Err)}
 	}
+	win.record(fail, slow, f, b.cfg.minCalls)
+	b.judge(win, gen, f)
 }
 
 // succeeded is Done for a success with a non-probe permit from
@@ -854,9 +900,9 @@ func (b *Breaker) Done(p Permit, r Report) {
 // the window not calm (see window.calm): a time window counts the success on
 // the caller's stripe, without building a Report.
 func (b *Breaker) succeeded(tok uint64) {
-	w := b.word.Load()
 	win := b.win.Load()
-	if win.ring == nil && wordGen(w) == tok>>1 && win.consec.Load() == 0 {
+	if win.ring == nil && win.gen.Load() == tok>>1 && win.consec.Load() == 0 {
+		b.totals.call(false)
 		win.pending[stripeOf()].n.Add(1)
 		if !win.ticking.Load() {
 			win.startTicking()
@@ -864,6 +910,56 @@ func (b *Breaker) succeeded(tok uint64) {
 		return
 	}
 	b.Done(Permit{Token: tok}, Report{Attempt: 1, Outcome: Success})
+}
+
+// judge opens the closed breaker of generation gen if its window's rates
+// (or failure run) have reached their thresholds. f is the failure just
+// recorded; without one, the window's last kept failure is the cause.
+//
+// Decision: rates are judged when a failure or a slow call is recorded,
+// and also when a success brings a count window to its minimum number of
+// calls (three failures then two successes, with a minimum of five, is 60%
+// failed), and at every tick of a time window, whose calls can come back
+// up to the minimum through successes alone. Any other success only lowers
+// a rate, so the success path stays a few loads.
+func (b *Breaker) judge(win *window, gen uint64, f failure) {
+	w := b.word.Load()
+	if wordState(w) != StateClosed || wordGen(w) != gen || !b.shouldTrip(win) {
+		return
+	}
+	if f.err == nil {
+		if last := win.lastFail.Load(); last != nil {
+			f = *last
+		}
+	}
+	b.transition(gen, StateClosed, StateOpen, f.err, f.hint)
+}
+
+// counts returns how the breaker takes a report's outcome: as it is, or
+// Ignore for a failure that is the upstream asking for less traffic.
+//
+// Decision (see Throttled): a throttled attempt counts neither way, in the
+// window, the failure run and a probe round alike (a probe answered with a
+// 429 frees its slot and leaves the round as it was). With
+// WithOpenFromHint, a hinted error counts as a failure again, and when it
+// opens the breaker its hint sets the open duration: that option is the
+// program saying that the upstream's hint should hold back every caller.
+// A throttled error without a hint has no duration to give, so it stays
+// neutral even then.
+func (b *Breaker) counts(r Report) Outcome {
+	if (r.Outcome != Retry && r.Outcome != Fail) || r.Err == nil {
+		return r.Outcome
+	}
+	if hintOf(r.Err) > 0 {
+		if b.cfg.hintMax > 0 {
+			return r.Outcome
+		}
+		return Ignore
+	}
+	if _, ok := find[*throttledError](r.Err); ok {
+		return Ignore
+	}
+	return r.Outcome
 }
 
 func (b *Breaker) shouldTrip(win *window) bool {
@@ -899,16 +995,54 @@ func (b *Breaker) probeDone(gen uint64, r Report) {
 			return
 		}
 		nw := w - wordProbeOne
-		if r.Outcome == Success {
+		success := r.Outcome == Success
+		// Decision: the success count saturates at the number that closes
+		// the breaker. Successes that land between the one that reaches it
+		// and the transition it makes would otherwise carry out of their
+		// field into the generation.
+		if success && wordSuccs(w) < b.cfg.successes {
 			nw += wordSuccOne
 		}
 		if b.word.CompareAndSwap(w, nw) {
-			if r.Outcome == Success && wordSuccs(nw) >= b.cfg.successes {
+			switch {
+			case success && wordSuccs(nw) >= b.cfg.successes:
 				b.transition(gen, StateHalfOpen, StateClosed, nil, 0)
+			case !success && wordProbes(nw) == 0 && wordSuccs(nw) == 0:
+				b.disarm(gen)
 			}
 			return
 		}
 	}
+}
+
+// disarm stops the max-wait timer of a probe round in generation gen once
+// its last probe in flight has been released with no effect (the caller
+// cancelled it, or the upstream asked for less traffic) and no probe has
+// succeeded: the round is back to where it was before its first probe,
+// and the next probe starts it again, timer included.
+//
+// Decision: a probe that reported, whatever it reported, has not hung, and
+// the max wait exists for probes that hang. Leaving the timer armed would
+// reopen the breaker with ErrProbeTimeout, and a longer open time, for a
+// round in which nothing went wrong.
+func (b *Breaker) disarm(gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		w := b.word.Load()
+		if wordGen(w) != gen || wordState(w) != StateHalfOpen || wordProbes(w) != 0 || wordSuccs(w) != 0 || w&wordArmed == 0 {
+			return // a probe came in meanwhile, or the round is over
+		}
+		// A probe admitted from here on arms a new timer, after we unlock.
+		if b.word.CompareAndSwap(w, w&^wordArmed) {
+			break
+		}
+	}
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	b.maxWaitID = 0
 }
 
 // ForceOpen opens the breaker until [Breaker.Reset]: every call is refused
@@ -930,9 +1064,16 @@ func (b *Breaker) Reset() { b.transition(anyGen, numStates, StateClosed, nil, 0)
 // nothing if the breaker has moved on since.
 func (b *Breaker) transition(gen uint64, from, to State, cause error, hint time.Duration) {
 	b.mu.Lock()
+	b.transitionLocked(gen, from, to, cause, hint)
+	b.mu.Unlock()
+	b.dispatch()
+}
+
+// transitionLocked is transition, with b.mu held and the event queued, not
+// delivered.
+func (b *Breaker) transitionLocked(gen uint64, from, to State, cause error, hint time.Duration) {
 	w := b.word.Load()
 	if (gen != anyGen && wordGen(w) != gen) || (from != numStates && wordState(w) != from) {
-		b.mu.Unlock()
 		return
 	}
 	open := time.Duration(0)
@@ -943,8 +1084,6 @@ func (b *Breaker) transition(gen uint64, from, to State, cause error, hint time.
 		open = b.openDurationLocked(hint)
 	}
 	b.enterLocked(to, cause, time.Now(), open, true)
-	b.mu.Unlock()
-	b.dispatch()
 }
 
 // openDurationLocked is how long to stay open now.
@@ -972,6 +1111,7 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 		b.timer.Stop()
 		b.timer = nil
 	}
+	b.maxWaitID = 0
 	gen := (wordGen(w) + 1) & wordGenMask
 	b.since, b.until = now, time.Time{}
 	switch to {
@@ -979,11 +1119,15 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 		// Closed always starts with a fresh window: out of open, half-open
 		// or forced open, and also on a Reset of a closed or disabled one.
 		b.rounds, b.prevOpen, b.cause = 0, 0, nil
-		b.freshWindowLocked()
+		b.freshWindowLocked(gen)
 	case StateDisabled:
 		b.cause = nil
 		if from != StateClosed && from != StateDisabled {
-			b.freshWindowLocked()
+			b.freshWindowLocked(gen)
+		} else {
+			// Disabling a closed breaker goes on measuring in its window,
+			// which now counts the new generation's results.
+			b.win.Load().gen.Store(gen)
 		}
 	case StateOpen:
 		b.cause = cause
@@ -1013,11 +1157,13 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 	b.pending = append(b.pending, pendingEvent{ev: ev, snap: b.snapshotLocked(), save: save && b.cfg.store != nil})
 }
 
-// freshWindowLocked replaces the window. The old one is retired, never
-// cleared: a late writer can only touch a window that nobody reads.
-func (b *Breaker) freshWindowLocked() {
+// freshWindowLocked replaces the window with one for generation gen. The
+// old one is retired, never cleared: a late writer can only touch a window
+// that nobody reads. The new window is published before the generation, so
+// whoever holds a permit of gen finds it.
+func (b *Breaker) freshWindowLocked(gen uint64) {
 	b.win.Load().retire()
-	b.win.Store(newWindow(b.cfg))
+	b.win.Store(newWindow(b, gen))
 }
 
 func (b *Breaker) refusalLocked(s State) *OpenError {
@@ -1032,8 +1178,17 @@ func (b *Breaker) armMaxWait(gen uint64) {
 	if wordGen(b.word.Load()) != gen || b.timer != nil {
 		return
 	}
+	b.armings++
+	id := b.armings
+	b.maxWaitID = id
 	b.timer = time.AfterFunc(b.cfg.maxWait, func() {
-		b.transition(gen, StateHalfOpen, StateOpen, ErrProbeTimeout, 0)
+		// A timer disarmed (see disarm) as it fired finds its id gone.
+		b.mu.Lock()
+		if b.maxWaitID == id {
+			b.transitionLocked(gen, StateHalfOpen, StateOpen, ErrProbeTimeout, 0)
+		}
+		b.mu.Unlock()
+		b.dispatch()
 	})
 }
 
@@ -1088,7 +1243,11 @@ func (b *Breaker) metricsLocked(now time.Time) BreakerMetrics {
 	w := b.word.Load()
 	win := b.win.Load()
 	calls, fails, slows := win.counts()
+	tc, tf, tr := b.totals.sum()
 	m := BreakerMetrics{
+		TotalCalls:          tc,
+		TotalFailures:       tf,
+		TotalRejections:     tr,
 		State:               wordState(w),
 		Calls:               int(calls),
 		Failures:            int(fails),

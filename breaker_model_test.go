@@ -22,11 +22,14 @@ type brModel struct {
 	state     State
 	gen       int
 	ring      []bool // outcomes of the window, oldest first; true: failure
+	recorded  int    // outcomes recorded in the window in all
 	consec    int
 	openUntil time.Time
 	inflight  int
 	succ      int
 	armedAt   time.Time // zero: the max-wait clock is not running
+
+	totalCalls, totalFails, totalRejects uint64
 }
 
 type brModelPermit struct {
@@ -37,7 +40,7 @@ type brModelPermit struct {
 
 func (m *brModel) enter(s State, now time.Time) {
 	if s == StateClosed || (s == StateDisabled && m.state != StateClosed && m.state != StateDisabled) {
-		m.ring, m.consec = nil, 0
+		m.ring, m.consec, m.recorded = nil, 0, 0
 	}
 	m.state = s
 	m.gen++
@@ -53,6 +56,7 @@ func (m *brModel) allow(now time.Time) (ok, probe bool) {
 		return true, false
 	case StateHalfOpen:
 		if m.inflight >= m.probes {
+			m.totalRejects++
 			return false, false
 		}
 		if m.inflight == 0 && m.succ == 0 && m.armedAt.IsZero() {
@@ -61,10 +65,17 @@ func (m *brModel) allow(now time.Time) (ok, probe bool) {
 		m.inflight++
 		return true, true
 	}
+	m.totalRejects++
 	return false, false
 }
 
 func (m *brModel) done(p brModelPermit, o Outcome, now time.Time) {
+	if o == Success || o == Fail {
+		m.totalCalls++
+		if o == Fail {
+			m.totalFails++
+		}
+	}
 	if p.gen != m.gen {
 		return
 	}
@@ -83,6 +94,9 @@ func (m *brModel) done(p brModelPermit, o Outcome, now time.Time) {
 			m.enter(StateOpen, now)
 		default:
 			m.inflight--
+			if m.inflight == 0 && m.succ == 0 { // as if the round never started
+				m.armedAt = time.Time{}
+			}
 		}
 		return
 	}
@@ -91,6 +105,7 @@ func (m *brModel) done(p brModelPermit, o Outcome, now time.Time) {
 	}
 	fail := o == Fail
 	m.ring = append(m.ring, fail)
+	m.recorded++
 	if len(m.ring) > m.window {
 		m.ring = m.ring[1:]
 	}
@@ -99,7 +114,8 @@ func (m *brModel) done(p brModelPermit, o Outcome, now time.Time) {
 	} else {
 		m.consec = 0
 	}
-	if m.state != StateClosed || !fail { // a success never opens it
+	// A success opens it only when it brings the window to its minimum.
+	if m.state != StateClosed || (!fail && m.recorded != m.minCalls) {
 		return
 	}
 	_, fails := m.counts()
@@ -204,6 +220,7 @@ func runBreakerModel(t *testing.T, seed uint64) {
 		want := BreakerMetrics{
 			State: m.state, Calls: calls, Failures: fails, ConsecutiveFailures: m.consec,
 			Since: got.Since, InState: got.InState,
+			TotalCalls: m.totalCalls, TotalFailures: m.totalFails, TotalRejections: m.totalRejects,
 		}
 		if calls > 0 {
 			want.FailureRate = float64(fails) / float64(calls)

@@ -2,7 +2,6 @@ package resilient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -64,7 +63,7 @@ type Store interface {
 func WithStore(s Store) BreakerOption {
 	return breakerOptionFunc(func(c *breakerConfig) error {
 		if s == nil {
-			return errors.New("resilient: WithStore: nil store")
+			return optionError("WithStore", "nil store")
 		}
 		c.store = s
 		return nil

@@ -15,6 +15,23 @@ import (
 // replaced, never cleared, when a new one starts, so the only writes it can
 // receive after that are late ones, which nobody reads.
 type window struct {
+	// gen is the breaker generation whose results the window counts (see
+	// Breaker.Done), or retiredGen once the period it measures has ended. A
+	// result is counted only if the window it loaded has its generation:
+	// since a fresh window is published with its generation already set,
+	// a result of an earlier generation can only reach a window nobody
+	// reads any more.
+	gen atomic.Uint64
+	// br is the breaker, which a time window asks to judge its rates at
+	// each tick.
+	br *Breaker
+	// lastFail is a recent failure, the cause given when the window is
+	// judged without a failure at hand (a success that brings a count
+	// window to its minimum, a time window's tick). A count window keeps
+	// it only until it holds its minimum, after which every judgment has
+	// its own failure.
+	lastFail atomic.Pointer[failure]
+
 	// consec counts failures since the last success.
 	consec atomic.Int64
 
@@ -48,6 +65,16 @@ type bucket struct {
 	calls, fails, slows atomic.Int64
 }
 
+// failure is a failed call's error, without markers, and its hint.
+type failure struct {
+	err  error
+	hint time.Duration
+}
+
+// retiredGen is the generation of a window whose period has ended: no
+// result matches it.
+const retiredGen = ^uint64(0)
+
 // stripe is a counter on cache lines of its own.
 type stripe struct {
 	n atomic.Int64
@@ -65,31 +92,39 @@ const (
 	slotSlow
 )
 
-func newWindow(c *breakerConfig) *window {
+// newWindow makes a window for b's generation gen.
+func newWindow(b *Breaker, gen uint64) *window {
+	c := b.cfg
+	var w *window
 	if c.countN > 0 {
-		return &window{ring: make([]atomic.Uint32, c.countN), n: uint64(c.countN)}
+		w = &window{ring: make([]atomic.Uint32, c.countN), n: uint64(c.countN)}
+	} else {
+		w = &window{
+			buckets: make([]bucket, c.buckets),
+			pending: make([]stripe, pendingStripes),
+			tick:    c.timeD / time.Duration(c.buckets),
+		}
 	}
-	return &window{
-		buckets: make([]bucket, c.buckets),
-		pending: make([]stripe, pendingStripes),
-		tick:    c.timeD / time.Duration(c.buckets),
-	}
+	w.br = b
+	w.gen.Store(gen)
+	return w
 }
 
 // success records a plain success (neither failed nor slow): the hot path.
-func (w *window) success() {
+// It reports whether the success brought a count window to n calls.
+func (w *window) success(n int) bool {
 	if w.consec.Load() != 0 {
 		w.consec.Store(0)
 	}
 	if w.ring != nil {
 		if w.fails.Load() == 0 && w.slows.Load() == 0 && w.next.Load() >= w.n {
-			return // calm
+			return false // calm
 		}
-		w.put(slotFilled)
-		return
+		return w.put(slotFilled)+1 == uint64(n)
 	}
 	w.pending[stripeOf()].n.Add(1)
 	w.startTicking()
+	return false
 }
 
 // calm reports whether the window is a count window full of plain
@@ -115,10 +150,14 @@ func stripeOf() int {
 	return int((a * 0x9e3779b97f4a7c15) >> (64 - 3)) // 3 = log2(pendingStripes)
 }
 
-// record records a call that failed, was slow, or both.
-func (w *window) record(fail, slow bool) {
+// record records a call that failed, was slow, or both; f is the failure,
+// if it failed, and minCalls the breaker's minimum number of calls.
+func (w *window) record(fail, slow bool, f failure, minCalls int) {
 	if fail {
 		w.consec.Add(1)
+		if w.ring == nil || w.next.Load() < uint64(minCalls) {
+			w.lastFail.Store(&f)
+		}
 	} else if w.consec.Load() != 0 {
 		w.consec.Store(0)
 	}
@@ -145,8 +184,9 @@ func (w *window) record(fail, slow bool) {
 }
 
 // put writes one outcome into the ring and adjusts the counts by the
-// outcome it replaces.
-func (w *window) put(v uint32) {
+// outcome it replaces. It returns the outcome's index: the calls recorded
+// before it.
+func (w *window) put(v uint32) uint64 {
 	i := w.next.Add(1) - 1
 	old := w.ring[i%w.n].Swap(v)
 	if d := int64(v>>1&1) - int64(old>>1&1); d != 0 {
@@ -155,6 +195,7 @@ func (w *window) put(v uint32) {
 	if d := int64(v>>2&1) - int64(old>>2&1); d != 0 {
 		w.slows.Add(d)
 	}
+	return i
 }
 
 // counts returns the calls, failures and slow calls in the window.
@@ -193,13 +234,22 @@ func (w *window) startTicking() {
 	}
 }
 
-// onTick moves the window on by one bucket, and keeps ticking while the
-// window holds calls.
+// onTick moves the window on by one bucket, keeps ticking while the
+// window holds calls, and then has the breaker judge the window's rates,
+// which may have reached their thresholds with no failure recorded (see
+// Breaker.judge).
 func (w *window) onTick() {
+	if w.advance() {
+		w.br.judge(w, w.gen.Load(), failure{})
+	}
+}
+
+// advance is onTick's move; it reports whether the window is still live.
+func (w *window) advance() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.retired {
-		return
+		return false
 	}
 	// Successes counted since the last tick belong to the bucket closing
 	// now; one counted while we flush belongs to the next, and is flushed
@@ -219,7 +269,7 @@ func (w *window) onTick() {
 	w.head.Store(h)
 	if c, _, _ := w.counts(); c > 0 {
 		w.timer.Reset(w.tick)
-		return
+		return true
 	}
 	// Stop, then look again: a call recorded meanwhile either sees ticking
 	// false and restarts the timer itself, or is seen here (its add comes
@@ -228,11 +278,13 @@ func (w *window) onTick() {
 	if c, _, _ := w.counts(); c > 0 && w.ticking.CompareAndSwap(false, true) {
 		w.timer.Reset(w.tick)
 	}
+	return true
 }
 
-// retire stops the window for good: a time window's counts freeze and its
-// timer stops.
+// retire stops the window for good: it counts no more results, and a time
+// window's counts freeze and its timer stops. The breaker's lock is held.
 func (w *window) retire() {
+	w.gen.Store(retiredGen)
 	if w.ring != nil {
 		return
 	}
@@ -242,4 +294,36 @@ func (w *window) retire() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+}
+
+// totals counts a breaker's results and refusals since it was built, on
+// stripes (see stripeOf), so that parallel callers seldom write the same
+// cache line.
+type totals struct {
+	stripes [pendingStripes]totalStripe
+}
+
+type totalStripe struct {
+	calls, fails, rejects atomic.Uint64
+	_                     [104]byte // with the counters, two cache lines
+}
+
+func (t *totals) call(fail bool) {
+	s := &t.stripes[stripeOf()]
+	s.calls.Add(1)
+	if fail {
+		s.fails.Add(1)
+	}
+}
+
+func (t *totals) reject() { t.stripes[stripeOf()].rejects.Add(1) }
+
+func (t *totals) sum() (calls, fails, rejects uint64) {
+	for i := range t.stripes {
+		s := &t.stripes[i]
+		calls += s.calls.Load()
+		fails += s.fails.Load()
+		rejects += s.rejects.Load()
+	}
+	return calls, fails, rejects
 }

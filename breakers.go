@@ -2,7 +2,6 @@ package resilient
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,10 +49,10 @@ type keyedBreaker struct {
 // names it.
 func NewBreakers(max int, idle time.Duration, opts ...BreakerOption) (*Breakers, error) {
 	if max < 1 {
-		return nil, fmt.Errorf("resilient: NewBreakers: max must be >= 1, got %d", max)
+		return nil, optionError("NewBreakers", "max must be >= 1, got %d", max)
 	}
 	if idle <= 0 {
-		return nil, fmt.Errorf("resilient: NewBreakers: idle must be > 0, got %v", idle)
+		return nil, optionError("NewBreakers", "idle must be > 0, got %v", idle)
 	}
 	// The store needs a name; keys provide it, so validate with one.
 	c, err := newBreakerConfig(append(opts[:len(opts):len(opts)], breakerOptionFunc(func(c *breakerConfig) error {

@@ -3,7 +3,6 @@ package resilient
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +57,7 @@ type BulkheadOption func(*Bulkhead) error
 func WithSlotWait(d time.Duration) BulkheadOption {
 	return func(b *Bulkhead) error {
 		if d < 0 {
-			return fmt.Errorf("resilient: WithSlotWait: d must be >= 0, got %v", d)
+			return optionError("WithSlotWait", "d must be >= 0, got %v", d)
 		}
 		b.wait = d
 		return nil
@@ -70,16 +69,19 @@ func WithSlotWait(d time.Duration) BulkheadOption {
 // once. An invalid argument or option is an error that names it.
 func NewBulkhead(limit int, opts ...BulkheadOption) (*Bulkhead, error) {
 	if limit < 1 {
-		return nil, fmt.Errorf("resilient: NewBulkhead: limit must be >= 1, got %d", limit)
+		return nil, optionError("NewBulkhead", "limit must be >= 1, got %d", limit)
 	}
 	b := &Bulkhead{limit: int64(limit)}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewBulkhead: nil option")
+			errs = append(errs, optionError("NewBulkhead", "nil option"))
+		} else if err := o(b); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o(b); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	return b, nil
 }
@@ -101,7 +103,7 @@ func MustNewBulkhead(limit int, opts ...BulkheadOption) *Bulkhead {
 func WithBulkhead(b *Bulkhead) Option {
 	return optionFunc(func(e *Executor) error {
 		if b == nil {
-			return errors.New("resilient: WithBulkhead: nil bulkhead")
+			return optionError("WithBulkhead", "nil bulkhead")
 		}
 		return WithPolicy(b).apply(e)
 	})

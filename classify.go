@@ -117,6 +117,74 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// Reject marks err as a refusal of the attempt before anything was sent:
+// the function's own guard said no (a breaker per host that the executor
+// cannot see, a local limit). The executor treats it exactly as a refusal
+// by one of its policies ([Policy.Admit]): the attempt does not count
+// ([Error.Attempts] and [Result.Attempts] leave it out, and it has no
+// record in [Result.History] and no [AttemptEvent]), every policy that
+// admitted it is told [Ignore], and the call ends at once, without a wait,
+// with [ReasonRejected] and err as [Error.Cause]. So errors.Is(err,
+// [ErrOpen]) holds for a breaker's refusal, and [RejectedBy] names the kind
+// of guard. When an earlier attempt ran, the caller gets that attempt's
+// value and error back (see [Do]). In a hedged round, a refused hedge
+// never ends the round while another attempt is in flight.
+//
+// Return the zero value with it: a value returned with a refusal is
+// released through [OnDiscard]. Reject(nil) is nil.
+func Reject(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &rejectError{err: err}
+}
+
+type rejectError struct{ err error }
+
+func (e *rejectError) Error() string { return e.err.Error() }
+func (e *rejectError) Unwrap() error { return e.err }
+
+// refusal returns the error given to [Reject] in err's chain, or nil.
+func refusal(err error) error {
+	if r, ok := find[*rejectError](err); ok {
+		return r.err
+	}
+	return nil
+}
+
+// Throttled marks err as the upstream asking for less traffic rather than
+// failing: an HTTP 429, a gRPC RESOURCE_EXHAUSTED with pushback. It stays
+// retryable like any error (a [RetryAfter] hint it carries is honoured as
+// usual), and the caller gets err back without the marker.
+//
+// Decision: a throttled attempt is not a failure of the upstream. A
+// [Breaker] counts it neither way (see [Breaker.Done]): an upstream that
+// sheds load is working as designed, and opening a breaker on it would
+// refuse the requests it is still willing to serve. It is still the signal
+// a [Throttle] acts on. An error carrying a hint (a 503 with Retry-After)
+// is taken the same way, marked or not. Throttled(nil) is nil.
+func Throttled(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &throttledError{err: err}
+}
+
+type throttledError struct{ err error }
+
+func (e *throttledError) Error() string { return e.err.Error() }
+func (e *throttledError) Unwrap() error { return e.err }
+
+// throttled reports whether err is the upstream asking for less traffic:
+// marked [Throttled], or carrying a hint (see [RetryAfter]).
+func throttled(err error) bool {
+	if hintOf(err) > 0 {
+		return true
+	}
+	_, ok := find[*throttledError](err)
+	return ok
+}
+
 // RetryAfter marks err as retryable no sooner than d from now: a server's
 // hint, such as HTTP's Retry-After. The hint is a floor for the next delay:
 // jitter never takes the delay below it, but spreads callers over up to a
@@ -142,9 +210,12 @@ func (e *hintError) Error() string             { return e.err.Error() }
 func (e *hintError) Unwrap() error             { return e.err }
 func (e *hintError) RetryAfter() time.Duration { return e.after }
 
-// unmark is implemented by the package's own markers (Permanent, RetryAfter).
+// unmark is implemented by the package's own markers (Permanent,
+// RetryAfter, Reject, Throttled).
 func (e *hintError) unmark() error      { return e.err }
 func (e *permanentError) unmark() error { return e.err }
+func (e *rejectError) unmark() error    { return e.err }
+func (e *throttledError) unmark() error { return e.err }
 
 type hinter interface{ RetryAfter() time.Duration }
 
@@ -183,8 +254,8 @@ func find[E any](err error) (E, bool) {
 	return *new(E), false
 }
 
-// stripMarkers removes the Permanent and RetryAfter markers at the top of
-// err's chain, so the caller receives its own error back.
+// stripMarkers removes the package's markers at the top of err's chain, so
+// the caller receives its own error back.
 func stripMarkers(err error) error {
 	for {
 		m, ok := err.(interface{ unmark() error })
@@ -203,9 +274,15 @@ func stripMarkers(err error) error {
 // counts against the upstream. It is told apart by the caller's context, not
 // by the error: a per-attempt timeout returns context.DeadlineExceeded too,
 // but leaves the caller's context alive, so it is an ordinary Retry.
+//
+// A refusal ([Reject]) is Ignore: no attempt was made, so no policy counts
+// it; the executor then ends the call as a policy's refusal would.
 func (ex *Executor) classify(parent context.Context, err error) Outcome {
 	if err == nil {
 		return Success
+	}
+	if _, ok := find[*rejectError](err); ok {
+		return Ignore
 	}
 	if parent.Err() != nil {
 		return Ignore

@@ -47,7 +47,8 @@
 //
 // [RetryAfter] attaches a server's hint to an error: the next wait is at
 // least the hint, and a hint longer than [WithMaxDelay] ends the call at once
-// instead of being clamped.
+// instead of being clamped. [Throttled] marks an error as the upstream asking
+// for less traffic (a 429): still retried, but no failure for a breaker.
 //
 // A value can be a failure too (an HTTP 503 response): [CheckValue] turns
 // values into errors without losing them. When the call gives up, the caller
@@ -87,10 +88,13 @@
 // next wait is planned and before it starts, so a refused retry costs no wait
 // and the caller keeps the last attempt's result. Hedges are attempts: each
 // passes the policies and the retry gates. The attempt timeout is innermost,
-// so a timed-out attempt is an ordinary retryable failure. The fallback sees
-// the call's final error after the hooks have. Put a bulkhead after a breaker,
-// so that a refused call never takes a slot; a Group wraps a whole Do, so a
-// deduplicated call counts once against the breaker and the budget.
+// so a timed-out attempt is an ordinary retryable failure. A guard inside the
+// function that the executor cannot see (a breaker per host) refuses an
+// attempt by returning [Reject](err): the executor treats it as a policy's
+// refusal. The fallback sees the call's final error after the hooks have.
+// Put a bulkhead after a breaker, so that a refused call never takes a slot;
+// a Group wraps a whole Do, so a deduplicated call counts once against the
+// breaker and the budget.
 //
 // # Circuit breaking
 //
@@ -105,7 +109,11 @@
 // [WithHalfOpenSuccesses] successes and reopens on a failure. A probe that
 // never reports back cannot wedge it ([WithHalfOpenMaxWait]). The caller's
 // own cancellation counts neither way; results from before a change of state
-// are ignored. Closed-state calls take no lock and read no clock.
+// are ignored. An upstream asking for less traffic is not failing: an error
+// marked [Throttled] or carrying a [RetryAfter] hint (an HTTP 429, a 503
+// with Retry-After) counts neither way, unless [WithOpenFromHint] is set,
+// and then its hint sets the open duration. Closed-state calls take no lock
+// and read no clock.
 //
 // Code that cannot wrap a function uses the two-step API, [Breaker.Allow]
 // then [Breaker.Record]. [Breakers] keeps one breaker per key (a host, a

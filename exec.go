@@ -29,6 +29,24 @@ var DefaultBackoff = Exponential(100*time.Millisecond, 5*time.Second)
 // panicked. The panic itself goes on, in the caller's goroutine.
 var ErrPanicked = errors.New("resilient: attempt panicked")
 
+// ErrBadRandom is the [Error.Cause] of a call ended because the source of
+// jitter given to [WithRandom] returned a value outside [0, 1), or NaN.
+var ErrBadRandom = errors.New("resilient: WithRandom: the source returned a value outside [0, 1)")
+
+// ErrAbandoned is the cause (see context.Cause) of a context the library
+// cancels because nobody wants the result of the work running on it any
+// more: a hedged attempt once another attempt of its round has won, or its
+// round or call has ended (see [WithHedge]), and a [Group]'s shared
+// execution once every caller waiting for it has left.
+//
+// Decision: such an attempt is [Ignore] for every policy and hook, whatever
+// it returns. It did not fail: its result was not wanted. Code that keeps
+// its own books per attempt (a breaker per host inside the function) checks
+// errors.Is(context.Cause(ctx), ErrAbandoned) to do the same. A per-attempt
+// timeout is not an abandonment: its cause is context.DeadlineExceeded, and
+// it is an ordinary, retryable failure.
+var ErrAbandoned = errors.New("resilient: abandoned: the result is no longer wanted")
+
 // Executor runs functions with retries, backoff and the policies it was
 // built with. It is immutable and safe for concurrent use: build one per
 // upstream with [New] and share it by every call to that upstream. Its
@@ -72,9 +90,50 @@ type Option interface {
 
 type optionFunc func(*Executor) error
 
+// ErrInvalidOption is matched (with [errors.Is]) by every [*OptionError].
+var ErrInvalidOption = errors.New("resilient: invalid option")
+
+// OptionError is the error of an invalid option, or of an invalid argument
+// of a constructor, as returned by [New], [NewBreaker] and the other
+// constructors of the package (and by [Do] given invalid options). It
+// names the option and says what is wrong with it, for example
+// "resilient: WithAttempts: n must be >= 1 or Unlimited, got 0". It matches
+// [ErrInvalidOption]. A constructor given several invalid options reports
+// every one, joined with [errors.Join]; errors.As finds the first.
+type OptionError struct {
+	// Option is the option's name, such as "WithAttempts", or the
+	// constructor's (such as "New" for a nil option).
+	Option string
+	// Err says what is wrong.
+	Err error
+}
+
+func (e *OptionError) Error() string { return "resilient: " + e.Option + ": " + e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrInvalidOption].
+func (e *OptionError) Is(target error) bool { return target == ErrInvalidOption }
+
+func optionError(option, format string, args ...any) error {
+	return &OptionError{Option: option, Err: fmt.Errorf(format, args...)}
+}
+
+// joinErrors returns nil, the one error of errs, or all of them joined.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
 func (f optionFunc) apply(e *Executor) error { return f(e) }
 
 func (e *Executor) apply(dst *Executor) error {
+	if e == nil {
+		return optionError("New", "nil *Executor given as an option")
+	}
 	*dst = *e
 	// Later options append to these: never into the shared arrays.
 	dst.policies = dst.policies[:len(dst.policies):len(dst.policies)]
@@ -91,18 +150,26 @@ var defaultExecutor = MustNew()
 // never waits longer than [DefaultMaxDelay]. An invalid option is an error
 // that names it; nothing is built.
 func New(opts ...Option) (*Executor, error) {
-	e := &Executor{
+	// The executor and its refusal cache, in one allocation.
+	a := &struct {
+		Executor
+		rejects rejectCache
+	}{Executor: Executor{
 		attempts: DefaultAttempts,
 		backoff:  DefaultBackoff,
 		jitter:   FullJitter,
-	}
+	}}
+	e := &a.Executor
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: New: nil option")
+			errs = append(errs, optionError("New", "nil option"))
+		} else if err := o.apply(e); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o.apply(e); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if e.maxDelay == 0 {
 		e.maxDelay = max(DefaultMaxDelay, e.backoff.max)
@@ -117,10 +184,7 @@ func New(opts ...Option) (*Executor, error) {
 			e.gates = append(e.gates, g)
 		}
 	}
-	e.rejects = nil
-	if len(e.policies) > 0 { // only policies refuse
-		e.rejects = new(rejectCache)
-	}
+	e.rejects = &a.rejects // this executor's own, not a base's
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
 	e.bare = e.fast && len(e.policies) == 0
@@ -169,7 +233,7 @@ func WithAttempts(n int) Option {
 		case n >= 1:
 			e.attempts = n
 		default:
-			return fmt.Errorf("resilient: WithAttempts: n must be >= 1 or Unlimited, got %d", n)
+			return optionError("WithAttempts", "n must be >= 1 or Unlimited, got %d", n)
 		}
 		return nil
 	})
@@ -182,7 +246,7 @@ func WithAttempts(n int) Option {
 func WithBackoff(b Backoff) Option {
 	return optionFunc(func(e *Executor) error {
 		if b.err != nil {
-			return fmt.Errorf("resilient: WithBackoff: %w", b.err)
+			return &OptionError{Option: "WithBackoff", Err: b.err}
 		}
 		e.backoff = b
 		return nil
@@ -195,7 +259,7 @@ func WithBackoff(b Backoff) Option {
 func WithJitter(j Jitter) Option {
 	return optionFunc(func(e *Executor) error {
 		if err := j.validate(); err != nil {
-			return fmt.Errorf("resilient: WithJitter: %w", err)
+			return &OptionError{Option: "WithJitter", Err: err}
 		}
 		e.jitter = j
 		return nil
@@ -211,7 +275,7 @@ func WithJitter(j Jitter) Option {
 func WithMaxDelay(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithMaxDelay: d must be > 0, got %v", d)
+			return optionError("WithMaxDelay", "d must be > 0, got %v", d)
 		}
 		e.maxDelay = d
 		return nil
@@ -226,7 +290,7 @@ func WithMaxDelay(d time.Duration) Option {
 func WithMaxElapsed(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithMaxElapsed: d must be > 0, got %v", d)
+			return optionError("WithMaxElapsed", "d must be > 0, got %v", d)
 		}
 		e.maxElapsed = d
 		return nil
@@ -241,7 +305,7 @@ func WithMaxElapsed(d time.Duration) Option {
 func WithAttemptTimeout(d time.Duration) Option {
 	return optionFunc(func(e *Executor) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithAttemptTimeout: d must be > 0, got %v", d)
+			return optionError("WithAttemptTimeout", "d must be > 0, got %v", d)
 		}
 		e.attemptTimeout = d
 		return nil
@@ -288,10 +352,17 @@ func CheckValue[T any](check func(T) error) Option {
 
 // OnDiscard sets the release hook for values the caller never sees: the
 // value of every attempt that is followed by another one (an HTTP response
-// whose body must be closed). It runs before the wait for the next attempt,
-// on the caller's goroutine, and may receive zero values. T must be the type
-// of the calls the executor runs; values of other types are not passed to
-// it. Nil removes the hook.
+// whose body must be closed), and of a hedged attempt that lost. Each value
+// is either returned to the caller or released, exactly once. It runs on the
+// caller's goroutine, and may receive zero values.
+//
+// A value is held through the wait before the next attempt and released
+// once that attempt has run: if the attempt is refused instead (a breaker
+// that opened during the wait), the call returns the held value (see [Do]).
+// If the context ends the call during the wait, the value is released and
+// the call returns the zero value. T must be the type of the calls the
+// executor runs; values of other types are not passed to it. Nil removes
+// the hook.
 func OnDiscard[T any](release func(T)) Option {
 	return optionFunc(func(e *Executor) error {
 		if release == nil {
@@ -310,7 +381,8 @@ func OnDiscard[T any](release func(T)) Option {
 // WithRandom replaces the source of jitter: random must return uniformly
 // distributed values in [0, 1) and be safe for concurrent use. It serves
 // deterministic tests and simulations; nil restores the default,
-// math/rand/v2's lock-free global generator.
+// math/rand/v2's lock-free global generator. A value outside [0, 1), or NaN,
+// ends the call that drew it with [ErrBadRandom] (and [ReasonPermanent]).
 func WithRandom(random func() float64) Option {
 	return optionFunc(func(e *Executor) error {
 		e.random = random
@@ -324,7 +396,7 @@ func WithPolicy(ps ...Policy) Option {
 	return optionFunc(func(e *Executor) error {
 		for _, p := range ps {
 			if p == nil {
-				return errors.New("resilient: WithPolicy: nil policy")
+				return optionError("WithPolicy", "nil policy")
 			}
 		}
 		e.policies = append(e.policies[:len(e.policies):len(e.policies)], ps...)
@@ -369,9 +441,12 @@ func build(opts []Option) (*Executor, error) {
 // called [Success], that error as it is). Otherwise the error is an
 // [*Error]: it wraps the last attempt's error and tells how many attempts
 // were made and why the call stopped; the value is the last attempt's
-// value, unless it was released (see [OnDiscard]) before a wait that the
-// context or a policy then ended, when it is the zero value. A panic in fn
-// goes on in the caller's goroutine, after every policy has been told.
+// value, also when a retry is refused (by a [RetryGate] before the wait, or
+// by a policy or the function's [Reject] after it), except when the context
+// ended the call between attempts (during a wait, or while a policy held
+// the next attempt back): that value is then released (see [OnDiscard]) and
+// Do returns the zero value. A panic in fn goes on in the caller's goroutine,
+// after every policy has been told.
 //
 // Do refuses an executor built [WithHedge] with [ErrHedgeNeedsDoHedged];
 // hedged calls go through [DoHedged].
@@ -419,6 +494,7 @@ func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) 
 		if (s == StateOpen || s == StateForcedOpen) && ex.fallback == nil {
 			if e := ex.rejects.last.Load(); e != nil {
 				if oe, ok := e.Cause.(*OpenError); ok && oe == br.refusal.Load() {
+					br.totals.reject()
 					return *new(T), e
 				}
 			}
@@ -435,7 +511,9 @@ func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) 
 	v, err := fn(ctx)
 	finished = true
 	if err == nil {
-		if !br.win.Load().calm() { // a calm window is left as it is
+		if br.win.Load().calm() { // a calm window is left as it is
+			br.totals.call(false)
+		} else {
 			br.succeeded(tok)
 		}
 		return v, nil
@@ -512,6 +590,9 @@ func DoResult[T any](ctx context.Context, fn func(context.Context) (T, error), o
 // Run calls fn with the executor's policy, as [Do] does, for calls that
 // return no value.
 func (e *Executor) Run(ctx context.Context, fn func(context.Context) error) error {
+	if e == nil {
+		return errors.New("resilient: Run: nil *Executor")
+	}
 	if fn == nil {
 		return ErrNilFunc
 	}
@@ -534,7 +615,20 @@ type call struct {
 	mark    time.Time // the last clock reading, when timed
 	fresh   bool      // nothing has happened since mark was read
 	history *[]Attempt
-	last    error // last attempt's error, markers removed
+	last    error         // last attempt's error, markers removed
+	hint    time.Duration // the hint that last's error carried
+	// rec is the attempt after plans for: its number, duration and whether
+	// it was a hedge. Its record is made once its wait is known.
+	rec pending
+}
+
+// pending is what after needs, besides the error and outcome, to record
+// an attempt.
+type pending struct {
+	n      int
+	d      time.Duration
+	hedged bool
+	done   bool // already recorded
 }
 
 // first is an attempt already made by the fast path.
@@ -659,6 +753,7 @@ func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T],
 	if res != nil {
 		c.history = &res.History
 	}
+	var h held[T]
 	for {
 		var (
 			v        T
@@ -670,15 +765,69 @@ func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T],
 		case f != nil:
 			c.n, v, err, o = 1, f.v, f.err, f.o
 			f = nil
+			if o == Ignore {
+				if r := refusal(err); r != nil { // see Reject
+					c.n, rejected = 0, r
+					release(c.ex, v)
+					v, err = *new(T), nil
+				}
+			}
 		case c.ctx.Err() != nil:
 			r, cause := c.ctxReason()
+			h.drop(ex)
 			return done(&c, res, v, c.fail(r, cause), r)
 		default:
 			v, err, o, rejected = attempt(&c, fn)
 		}
-		if v, err, r, stop := after(&c, v, err, o, rejected); stop {
+		v = h.next(ex, v, rejected)
+		v, err, r, stop := after(&c, v, err, o, rejected)
+		if stop {
 			return done(&c, res, v, err, r)
 		}
+		h.v, h.ok = v, true
+	}
+}
+
+// held is the value of an attempt that a wait follows, held until the next
+// attempt has been made or refused.
+//
+// Decision: the value of an attempt followed by a wait is held through the
+// wait, and released only once a later attempt has really run. When the
+// next attempt is refused instead (by a policy, such as a breaker that
+// opened during the wait, or by the function's own [Reject]), the call ends
+// with that value and its error, as it would have had the refusal come
+// before the wait: the caller keeps the last real response, never an empty
+// refusal in its place. Releasing it before the wait would free what it
+// holds sooner (an HTTP response's connection) but lose it to any refusal
+// the wait gives time for; a value that must not be held through a wait is
+// for the function to detach from its resources before returning it.
+type held[T any] struct {
+	v  T
+	ok bool
+}
+
+// next returns the value the call goes on with once the next attempt has
+// been made (v, and the held value is released) or refused (the held
+// value, which the call ends with, or which after releases if the context
+// ended it).
+func (h *held[T]) next(ex *Executor, v T, rejected error) T {
+	if !h.ok {
+		return v
+	}
+	h.ok = false
+	if rejected != nil {
+		return h.v
+	}
+	release(ex, h.v)
+	return v
+}
+
+// drop releases the held value of a call that its context ended before the
+// next attempt.
+func (h *held[T]) drop(ex *Executor) {
+	if h.ok {
+		h.ok = false
+		release(ex, h.v)
 	}
 }
 
@@ -723,53 +872,67 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	var zero T
 	ex := c.ex
 	if rejected != nil {
+		// v is the value of attempt c.n, held through the wait (see held),
+		// or the zero value when no attempt was made.
 		if c.ctx.Err() != nil { // a policy's wait (a bulkhead, a limiter) ended with the call's context
+			if c.n > 0 {
+				release(ex, v)
+			}
 			r, cause := c.ctxReason()
 			return zero, c.fail(r, cause), r, true
 		}
-		return zero, c.fail(ReasonRejected, rejected), ReasonRejected, true
+		if c.n == 0 {
+			return zero, ex.rejection(rejected), ReasonRejected, true
+		}
+		return v, c.fail(ReasonRejected, rejected), ReasonRejected, true
 	}
 	c.last = stripMarkers(err)
+	if err != nil {
+		c.hint = hintOf(err)
+	}
 	switch o {
 	case Success:
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.last, ReasonSuccess, true
 	case Fail:
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonPermanent, nil), ReasonPermanent, true
 	case Ignore:
+		c.observe(err, o, 0, FromBackoff)
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
 	if c.n >= ex.attempts {
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonExhausted, nil), ReasonExhausted, true
 	}
 	if c.ctx.Err() != nil { // our own time limit ended the attempt
+		c.observe(err, o, 0, FromBackoff)
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
-	delay, src, r := c.plan(err)
+	delay, src, r, cause := c.plan(err)
 	if r != ReasonSuccess {
-		return v, c.fail(r, nil), r, true
+		c.observe(err, o, 0, FromBackoff)
+		return v, c.fail(r, cause), r, true
 	}
 	// Gates are asked last, once the wait is settled, so that a budget's
 	// token is only taken for a retry that will really be waited for.
 	if gerr := c.allowRetry(); gerr != nil {
+		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(ReasonRejected, gerr), ReasonRejected, true
 	}
-	if c.history != nil {
-		h := *c.history
-		h[len(h)-1].Delay, h[len(h)-1].Source = delay, src
-	}
+	// The attempt is told of with the wait that follows it.
+	c.observe(err, o, delay, src)
 	if h := ex.hooks.OnRetry; h != nil {
 		h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
 	}
-	if ex.discard != nil {
-		ex.discard(v)
-	}
 	if !c.wait(delay) {
+		release(ex, v)
 		r, cause := c.ctxReason()
 		return zero, c.fail(r, cause), r, true
 	}
-	return zero, nil, ReasonSuccess, false
+	return v, nil, ReasonSuccess, false // v is held through the wait: see held
 }
 
 // attempt runs one attempt under the executor's policies. rejected is a
@@ -782,7 +945,7 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	for _, p := range ex.policies {
 		pm, perr := p.Admit(c.ctx, c.n)
 		if perr != nil {
-			c.release(permits, Report{Attempt: c.n, Outcome: Ignore})
+			c.releasePermits(permits, Report{Attempt: c.n, Outcome: Ignore})
 			c.n--
 			return v, nil, Ignore, perr
 		}
@@ -804,7 +967,7 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 		finished := false
 		defer func() {
 			if !finished {
-				c.release(permits, Report{Attempt: c.n, Outcome: Fail, Err: ErrPanicked, Duration: since(c.timed, t0)})
+				c.releasePermits(permits, Report{Attempt: c.n, Outcome: Fail, Err: ErrPanicked, Duration: since(c.timed, t0)})
 			}
 		}()
 		v, err = fn(actx)
@@ -820,22 +983,37 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	if c.timed {
 		d = c.clock(false).Sub(t0)
 	}
-	c.release(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
-	c.observe(c.n, err, o, d, nil, false)
+	c.releasePermits(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
+	if o == Ignore {
+		if r := refusal(err); r != nil { // see Reject
+			c.n--
+			release(c.ex, v)
+			return *new(T), nil, Ignore, r
+		}
+	}
+	c.rec = pending{n: c.n, d: d}
 	return v, err, o, nil
 }
 
-// observe records attempt n in the call's history and tells the hooks.
-// Attempts a policy refused never ran and are not recorded.
-func (c *call) observe(n int, err error, o Outcome, d time.Duration, rejected error, hedged bool) {
-	if rejected != nil {
+// observe records the attempt c.rec, which ended with err and o and is
+// followed by a wait of delay, in the call's history and tells the hooks.
+// Attempts that were refused never ran and are not recorded.
+func (c *call) observe(err error, o Outcome, delay time.Duration, src DelaySource) {
+	c.record(c.rec, err, o, delay, src)
+}
+
+// record is observe for any attempt.
+func (c *call) record(p pending, err error, o Outcome, delay time.Duration, src DelaySource) {
+	h := c.ex.hooks.OnAttempt
+	if (c.history == nil && h == nil) || p.done {
 		return
 	}
-	a := Attempt{Number: n, Duration: d, Err: stripMarkers(err), Outcome: o, Hedged: hedged}
+	a := Attempt{Number: p.n, Duration: p.d, Err: stripMarkers(err), Outcome: o, Hedged: p.hedged,
+		Delay: delay, Source: src, Hint: hintOf(err)}
 	if c.history != nil {
 		*c.history = append(*c.history, a)
 	}
-	if h := c.ex.hooks.OnAttempt; h != nil {
+	if h != nil {
 		h(AttemptEvent{Name: c.ex.name, Attempt: a})
 	}
 }
@@ -878,9 +1056,17 @@ func since(timed bool, t0 time.Time) time.Duration {
 	return time.Since(t0)
 }
 
-// release tells policies, in reverse order, how the attempt ended.
-func (c *call) release(permits []Permit, r Report) {
+// releasePermits tells policies, in reverse order, how the attempt ended.
+func (c *call) releasePermits(permits []Permit, r Report) {
 	releaseAll(c.ex.policies, permits, r)
+}
+
+// release hands a value the caller will not get to the OnDiscard hook. It
+// is generic so that no value is boxed without a hook.
+func release[T any](ex *Executor, v T) {
+	if ex.discard != nil {
+		ex.discard(v)
+	}
 }
 
 // releaseAll tells policies[:len(permits)], in reverse order, how the attempt
@@ -893,12 +1079,17 @@ func releaseAll(policies []Policy, permits []Permit, r Report) {
 
 // plan computes the wait before the next attempt, or the reason to stop now
 // instead of waiting.
-func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
+func (c *call) plan(err error) (time.Duration, DelaySource, Reason, error) {
 	ex := c.ex
 	u := 0.0
 	if ex.jitter.kind != jitterNone {
 		if ex.random != nil {
 			u = ex.random()
+			if !(u >= 0 && u < 1) {
+				// Decision: a broken source is an error that says so, not
+				// waits of zero that would retry at once in a burst.
+				return 0, FromBackoff, ReasonPermanent, fmt.Errorf("%w: got %v", ErrBadRandom, u)
+			}
 		} else {
 			u = rand.Float64()
 		}
@@ -911,7 +1102,7 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
 	// into a retry the upstream asked us not to make.
 	if hint := hintOf(err); hint > 0 {
 		if hint > ex.maxDelay {
-			return 0, FromHint, ReasonHintTooLong
+			return 0, FromHint, ReasonHintTooLong, nil
 		}
 		if hint > delay {
 			// Many callers handed the same hint (an HTTP-date has a
@@ -924,12 +1115,12 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason) {
 	// Decision (DESIGN 8): never sleep into a wait the next attempt could
 	// not start after; return the last result now.
 	if dl, ok := c.parent.Deadline(); ok && time.Until(dl) <= delay {
-		return 0, src, ReasonDeadline
+		return 0, src, ReasonDeadline, nil
 	}
 	if ex.maxElapsed > 0 && time.Since(c.start)+delay >= ex.maxElapsed {
-		return 0, src, ReasonMaxElapsed
+		return 0, src, ReasonMaxElapsed, nil
 	}
-	return delay, src, ReasonSuccess
+	return delay, src, ReasonSuccess, nil
 }
 
 // wait sleeps d, or less if the call's context ends first (then false). No
@@ -984,5 +1175,5 @@ func joinCause(err, cause error) error {
 }
 
 func (c *call) fail(r Reason, cause error) error {
-	return &Error{Name: c.ex.name, Attempts: c.n, Reason: r, Last: c.last, Cause: cause}
+	return &Error{Name: c.ex.name, Attempts: c.n, Reason: r, Last: c.last, Cause: cause, Hint: c.hint}
 }

@@ -589,7 +589,7 @@ func TestDoResult(t *testing.T) {
 		assert.Equal(t, 6*time.Second, r.Elapsed)
 		require.Len(t, r.History, 3)
 		assert.Equal(t, Attempt{Number: 1, Err: errFlaky, Outcome: Retry, Delay: time.Second, Source: FromBackoff}, r.History[0])
-		assert.Equal(t, Attempt{Number: 2, Err: errFlaky, Outcome: Retry, Delay: 5 * time.Second, Source: FromHint}, r.History[1])
+		assert.Equal(t, Attempt{Number: 2, Err: errFlaky, Outcome: Retry, Delay: 5 * time.Second, Source: FromHint, Hint: 5 * time.Second}, r.History[1])
 		assert.Equal(t, Attempt{Number: 3, Outcome: Success}, r.History[2])
 	})
 }
@@ -800,4 +800,247 @@ func TestDoHintSpreadAboveNeverBelow(t *testing.T) {
 			assert.Equal(t, tc.want, time.Since(start))
 		})
 	}
+}
+
+// TestHintThatEndsTheCallIsKept (issue 14 item 6): a hint beyond the cap,
+// or past the deadline, ends the call at once, and the error and the
+// attempt's record keep it, so that the caller can pass it on.
+func TestHintThatEndsTheCallIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := DoResult(t.Context(), func(context.Context) (int, error) {
+			return 1, RetryAfter(errFlaky, 30*time.Minute)
+		}, WithMaxDelay(time.Minute))
+		var rerr *Error
+		require.ErrorAs(t, r.Err, &rerr)
+		assert.Equal(t, ReasonHintTooLong, rerr.Reason)
+		assert.Equal(t, 30*time.Minute, rerr.Hint)
+		require.Len(t, r.History, 1)
+		assert.Equal(t, Attempt{Number: 1, Err: errFlaky, Outcome: Retry, Hint: 30 * time.Minute}, r.History[0])
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err := Do(ctx, func(context.Context) (int, error) { return 1, RetryAfter(errFlaky, 5*time.Second) })
+		require.ErrorAs(t, err, &rerr)
+		assert.Equal(t, ReasonDeadline, rerr.Reason)
+		assert.Equal(t, 5*time.Second, rerr.Hint)
+
+		_, err = Do(t.Context(), func(context.Context) (int, error) { return 1, errFlaky }, WithAttempts(1))
+		require.ErrorAs(t, err, &rerr)
+		assert.Zero(t, rerr.Hint, "no hint, none kept")
+	})
+}
+
+// TestHooksSeeTheWait (issue 14 item 7): OnAttempt tells of the wait that
+// follows the attempt and where it came from, a server's hint included,
+// with or without hedging.
+func TestHooksSeeTheWait(t *testing.T) {
+	for name, opts := range map[string][]Option{
+		"plain":  nil,
+		"hedged": {WithHedge(time.Hour, 2)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var got []Attempt
+				ex := MustNew(append(opts, WithBackoff(Constant(100*time.Millisecond)), WithRandom(func() float64 { return 0.5 }),
+					WithHooks(Hooks{OnAttempt: func(e AttemptEvent) { got = append(got, e.Attempt) }}))...)
+				calls := 0
+				_, err := DoHedged(t.Context(), script(&calls, RetryAfter(errFlaky, time.Second), errFlaky), ex)
+				require.NoError(t, err)
+				require.Len(t, got, 3)
+				assert.Equal(t, 1100*time.Millisecond, got[0].Delay, "the hint, spread by jitter above it")
+				assert.Equal(t, FromHint, got[0].Source)
+				assert.Equal(t, time.Second, got[0].Hint)
+				assert.Equal(t, 50*time.Millisecond, got[1].Delay, "full jitter: half of 100ms")
+				assert.Equal(t, FromBackoff, got[1].Source)
+				assert.Zero(t, got[2].Delay, "none after the last")
+			})
+		})
+	}
+}
+
+// TestBadRandom (issue 14 item 9): a jitter source out of [0, 1) ends the
+// call with ErrBadRandom instead of silently waiting nothing.
+func TestBadRandom(t *testing.T) {
+	for _, u := range []float64{1, 1.5, -0.1, nan()} {
+		t.Run(fmt.Sprint(u), func(t *testing.T) {
+			calls := 0
+			v, err := Do(context.Background(), script(&calls, errFlaky, errFlaky), WithRandom(func() float64 { return u }))
+			assert.Equal(t, 1, calls, "no retry on a broken source")
+			assert.Equal(t, 1, v, "the last value")
+			assert.ErrorIs(t, err, ErrBadRandom)
+			assert.ErrorIs(t, err, errFlaky)
+			var rerr *Error
+			require.ErrorAs(t, err, &rerr)
+			assert.Equal(t, ReasonPermanent, rerr.Reason)
+		})
+	}
+	for _, u := range []float64{0, 0.999999} {
+		calls := 0
+		_, err := Do(context.Background(), script(&calls, errFlaky), WithRandom(func() float64 { return u }), WithBackoff(Constant(time.Millisecond)))
+		assert.NoError(t, err, "%v is in range", u)
+	}
+	calls := 0
+	_, err := Do(context.Background(), script(&calls, errFlaky), WithRandom(func() float64 { return 2 }), WithJitter(NoJitter), noWait())
+	assert.NoError(t, err, "without jitter the source is never asked")
+}
+
+// TestErrorText (issue 14 item 8): the text of a call's error says each
+// thing once.
+func TestErrorText(t *testing.T) {
+	errBoom := errors.New("boom")
+	stop := errors.New("shutting down")
+	cases := []struct {
+		name string
+		call func(ctx context.Context) error
+		want string
+	}{
+		{"exhausted", func(ctx context.Context) error {
+			_, err := Do(ctx, func(context.Context) (int, error) { return 0, errBoom }, WithName("users"), noWait())
+			return err
+		}, "resilient: users: gave up after 3 attempts (exhausted): boom"},
+		{"permanent", func(ctx context.Context) error {
+			_, err := Do(ctx, func(context.Context) (int, error) { return 0, Permanent(errBoom) })
+			return err
+		}, "resilient: stopped after 1 attempt (permanent): boom"},
+		{"deadline in the attempt", func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() })
+			return err
+		}, "resilient: stopped after 1 attempt (deadline): context deadline exceeded"},
+		{"deadline, wrapped by fn", func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) {
+				<-ctx.Done()
+				return 0, fmt.Errorf("get users: %w", ctx.Err())
+			})
+			return err
+		}, "resilient: stopped after 1 attempt (deadline): get users: context deadline exceeded"},
+		{"next attempt past the deadline", func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom }, WithBackoff(Constant(time.Hour)))
+			return err
+		}, "resilient: stopped after 1 attempt (deadline): boom"},
+		{"cancelled with a cause in the attempt", func(ctx context.Context) error {
+			ctx, cancel := context.WithCancelCause(ctx)
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { cancel(stop); return 0, ctx.Err() })
+			return err
+		}, "resilient: stopped after 1 attempt (canceled): context canceled: shutting down"},
+		{"cancelled with a cause in the wait", func(ctx context.Context) error {
+			ctx, cancel := context.WithCancelCause(ctx)
+			time.AfterFunc(time.Second, func() { cancel(stop) })
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom }, WithBackoff(Constant(time.Hour)))
+			return err
+		}, "resilient: stopped after 1 attempt (canceled): context canceled: shutting down: boom"},
+		{"retry refused by the breaker the attempt opened", func(ctx context.Context) error {
+			br := MustNewBreaker(WithConsecutiveFailures(1), WithOpenDuration(30*time.Second))
+			defer br.Reset()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom }, WithBreaker(br))
+			return err
+		}, `resilient: stopped after 1 attempt (rejected): resilient: breaker: open, retry in 30s: boom`},
+		{"refused before the first attempt", func(ctx context.Context) error {
+			br := MustNewBreaker(WithBreakerName("users"))
+			br.ForceOpen()
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, nil }, WithBreaker(br))
+			return err
+		}, `resilient: no attempt made (rejected): resilient: breaker "users": forced-open`},
+		{"retry refused by a gate", func(ctx context.Context) error {
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom },
+				WithPolicy(&gate{allow: func(int) error { return errNo }}))
+			return err
+		}, "resilient: stopped after 1 attempt (rejected): no: boom"},
+		{"hint too long", func(ctx context.Context) error {
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, RetryAfter(errBoom, 30*time.Minute) })
+			return err
+		}, "resilient: stopped after 1 attempt (retry-after too long: 30m0s): boom"},
+		{"max elapsed in the attempt", func(ctx context.Context) error {
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() }, WithMaxElapsed(time.Second))
+			return err
+		}, "resilient: stopped after 1 attempt (max elapsed): context deadline exceeded"},
+		{"bad random", func(ctx context.Context) error {
+			_, err := Do(ctx, func(ctx context.Context) (int, error) { return 0, errBoom }, WithRandom(func() float64 { return 1 }))
+			return err
+		}, "resilient: stopped after 1 attempt (permanent): resilient: WithRandom: the source returned a value outside [0, 1): got 1: boom"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				assert.EqualError(t, tc.call(t.Context()), tc.want)
+			})
+		})
+	}
+}
+
+// TestOptionErrors (issue 14 item 9): invalid options can be told apart by
+// code: an *OptionError names the option and matches ErrInvalidOption, and
+// a constructor given several reports every one.
+func TestOptionErrors(t *testing.T) {
+	named := func(t *testing.T, err error, options ...string) {
+		t.Helper()
+		require.Error(t, err)
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		var oe *OptionError
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, options[0], oe.Option, "errors.As finds the first")
+		var all []string
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				require.ErrorAs(t, e, &oe)
+				all = append(all, oe.Option)
+			}
+		} else {
+			all = append(all, oe.Option)
+		}
+		assert.Equal(t, options, all)
+	}
+	calls := 0
+	fn := script(&calls)
+
+	_, err := New(WithAttempts(0), WithMaxDelay(time.Second), nil, WithJitter(ProportionalJitter(2)), WithBackoff(Constant(-1)))
+	named(t, err, "WithAttempts", "New", "WithJitter", "WithBackoff")
+	assert.ErrorContains(t, err, "resilient: WithAttempts: n must be >= 1 or Unlimited, got 0\nresilient: New: nil option\n")
+	_, err = Do(context.Background(), fn, WithMaxElapsed(0), WithHedge(0, 1))
+	named(t, err, "WithMaxElapsed", "WithHedge")
+	assert.Zero(t, calls)
+	_, err = New(WithAttempts(-3))
+	named(t, err, "WithAttempts")
+	assert.EqualError(t, err, "resilient: WithAttempts: n must be >= 1 or Unlimited, got -3", "one error alone is not joined")
+
+	_, err = NewBreaker(WithFailureRate(2), WithCountWindow(0), nil)
+	named(t, err, "WithFailureRate", "WithCountWindow", "NewBreaker")
+	_, err = NewBreaker(WithCountWindow(5), WithMinCalls(6))
+	named(t, err, "WithMinCalls")
+	_, err = NewThrottle(WithAcceptMultiplier(0), WithThrottleWindow(0))
+	named(t, err, "WithAcceptMultiplier", "WithThrottleWindow")
+	_, err = NewGroup[string, int](WithSharedTimeout(0), nil)
+	named(t, err, "WithSharedTimeout", "NewGroup")
+	_, err = NewGroup[string, int](WithCopy(func(s string) string { return s }))
+	named(t, err, "WithCopy")
+	_, err = NewBulkhead(1, WithSlotWait(-1), nil)
+	named(t, err, "WithSlotWait", "NewBulkhead")
+	_, err = NewBreakers(0, time.Second)
+	named(t, err, "NewBreakers")
+}
+
+// TestNilExecutorOption (issue 13 item 10, the core's half): a nil
+// *Executor given as an option is an error, never a panic, and nothing is
+// called.
+func TestNilExecutorOption(t *testing.T) {
+	var nilEx *Executor
+	calls := 0
+	fn := script(&calls)
+	ctx := context.Background()
+	_, err := New(nilEx)
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = Do(ctx, fn, nilEx)
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = Do(ctx, fn, MustNew(), WithAttempts(2), nilEx)
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = DoHedged(ctx, fn, nilEx)
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	assert.ErrorIs(t, DoResult(ctx, fn, nilEx).Err, ErrInvalidOption)
+	assert.Error(t, nilEx.Run(ctx, func(context.Context) error { calls++; return nil }))
+	assert.Zero(t, calls)
 }

@@ -10,10 +10,6 @@ import (
 	"time"
 )
 
-// ErrAbandoned is the cause (see context.Cause) with which a [Group]
-// cancels a shared execution once every caller waiting for it has left.
-var ErrAbandoned = errors.New("resilient: shared call abandoned by every caller")
-
 // ErrGoexit is returned to the callers of a [Group] whose shared function
 // called runtime.Goexit (as t.FailNow does) instead of returning.
 var ErrGoexit = errors.New("resilient: shared call ended by runtime.Goexit")
@@ -154,7 +150,7 @@ func WithGroupName(name string) GroupOption {
 func WithGroupListener(fn func(GroupEvent)) GroupOption {
 	return func(c *groupConfig) error {
 		if fn == nil {
-			return errors.New("resilient: WithGroupListener: nil listener")
+			return optionError("WithGroupListener", "nil listener")
 		}
 		c.listener = fn
 		return nil
@@ -205,7 +201,7 @@ func WithRelease[T any](release func(T)) GroupOption {
 func WithSharedTimeout(d time.Duration) GroupOption {
 	return func(c *groupConfig) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient: WithSharedTimeout: d must be > 0, got %v", d)
+			return optionError("WithSharedTimeout", "d must be > 0, got %v", d)
 		}
 		c.timeout = d
 		return nil
@@ -216,20 +212,23 @@ func WithSharedTimeout(d time.Duration) GroupOption {
 // that names it, such as a [WithCopy] function of another type than T.
 func NewGroup[K comparable, T any](opts ...GroupOption) (*Group[K, T], error) {
 	var c groupConfig
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewGroup: nil option")
+			errs = append(errs, optionError("NewGroup", "nil option"))
+		} else if err := o(&c); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	g := &Group[K, T]{timeout: c.timeout, name: c.name, listener: c.listener}
 	if c.copy != nil {
 		f, ok := c.copy.(func(T) T)
 		if !ok {
 			var t T
-			return nil, fmt.Errorf("resilient: WithCopy: copy is a %T, the group's values are %T", c.copy, t)
+			return nil, optionError("WithCopy", "copy is a %T, the group's values are %T", c.copy, t)
 		}
 		g.copy = f
 	}
@@ -237,7 +236,7 @@ func NewGroup[K comparable, T any](opts ...GroupOption) (*Group[K, T], error) {
 		f, ok := c.release.(func(T))
 		if !ok {
 			var t T
-			return nil, fmt.Errorf("resilient: WithRelease: release is a %T, the group's values are %T", c.release, t)
+			return nil, optionError("WithRelease", "release is a %T, the group's values are %T", c.release, t)
 		}
 		g.release = f
 	}

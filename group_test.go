@@ -585,11 +585,16 @@ func TestGroupRelease(t *testing.T) {
 
 // TestGroupNothingLost: under many goroutines and random departures, every
 // value an execution returns is taken by a caller or released, never both,
-// never twice.
+// never twice. Executions that every caller left run on (their function
+// ignores its context) after the last call has returned: the test waits for
+// every execution's goroutine to end before it counts, rather than for the
+// counts to look complete, which they can do while an abandoned execution
+// has not produced its value yet.
 func TestGroupNothingLost(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	for _, withCopy := range []bool{false, true} {
 		t.Run(fmt.Sprint("copy=", withCopy), func(t *testing.T) {
+			before := goleak.IgnoreCurrent()
 			var mu sync.Mutex
 			taken := map[int64]int{}
 			released := map[int64]int{}
@@ -627,31 +632,32 @@ func TestGroupNothingLost(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			require.Eventually(t, func() bool { // abandoned executions end on their own
-				mu.Lock()
-				defer mu.Unlock()
-				n := 0
-				for id := range produced.Load() {
-					if taken[id+1] > 0 || released[id+1] > 0 {
-						n++
-					}
-				}
-				return int64(n) == produced.Load()
-			}, 5*time.Second, time.Millisecond)
+			// Every execution has been started (its goroutine exists) once
+			// the calls have returned; each releases what it must before its
+			// goroutine ends.
+			deadline := time.Now().Add(10 * time.Second)
+			for goleak.Find(before) != nil {
+				require.False(t, time.Now().After(deadline), "executions still running after 10s")
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			for id, n := range released {
-				assert.Equal(t, 1, n, "value %d released %d times", id, n)
-				if !withCopy {
-					assert.Zero(t, taken[id], "value %d both taken and released", id)
+			n := produced.Load()
+			for id := int64(1); id <= n; id++ {
+				if withCopy {
+					assert.Equal(t, 1, released[id], "the original of value %d is released exactly once", id)
+					continue
+				}
+				switch {
+				case taken[id] > 0:
+					assert.Zero(t, released[id], "value %d both taken and released", id)
+				default:
+					assert.Equal(t, 1, released[id], "value %d nobody took is released exactly once", id)
 				}
 			}
-			if withCopy {
-				assert.Len(t, released, int(produced.Load()), "every original is released")
-			} else {
-				assert.Len(t, released, int(produced.Load())-len(taken))
+			for id := range released {
+				assert.True(t, id >= 1 && id <= n, "released value %d was produced", id)
 			}
-			t.Logf("produced %d, taken %d distinct, released %d", produced.Load(), len(taken), len(released))
+			t.Logf("produced %d, taken %d distinct, released %d", n, len(taken), len(released))
 		})
 	}
 }

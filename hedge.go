@@ -3,7 +3,6 @@ package resilient
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -50,15 +49,20 @@ func slowHedged[T any](ctx context.Context, ex *Executor, res *Result[T], fn fun
 	if res != nil {
 		c.history = &res.History
 	}
+	var h held[T]
 	for {
 		if c.ctx.Err() != nil {
 			r, cause := c.ctxReason()
+			h.drop(ex)
 			return done(&c, res, *new(T), c.fail(r, cause), r)
 		}
 		v, err, o, rejected := hedged(&c, fn)
-		if v, err, r, stop := after(&c, v, err, o, rejected); stop {
+		v = h.next(ex, v, rejected)
+		v, err, r, stop := after(&c, v, err, o, rejected)
+		if stop {
 			return done(&c, res, v, err, r)
 		}
+		h.v, h.ok = v, true
 	}
 }
 
@@ -74,7 +78,8 @@ type hedge struct {
 // WithHedge starts another attempt when the running one has not returned
 // after the delay after, and again after each further delay, up to
 // maxInFlight attempts at once; the first result that is not a retryable
-// failure wins, every other attempt is cancelled, waited for, and its value
+// failure wins, every other attempt is cancelled with cause [ErrAbandoned]
+// (it counts neither way for any policy or hook), waited for, and its value
 // released through [OnDiscard]. No goroutine outlives the call, so a
 // function that ignores its context delays the return by as long as it
 // runs.
@@ -115,7 +120,7 @@ func WithoutHedging() Option {
 func WithAdaptiveHedge(percentile float64, initial time.Duration, maxInFlight int) Option {
 	return optionFunc(func(e *Executor) error {
 		if !(percentile > 0 && percentile < 1) {
-			return fmt.Errorf("resilient: WithAdaptiveHedge: percentile must be in (0, 1), got %v", percentile)
+			return optionError("WithAdaptiveHedge", "percentile must be in (0, 1), got %v", percentile)
 		}
 		if err := validHedge("WithAdaptiveHedge", initial, maxInFlight); err != nil {
 			return err
@@ -127,10 +132,10 @@ func WithAdaptiveHedge(percentile float64, initial time.Duration, maxInFlight in
 
 func validHedge(name string, after time.Duration, maxInFlight int) error {
 	if after <= 0 {
-		return fmt.Errorf("resilient: %s: delay must be > 0, got %v", name, after)
+		return optionError(name, "delay must be > 0, got %v", after)
 	}
 	if maxInFlight < 2 {
-		return fmt.Errorf("resilient: %s: maxInFlight must be >= 2, got %d", name, maxInFlight)
+		return optionError(name, "maxInFlight must be >= 2, got %d", maxInFlight)
 	}
 	return nil
 }
@@ -181,6 +186,7 @@ type hedgeResult[T any] struct {
 	o        Outcome
 	d        time.Duration
 	rejected error
+	ran      bool // fn ran: its value, even a refused one, must be released
 	panicked any
 	paniced  bool
 	hedged   bool
@@ -195,8 +201,11 @@ type hedgeResult[T any] struct {
 func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error, o Outcome, rejected error) {
 	ex := c.ex
 	c.fresh = false // the round's attempts read their own clocks
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
+	// Attempts still running when the round has its result are cancelled
+	// with ErrAbandoned, which hedgeAttempt (and any code inside fn that
+	// checks it) takes for Ignore.
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	defer cancel(ErrAbandoned)
 	results := make(chan hedgeResult[T], ex.hedge.max)
 	inflight := 0
 	first := c.n + 1
@@ -207,12 +216,16 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 	}
 	// settle waits for every attempt still running, releasing their values.
 	settle := func() {
-		cancel()
+		cancel(ErrAbandoned)
 		for ; inflight > 0; inflight-- {
 			r := <-results
-			c.observe(r.n, r.err, r.o, r.d, r.rejected, r.hedged)
-			if r.rejected == nil && ex.discard != nil {
-				ex.discard(r.v)
+			if r.rejected != nil {
+				c.n-- // never counts
+			} else {
+				c.record(r.pending(), r.err, r.o, 0, FromBackoff)
+			}
+			if r.ran {
+				release(ex, r.v)
 			}
 		}
 	}
@@ -225,6 +238,9 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 		last hedgeResult[T]
 		calm bool // the upstream asked for a pause: no more hedges this round
 	)
+	// Attempts are recorded as they end, but for the round's retryable
+	// result, which after records with the wait that follows it: it is told
+	// of last in its round.
 	for inflight > 0 {
 		var r hedgeResult[T]
 		got, fired := false, false
@@ -243,31 +259,41 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 		}
 		if got {
 			inflight--
-			c.observe(r.n, r.err, r.o, r.d, r.rejected, r.hedged)
 			switch {
 			case r.paniced:
+				c.record(r.pending(), r.err, r.o, 0, FromBackoff)
 				settle()
 				panic(r.panicked)
 			case r.rejected != nil:
-				c.n-- // never ran
+				// Refused before it was sent: it never counts, and it ends
+				// the round only when nothing else can.
+				c.n--
+				if r.ran {
+					release(ex, r.v)
+				}
 				if !have && inflight == 0 {
 					return v, nil, Ignore, r.rejected
 				}
 			case r.o != Retry:
+				// The winner ends the call: no wait follows it, and it is
+				// told of before the attempts it beat.
+				c.record(r.pending(), r.err, r.o, 0, FromBackoff)
+				c.rec = pending{done: true}
 				settle()
-				if have && ex.discard != nil {
-					ex.discard(last.v)
+				if have {
+					c.record(last.pending(), last.err, last.o, 0, FromBackoff)
+					release(ex, last.v)
 				}
 				return r.v, r.err, r.o, nil
 			case calm && hintOf(r.err) == 0:
 				// The round's hinted failure stays its result, so that the
 				// next round waits as the upstream asked.
-				if ex.discard != nil {
-					ex.discard(r.v)
-				}
+				c.record(r.pending(), r.err, r.o, 0, FromBackoff)
+				release(ex, r.v)
 			default:
-				if have && ex.discard != nil {
-					ex.discard(last.v)
+				if have {
+					c.record(last.pending(), last.err, last.o, 0, FromBackoff)
+					release(ex, last.v)
 				}
 				last, have = r, true
 				// Decision: a server's hint (Retry-After) holds for the whole
@@ -282,8 +308,12 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 			timer.Reset(ex.hedge.delay())
 		}
 	}
+	c.rec = last.pending()
 	return last.v, last.err, last.o, nil
 }
+
+// pending is the record after makes of r.
+func (r *hedgeResult[T]) pending() pending { return pending{n: r.n, d: r.d, hedged: r.hedged} }
 
 // hedgeAttempt runs attempt n on its own goroutine and context, under the
 // executor's policies, and sends its result; a panic is caught here and
@@ -329,14 +359,23 @@ func hedgeAttempt[T any](ctx context.Context, c *call, fn func(context.Context) 
 	if r.err == nil && ex.check != nil {
 		r.err = ex.check(r.v)
 	}
-	// Classified against the round's context: an attempt that lost, and was
-	// cancelled for it, is ignored rather than counted against the upstream.
-	r.o = ex.classify(ctx, r.err)
-	r.d = time.Since(t0)
-	if h := ex.hedge; h.lat != nil {
-		h.lat.add(r.d, h.percentile)
+	// Decision (see ErrAbandoned): an attempt that lost, and was cancelled
+	// for it, is ignored rather than counted against the upstream. Any other
+	// end is classified as in an unhedged call: the caller's cancellation
+	// is Ignore, the executor's own time limit an ordinary failure.
+	if r.err != nil && errors.Is(context.Cause(ctx), ErrAbandoned) {
+		r.o = Ignore
+	} else {
+		r.o = ex.classify(c.parent, r.err)
 	}
+	r.d = time.Since(t0)
+	r.ran = true
 	releaseAll(ex.policies, ps, Report{Attempt: n, Outcome: r.o, Err: r.err, Duration: r.d})
 	finished = true
+	if rej := refusal(r.err); rej != nil { // see Reject
+		r.rejected = rej
+	} else if h := ex.hedge; h.lat != nil {
+		h.lat.add(r.d, h.percentile)
+	}
 	out <- r
 }

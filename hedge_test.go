@@ -361,3 +361,94 @@ func TestFallbackServesRefusedCalls(t *testing.T) {
 		})
 	}
 }
+
+// TestHedgeLoserIsAbandoned: the attempt that loses a hedged round has its
+// context cancelled with ErrAbandoned, and every policy and hook takes it
+// for Ignore, whatever it returns; so a breaker behind hedged traffic that
+// always succeeds never opens.
+func TestHedgeLoserIsAbandoned(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		br := MustNewBreaker(WithConsecutiveFailures(1))
+		var hooked []Outcome
+		ex := MustNew(WithHedge(100*time.Millisecond, 2), WithBreaker(br), WithPolicy(rec),
+			WithHooks(Hooks{OnAttempt: func(e AttemptEvent) { hooked = append(hooked, e.Outcome) }}))
+		causes := make(chan error, 8)
+		for range 3 {
+			var calls atomic.Int32
+			v, err := DoHedged(t.Context(), func(ctx context.Context) (int, error) {
+				if calls.Add(1) == 1 { // slow: loses to its hedge
+					<-ctx.Done()
+					causes <- context.Cause(ctx)
+					return 0, errors.New("a real-looking failure, after the cancellation")
+				}
+				return 2, nil
+			}, ex)
+			require.NoError(t, err)
+			assert.Equal(t, 2, v)
+			select {
+			case c := <-causes:
+				assert.ErrorIs(t, c, ErrAbandoned)
+			default:
+				t.Fatal("the loser did not report its context's cause")
+			}
+		}
+		assert.Equal(t, []Outcome{Success, Ignore, Success, Ignore, Success, Ignore}, rec.outcomes())
+		assert.Equal(t, []Outcome{Success, Ignore, Success, Ignore, Success, Ignore}, hooked)
+		assert.Equal(t, StateClosed, br.State(), "losers never count against the upstream")
+		assert.Zero(t, br.Metrics().Failures)
+	})
+}
+
+// TestHedgeCauses: only the executor's own abandonment is ErrAbandoned. The
+// caller's cancellation keeps the caller's cause (Ignore too); a
+// per-attempt timeout is context.DeadlineExceeded and an ordinary failure.
+func TestHedgeCauses(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	t.Run("caller", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &recorder{}
+			stop := errors.New("caller stops")
+			ctx, cancel := context.WithCancelCause(t.Context())
+			time.AfterFunc(50*time.Millisecond, func() { cancel(stop) })
+			causes := make(chan error, 2)
+			_, err := DoHedged(ctx, func(ctx context.Context) (int, error) {
+				<-ctx.Done()
+				causes <- context.Cause(ctx)
+				return 0, ctx.Err()
+			}, WithHedge(10*time.Millisecond, 2), WithPolicy(rec))
+			assert.ErrorIs(t, err, stop)
+			require.Len(t, causes, 2)
+			assert.Same(t, stop, <-causes)
+			assert.Same(t, stop, <-causes)
+			assert.Equal(t, []Outcome{Ignore, Ignore}, rec.outcomes())
+		})
+	})
+	t.Run("attempt timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &recorder{}
+			causes := make(chan error, 2)
+			_, err := DoHedged(t.Context(), func(ctx context.Context) (int, error) {
+				<-ctx.Done()
+				causes <- context.Cause(ctx)
+				return 0, ctx.Err()
+			}, WithHedge(time.Hour, 2), WithAttemptTimeout(time.Second), WithAttempts(1), WithPolicy(rec))
+			assert.ErrorIs(t, err, ErrExhausted)
+			require.Len(t, causes, 1)
+			assert.Equal(t, context.DeadlineExceeded, <-causes)
+			assert.Equal(t, []Outcome{Retry}, rec.outcomes(), "a timeout is a failure of the upstream")
+		})
+	})
+	t.Run("max elapsed", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &recorder{}
+			_, err := DoHedged(t.Context(), func(ctx context.Context) (int, error) {
+				<-ctx.Done()
+				return 0, ctx.Err()
+			}, WithHedge(time.Hour, 2), WithMaxElapsed(time.Second), WithPolicy(rec))
+			assert.ErrorIs(t, err, ErrMaxElapsed)
+			assert.Equal(t, []Outcome{Retry}, rec.outcomes(), "as without hedging: the call's own limit cut a slow attempt")
+		})
+	})
+}

@@ -68,7 +68,7 @@ func Observe(fn func(Event)) Hooks {
 func ObserveBreaker(fn func(Event)) BreakerOption {
 	if fn == nil {
 		return breakerOptionFunc(func(*breakerConfig) error {
-			return errors.New("resilient: ObserveBreaker: nil function")
+			return optionError("ObserveBreaker", "nil function")
 		})
 	}
 	return WithStateListener(func(t Transition) { fn(t) })
@@ -80,7 +80,7 @@ func ObserveBreaker(fn func(Event)) BreakerOption {
 func ObserveGroup(fn func(Event)) GroupOption {
 	if fn == nil {
 		return func(*groupConfig) error {
-			return errors.New("resilient: ObserveGroup: nil function")
+			return optionError("ObserveGroup", "nil function")
 		}
 	}
 	return WithGroupListener(func(e GroupEvent) { fn(e) })

@@ -84,9 +84,13 @@ func TestObserveDeliversEveryEventInOrder(t *testing.T) {
 		require.Equal(t, 3, v)
 
 		want := []resilient.Event{
-			resilient.AttemptEvent{Name: "users", Attempt: resilient.Attempt{Number: 1, Duration: time.Millisecond, Err: errObsFlaky, Outcome: resilient.Retry}},
+			// An attempt is told of with the wait that follows it, and the
+			// hint its error carried (issue 14 item 7).
+			resilient.AttemptEvent{Name: "users", Attempt: resilient.Attempt{Number: 1, Duration: time.Millisecond, Err: errObsFlaky, Outcome: resilient.Retry,
+				Delay: 10 * time.Millisecond, Source: resilient.FromBackoff}},
 			resilient.RetryEvent{Name: "users", Attempt: 1, Err: errObsFlaky, Delay: 10 * time.Millisecond, Source: resilient.FromBackoff},
-			resilient.AttemptEvent{Name: "users", Attempt: resilient.Attempt{Number: 2, Duration: time.Millisecond, Err: errObsFlaky, Outcome: resilient.Retry}},
+			resilient.AttemptEvent{Name: "users", Attempt: resilient.Attempt{Number: 2, Duration: time.Millisecond, Err: errObsFlaky, Outcome: resilient.Retry,
+				Delay: 30 * time.Millisecond, Source: resilient.FromHint, Hint: 30 * time.Millisecond}},
 			resilient.RetryEvent{Name: "users", Attempt: 2, Err: errObsFlaky, Delay: 30 * time.Millisecond, Source: resilient.FromHint},
 			resilient.AttemptEvent{Name: "users", Attempt: resilient.Attempt{Number: 3, Duration: time.Millisecond, Outcome: resilient.Success}},
 			resilient.DoneEvent{Name: "users", Attempts: 3, Reason: resilient.ReasonSuccess, Elapsed: 43 * time.Millisecond},

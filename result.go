@@ -16,7 +16,9 @@ const (
 	ReasonSuccess Reason = iota
 	// ReasonExhausted: every allowed attempt was made and the last one failed.
 	ReasonExhausted
-	// ReasonPermanent: an attempt failed in a way classified [Fail].
+	// ReasonPermanent: an attempt failed in a way classified [Fail], or
+	// the executor could not go on (its [WithRandom] source returned a
+	// value outside [0, 1): [ErrBadRandom]).
 	ReasonPermanent
 	// ReasonCanceled: the caller's context was cancelled.
 	ReasonCanceled
@@ -89,18 +91,23 @@ func (deadlineError) Is(target error) bool {
 type Error struct {
 	// Name is the executor's name (see [WithName]), or "".
 	Name string
-	// Attempts is how many times the function was called (0 when the call
-	// was refused before the first attempt).
+	// Attempts is how many attempts were made: the calls of the function,
+	// less those it refused itself ([Reject]); 0 when the call was refused
+	// before its first attempt.
 	Attempts int
 	// Reason says why the call ended.
 	Reason Reason
-	// Last is the last attempt's error, with the [Permanent] and
-	// [RetryAfter] markers removed; nil when no attempt ran, or when the
-	// last attempt returned a value and no error.
+	// Last is the last attempt's error, with the package's markers
+	// ([Permanent], [RetryAfter], [Throttled]) removed; nil when no attempt
+	// ran, or when the last attempt returned a value and no error.
 	Last error
 	// Cause is what stopped the call when that is not Last itself: the
 	// context's cause, or a policy's rejection. Nil otherwise.
 	Cause error
+	// Hint is the wait the upstream asked for with Last (see [RetryAfter]),
+	// 0 if none. With [ReasonHintTooLong] it is the hint that ended the
+	// call, which a caller may pass on (as its own Retry-After).
+	Hint time.Duration
 }
 
 func (e *Error) sentinel() error {
@@ -123,6 +130,13 @@ func (e *Error) sentinel() error {
 
 // Error reads, for example,
 // "resilient: users: gave up after 3 attempts (exhausted): connection reset".
+//
+// Decision: the text says each thing once. The cause and the last error
+// often tell the same story (a deadline that ended an attempt is both; an
+// open breaker's refusal ends with the failure that opened it, often the
+// last attempt's own): when the text of one already ends with the other's,
+// or the cause wraps the last error, only the one that says more is
+// written. Both stay in the fields, and errors.Is and errors.As see both.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("resilient: ")
@@ -138,16 +152,41 @@ func (e *Error) Error() string {
 	default:
 		fmt.Fprintf(&b, "gave up after %d attempts", e.Attempts)
 	}
-	fmt.Fprintf(&b, " (%s)", e.Reason)
-	if e.Cause != nil {
+	b.WriteString(" (")
+	b.WriteString(e.Reason.String())
+	if e.Reason == ReasonHintTooLong && e.Hint > 0 {
 		b.WriteString(": ")
-		b.WriteString(e.Cause.Error())
+		b.WriteString(e.Hint.String())
+	}
+	b.WriteByte(')')
+	var cause, last string
+	if e.Cause != nil {
+		cause = e.Cause.Error()
 	}
 	if e.Last != nil {
-		b.WriteString(": ")
-		b.WriteString(e.Last.Error())
+		last = e.Last.Error()
+	}
+	if e.Cause != nil && e.Last != nil {
+		switch {
+		case says(cause, last) || errors.Is(e.Cause, e.Last):
+			last = ""
+		case says(last, cause):
+			cause = ""
+		}
+	}
+	for _, s := range [...]string{cause, last} {
+		if s != "" {
+			b.WriteString(": ")
+			b.WriteString(s)
+		}
 	}
 	return b.String()
+}
+
+// says reports whether the text s already says t: it is t, or ends with it
+// as the last element of a chain of messages.
+func says(s, t string) bool {
+	return s == t || strings.HasSuffix(s, ": "+t)
 }
 
 // Unwrap returns the reason's sentinel, the cause and the last error, those
@@ -198,6 +237,9 @@ type Attempt struct {
 	// Source where it came from.
 	Delay  time.Duration
 	Source DelaySource
+	// Hint is the wait the upstream asked for with Err (see [RetryAfter]),
+	// 0 if none; it is kept also when it ended the call.
+	Hint time.Duration
 }
 
 // Result is the whole story of one call, as returned by [DoResult].
@@ -205,7 +247,7 @@ type Result[T any] struct {
 	// Value and Err are what [Do] would have returned.
 	Value T
 	Err   error
-	// Attempts is how many times the function was called.
+	// Attempts is how many attempts were made (see [Error.Attempts]).
 	Attempts int
 	// Reason says why the call ended.
 	Reason Reason

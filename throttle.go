@@ -3,7 +3,6 @@ package resilient
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -56,9 +55,10 @@ const (
 // Decision: an attempt counts as accepted when it is classified [Success]
 // or [Fail]: the upstream answered it, even when the answer was a permanent
 // error (a 404). Only [Retry] outcomes, the transient failures an
-// overloaded upstream produces (503, 429, timeouts), count against it, and
-// [Ignore] outcomes (the caller's own cancellation, or another policy's
-// refusal) do not count at all.
+// overloaded upstream produces (503, 429, timeouts), and answers that ask
+// for less traffic ([Throttled]) whatever their outcome, count against
+// it, and [Ignore] outcomes (the caller's own cancellation, or another
+// policy's refusal) do not count at all.
 //
 // Decision: the window is cut into ten time buckets, and the success path
 // reads no clock: accepted attempts are counted in batches of up to 32 and
@@ -102,7 +102,7 @@ type ThrottleOption func(*Throttle) error
 func WithAcceptMultiplier(k float64) ThrottleOption {
 	return func(t *Throttle) error {
 		if !(k >= 1) || math.IsInf(k, 1) {
-			return fmt.Errorf("resilient: WithAcceptMultiplier: k must be >= 1 and finite, got %v", k)
+			return optionError("WithAcceptMultiplier", "k must be >= 1 and finite, got %v", k)
 		}
 		t.k = k
 		return nil
@@ -116,7 +116,7 @@ func WithAcceptMultiplier(k float64) ThrottleOption {
 func WithThrottleWindow(d time.Duration) ThrottleOption {
 	return func(t *Throttle) error {
 		if d < throttleBuckets {
-			return fmt.Errorf("resilient: WithThrottleWindow: d must be >= 10ns, got %v", d)
+			return optionError("WithThrottleWindow", "d must be >= 10ns, got %v", d)
 		}
 		t.width = d / throttleBuckets
 		return nil
@@ -146,13 +146,16 @@ func NewThrottle(opts ...ThrottleOption) (*Throttle, error) {
 		width: DefaultThrottleWindow / throttleBuckets,
 		epoch: time.Now(),
 	}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewThrottle: nil option")
+			errs = append(errs, optionError("NewThrottle", "nil option"))
+		} else if err := o(t); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o(t); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if t.random == nil {
 		t.random = rand.Float64
@@ -176,7 +179,7 @@ func MustNewThrottle(opts ...ThrottleOption) *Throttle {
 func WithThrottle(t *Throttle) Option {
 	return optionFunc(func(e *Executor) error {
 		if t == nil {
-			return errors.New("resilient: WithThrottle: nil throttle")
+			return optionError("WithThrottle", "nil throttle")
 		}
 		return WithPolicy(t).apply(e)
 	})
@@ -211,14 +214,23 @@ func (t *Throttle) Admit(context.Context, int) (Permit, error) {
 }
 
 // Done counts the attempt: a request, accepted when its outcome is
-// [Success] or [Fail]; an [Ignore] outcome is not counted.
+// [Success] or [Fail], unless its error is the upstream asking for less
+// traffic ([Throttled], or a [RetryAfter] hint), which is never an accept;
+// an [Ignore] outcome is not counted.
 func (t *Throttle) Done(_ Permit, r Report) {
 	// Decision: a permanent failure was answered by the upstream, so it is
 	// an accept; only transient failures count against it (see Throttle).
+	// A throttled answer is the very signal the throttle follows, whatever
+	// the executor made of it (a 429 to a request that may not be retried
+	// is classified Fail).
 	switch r.Outcome {
 	case Ignore, Unclassified:
 		return
 	case Success, Fail:
+		if r.Err != nil && throttled(r.Err) {
+			t.pendingRequests.Add(1)
+			break
+		}
 		if t.pendingAccepts.Add(1) < throttleBatch {
 			return
 		}

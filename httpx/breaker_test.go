@@ -3,7 +3,9 @@ package httpx
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -58,7 +60,8 @@ func TestHostBreakersCountsOutcomes(t *testing.T) {
 	}{
 		{"404 is a success", 404, nil, context.Background, resilient.StateClosed},
 		{"501 is a failure", 501, nil, context.Background, resilient.StateOpen},
-		{"429 is a failure", 429, nil, context.Background, resilient.StateOpen},
+		{"503 is a failure", 503, nil, context.Background, resilient.StateOpen},
+		{"429 counts neither way", 429, nil, context.Background, resilient.StateClosed},
 		{"reset is a failure", 0, errReset, context.Background, resilient.StateOpen},
 	}
 	for _, tc := range cases {
@@ -207,5 +210,207 @@ func TestHostBreakerTrippedMidCallReturnsTheResponse(t *testing.T) {
 		assert.Equal(t, 2, f.calls())
 		assert.EqualValues(t, 1, f.bodies[0].closes.Load())
 		assert.EqualValues(t, 0, f.bodies[1].closes.Load())
+	})
+}
+
+// Regression: a hedge loser, cancelled by its round, was reported to the
+// host breaker as a failure (only the caller's context was checked): with
+// every response a 200, the breaker opened after two calls with cause
+// "context canceled".
+func TestHostBreakersIgnoreHedgeLosers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(4, time.Hour,
+			resilient.WithFailureRate(0.5), resilient.WithCountWindow(4), resilient.WithMinCalls(4))
+		var mu sync.Mutex
+		slow := map[string]bool{} // the first attempt of each call is slow
+		f := &fakeRT{fn: func(_ int, req *http.Request) (*http.Response, error) {
+			id := req.URL.Query().Get("call")
+			mu.Lock()
+			first := !slow[id]
+			slow[id] = true
+			mu.Unlock()
+			if first {
+				<-req.Context().Done()
+				return nil, req.Context().Err()
+			}
+			return respond(200, "fast"), nil
+		}}
+		ex := resilient.MustNew(resilient.WithHedge(100*time.Millisecond, 2))
+		tr := newTransport(t, f, WithExecutor(ex), WithHostBreakers(set))
+		for i := range 5 {
+			resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x?call="+strconv.Itoa(i)))
+			require.NoError(t, err, "call %d", i)
+			assert.Equal(t, "fast", readAll(t, resp.Body))
+			require.NoError(t, resp.Body.Close())
+		}
+		assert.Equal(t, 10, f.calls())
+		br := set.Get("api.test")
+		assert.Equal(t, resilient.StateClosed, br.State(), "a healthy host stays closed")
+		m := br.Metrics()
+		assert.Zero(t, m.Failures, "no loser counted as a failure")
+	})
+}
+
+// TestHostBreakersThrottledCountNeitherWay: a 429, or a 503 with
+// Retry-After, is the upstream asking for less traffic: the host's breaker
+// counts it neither way, and the caller gets the response.
+func TestHostBreakersThrottledCountNeitherWay(t *testing.T) {
+	cases := []struct {
+		name string
+		resp func() *http.Response
+	}{
+		{"429", func() *http.Response { return respond(429, "slow down") }},
+		{"429 with Retry-After", func() *http.Response { return respond(429, "slow down", "Retry-After", "1") }},
+		{"503 with Retry-After", func() *http.Response { return respond(503, "later", "Retry-After", "1") }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				set := resilient.MustNewBreakers(4, time.Hour, resilient.WithConsecutiveFailures(1))
+				f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) { return tc.resp(), nil }}
+				tr := newTransport(t, f, WithExecutor(noWait()), WithHostBreakers(set))
+				resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+				require.NoError(t, err)
+				assert.Equal(t, tc.resp().StatusCode, resp.StatusCode)
+				assert.Equal(t, 4, f.calls(), "retried, and never refused")
+				m := set.Get("api.test").Metrics()
+				assert.Equal(t, resilient.StateClosed, m.State)
+				assert.Zero(t, m.Calls, "counted neither way")
+			})
+		})
+	}
+}
+
+// Regression: a host breaker's refusal looked like a failed attempt: the
+// error said "stopped after 1 attempt (permanent)" although nothing was
+// sent, RejectedBy was empty, and hooks saw a failed attempt. It is a
+// rejection, exactly like the executor's own breaker's.
+func TestHostBreakerRefusalIsARejection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(4, time.Hour)
+		set.Get("api.test").ForceOpen()
+		metrics := resilient.NewTextMetrics()
+		var attempts []resilient.AttemptEvent
+		var done []resilient.DoneEvent
+		hooks := resilient.Hooks{
+			OnAttempt: func(e resilient.AttemptEvent) { attempts = append(attempts, e) },
+			OnDone:    func(e resilient.DoneEvent) { done = append(done, e) },
+		}
+		ex := resilient.MustNew(resilient.WithName("api"), resilient.WithHooks(metrics.Hooks()), resilient.WithHooks(hooks))
+		f := &fakeRT{fn: statuses(200)}
+		tr := newTransport(t, f, WithExecutor(ex), WithHostBreakers(set))
+		body := &trackedReqBody{Reader: strings.NewReader("x")}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, "http://api.test/x", body)
+		require.NoError(t, err)
+		start := time.Now()
+		resp, err := tr.RoundTrip(req)
+		assert.Nil(t, resp)
+		assert.Zero(t, time.Since(start), "no wait")
+		require.ErrorIs(t, err, resilient.ErrOpen)
+		var rerr *resilient.Error
+		require.ErrorAs(t, err, &rerr)
+		assert.Zero(t, rerr.Attempts, "nothing was sent")
+		assert.Equal(t, resilient.ReasonRejected, rerr.Reason)
+		assert.Equal(t, resilient.PolicyBreaker, resilient.RejectedBy(err))
+		var open *resilient.OpenError
+		assert.ErrorAs(t, err, &open)
+		assert.Zero(t, f.calls())
+		assert.EqualValues(t, 1, body.closed.Load())
+		assert.Empty(t, attempts, "no attempt ran")
+		require.Len(t, done, 1)
+		assert.Equal(t, resilient.ReasonRejected, done[0].Reason)
+		assert.Zero(t, done[0].Attempts)
+		var b strings.Builder
+		_, err = metrics.WriteTo(&b)
+		require.NoError(t, err)
+		assert.Contains(t, b.String(), `resilient_rejections_total{executor="api",policy="breaker"} 1`)
+	})
+}
+
+// Regression: a host breaker that opened while a call waited out a
+// Retry-After still cost the caller the whole wait, then handed back
+// ErrOpen and lost the 429. The call now ends with the 429 (body as kept)
+// as soon as the next attempt is refused, and at once when the breaker is
+// already open as the response comes back.
+func TestHostBreakerOpenedDuringTheWaitKeepsTheResponse(t *testing.T) {
+	t.Run("opened during the wait", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			set := resilient.MustNewBreakers(4, time.Hour)
+			br := set.Get("api.test")
+			f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+				return respond(429, "slow down", "Retry-After", "10"), nil
+			}}
+			var done []resilient.DoneEvent
+			ex := resilient.MustNew(resilient.WithHooks(resilient.Hooks{OnDone: func(e resilient.DoneEvent) { done = append(done, e) }}))
+			tr := newTransport(t, f, WithExecutor(ex), WithHostBreakers(set))
+			time.AfterFunc(3*time.Second, br.ForceOpen) // another call's doing
+			start := time.Now()
+			resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+			require.NoError(t, err, "the 429 that came, not ErrOpen")
+			assert.Equal(t, 429, resp.StatusCode)
+			assert.Equal(t, "slow down", readAll(t, resp.Body))
+			assert.GreaterOrEqual(t, time.Since(start), 10*time.Second, "the wait the server asked for")
+			assert.Equal(t, 1, f.calls())
+			require.Len(t, done, 1)
+			assert.Equal(t, resilient.ReasonRejected, done[0].Reason)
+			assert.Equal(t, 1, done[0].Attempts)
+			assert.Equal(t, resilient.PolicyBreaker, resilient.RejectedBy(done[0].Err))
+		})
+	})
+	t.Run("already open when the response comes", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			set := resilient.MustNewBreakers(4, time.Hour)
+			br := set.Get("api.test")
+			f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+				br.ForceOpen() // another call trips it while this one is in flight
+				time.Sleep(time.Second)
+				return respond(503, "down"), nil
+			}}
+			tr := newTransport(t, f, WithExecutor(resilient.MustNew(resilient.WithBackoff(resilient.Constant(time.Minute)))), WithHostBreakers(set))
+			start := time.Now()
+			resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+			require.NoError(t, err)
+			assert.Equal(t, 503, resp.StatusCode)
+			assert.Equal(t, "down", readAll(t, resp.Body))
+			assert.Equal(t, time.Second, time.Since(start), "no wait for a refusal")
+			assert.Equal(t, 1, f.calls())
+		})
+	})
+}
+
+// Regression: in half-open, under hedged traffic slower than the hedge
+// delay, the hedge was refused by the host breaker, that refusal won the
+// round as a permanent error, the round cancelled the in-flight probe, the
+// probe counted as a failure and the breaker reopened: it could never
+// close. The refused hedge leaves the round to the probe, which closes it.
+func TestHostBreakerHalfOpenUnderHedgedTraffic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(4, time.Hour,
+			resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Second))
+		br := set.Get("api.test")
+		p, err := br.Allow()
+		require.NoError(t, err)
+		br.Done(p, resilient.Report{Outcome: resilient.Fail}) // trips it
+		require.Equal(t, resilient.StateOpen, br.State())
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Equal(t, resilient.StateHalfOpen, br.State())
+		f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+			time.Sleep(250 * time.Millisecond) // slower than the hedge delay, twice
+			return respond(200, "ok"), nil
+		}}
+		ex := resilient.MustNew(resilient.WithHedge(100*time.Millisecond, 3))
+		tr := newTransport(t, f, WithExecutor(ex), WithHostBreakers(set))
+		resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+		require.NoError(t, err, "the probe's answer, not the hedge's refusal")
+		assert.Equal(t, "ok", readAll(t, resp.Body))
+		assert.Equal(t, 1, f.calls(), "the hedges were refused, never sent")
+		assert.Equal(t, resilient.StateClosed, br.State(), "the probe closed it")
+		for range 3 {
+			resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+		}
+		assert.Equal(t, resilient.StateClosed, br.State())
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 
 	"github.com/resilient-go/resilient"
@@ -22,9 +23,19 @@ var (
 	// not flaky.
 	ErrNilResponse = errors.New("resilient/httpx: base RoundTripper returned a nil response and a nil error")
 
-	// ErrInvalidRequest is returned, without sending anything, for a
-	// request that cannot be sent: nil, or without a URL.
+	// ErrInvalidRequest is returned, without sending anything and without
+	// retrying, for a request that cannot be sent: nil, without a URL or
+	// a Header, or, for http and https, without a host in its URL, with an
+	// invalid method, or with a header or trailer whose name or value is
+	// invalid (a name that is not a token; a value with CR, LF, NUL or
+	// another control character but tab), as net/http's Transport would
+	// refuse it.
 	ErrInvalidRequest = errors.New("resilient/httpx: invalid request")
+
+	// ErrNilTransport is returned by the RoundTrip of a nil *Transport
+	// (such as an http.Client whose Transport field holds one), which
+	// sends nothing.
+	ErrNilTransport = errors.New("resilient/httpx: nil *Transport")
 
 	// ErrTooManyRedirects is returned by clients made with [NewClient] when
 	// a request was redirected more than [MaxRedirects] times. It is
@@ -109,9 +120,30 @@ const (
 )
 
 // HasIdempotencyKey reports whether h carries a non-empty
-// [IdempotencyKeyHeader] or [XIdempotencyKeyHeader].
+// [IdempotencyKeyHeader] or [XIdempotencyKeyHeader], whatever the case of
+// its name: a key set directly in the map, such as h["idempotency-key"],
+// is sent as written and counts too. A header whose value is empty under
+// any spelling of its name does not count, since a server may read that
+// one.
 func HasIdempotencyKey(h http.Header) bool {
-	return h.Get(IdempotencyKeyHeader) != "" || h.Get(XIdempotencyKeyHeader) != ""
+	return hasValue(h, IdempotencyKeyHeader) || hasValue(h, XIdempotencyKeyHeader)
+}
+
+// hasValue reports whether the header name is present in h, under any
+// spelling, and each spelling's first value is non-empty.
+func hasValue(h http.Header, name string) bool {
+	// Header.Get sees only the canonical key: every key is looked at, with
+	// names compared case-insensitively, as a server compares them.
+	found := false
+	for k, vv := range h {
+		if len(k) == len(name) && strings.EqualFold(k, name) {
+			if len(vv) == 0 || vv[0] == "" {
+				return false
+			}
+			found = true
+		}
+	}
+	return found
 }
 
 // NeverSent reports whether err proves that the request never left the

@@ -87,6 +87,13 @@ func TestHasIdempotencyKey(t *testing.T) {
 		{"Idempotency-Key", http.Header{"Idempotency-Key": {"k"}}, true},
 		{"X-Idempotency-Key", http.Header{"X-Idempotency-Key": {"k"}}, true},
 		{"empty value", http.Header{"Idempotency-Key": {""}}, false},
+		{"lower-case name", http.Header{"idempotency-key": {"k"}}, true},
+		{"upper-case name", http.Header{"IDEMPOTENCY-KEY": {"k"}}, true},
+		{"lower-case X- name", http.Header{"x-idempotency-key": {"k"}}, true},
+		{"two spellings, one empty", http.Header{"Idempotency-Key": {"k"}, "idempotency-key": {""}}, false},
+		{"two spellings, both set", http.Header{"Idempotency-Key": {"k"}, "idempotency-key": {"k"}}, true},
+		{"no values", http.Header{"idempotency-key": {}}, false},
+		{"a longer name", http.Header{"Idempotency-Keys": {"k"}}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,7 +47,10 @@ func Get(ctx context.Context, url string) (*http.Response, error) {
 
 // Do sends req with the default policy (see the package doc) over
 // http.DefaultTransport, as [http.Client.Do] does, retrying what is safe to
-// retry.
+// retry. A nil req is an error matching [ErrInvalidRequest], never a panic.
 func Do(req *http.Request) (*http.Response, error) {
+	if req == nil {
+		return nil, fmt.Errorf("%w: nil request", ErrInvalidRequest)
+	}
 	return defaultClient.Do(req)
 }

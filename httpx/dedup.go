@@ -1,11 +1,12 @@
 package httpx
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/resilient-go/resilient"
@@ -16,36 +17,89 @@ import (
 // caller that waited for it sends its own request instead.
 const DedupMaxBody = 1 << 20
 
-// dedupHeaders are the request headers that the default key of [WithDedup]
-// includes, besides the method and the URL: the credentials (so that
-// requests of different users or sessions are never merged) and the
-// headers that choose which representation, or which part of it, the
-// server returns.
-var dedupHeaders = [...]string{
-	"Authorization", "Cookie", "Proxy-Authorization",
-	"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since",
-	"Accept", "Accept-Encoding", "Accept-Language",
+// dedupIgnored are the headers the default key of [WithDedup] leaves out,
+// lower case: per-request tracing headers, which carry a new value on
+// every request and would otherwise make every key unique. No server
+// chooses a response by them.
+var dedupIgnored = []string{
+	"traceparent", "tracestate", "baggage", // W3C Trace Context and Baggage
+	"x-request-id",
+	"b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", // Zipkin B3
 }
 
 // DefaultDedupKey is the key [WithDedup] uses with a nil key function: the
-// request's Host override, if any, and the values of Authorization,
-// Cookie, Proxy-Authorization, Range, If-Range, If-None-Match,
-// If-Modified-Since, If-Match, If-Unmodified-Since, Accept,
-// Accept-Encoding and Accept-Language. Two requests with different
-// credentials never share a key.
+// request's Host override, if any, and every header of the request, names
+// compared case-insensitively (a key set directly in the map, such as
+// req.Header["authorization"], counts like its canonical form), values in
+// the order they are sent. Only per-request tracing headers are left out:
+// traceparent, tracestate, baggage, X-Request-Id and the B3 headers (b3,
+// X-B3-TraceId, X-B3-SpanId, X-B3-ParentSpanId, X-B3-Sampled and
+// X-B3-Flags). Two requests share a key only when a server sees the same
+// headers in both, but for those: credentials in any header
+// (Authorization, Cookie, X-Api-Key, a tenant header, …) never mix.
 func DefaultDedupKey(req *http.Request) string {
-	var b strings.Builder
-	b.WriteString(req.Host)
-	for _, h := range dedupHeaders {
-		b.WriteByte(0)
-		for i, v := range req.Header.Values(h) {
-			if i > 0 {
-				b.WriteByte(1)
-			}
-			b.WriteString(v)
+	return headerKey(req, nil)
+}
+
+// DedupKeyIgnoring returns a key function for [WithDedup] that is
+// [DefaultDedupKey] leaving out the named headers too (names compared
+// case-insensitively), for headers that change on every request but do
+// not change the response, such as a client's own timestamp.
+//
+// The caller takes on what the default key guarantees: requests that
+// differ only in the named headers share one response, so a header that
+// carries a credential, a tenant or anything else a server may answer by
+// must never be named.
+func DedupKeyIgnoring(names ...string) func(*http.Request) string {
+	ignore := make([]string, len(names))
+	for i, n := range names {
+		ignore[i] = strings.ToLower(n)
+	}
+	return func(req *http.Request) string { return headerKey(req, ignore) }
+}
+
+// headerKey builds a dedup key from req's Host and headers, leaving out
+// dedupIgnored and ignore (both lower case). Every part is written with its
+// length first, so no content, however hostile, can make two different
+// requests write the same key.
+func headerKey(req *http.Request, ignore []string) string {
+	type field struct{ lower, name string }
+	fields := make([]field, 0, len(req.Header))
+	for name, values := range req.Header {
+		if len(values) == 0 {
+			continue // not sent
+		}
+		lower := strings.ToLower(name)
+		if slices.Contains(dedupIgnored, lower) || slices.Contains(ignore, lower) {
+			continue
+		}
+		fields = append(fields, field{lower, name})
+	}
+	// Spellings of one name are grouped, in the order net/http writes them
+	// (sorted by the name as set): a server sees their values in that order.
+	slices.SortFunc(fields, func(a, b field) int {
+		if c := strings.Compare(a.lower, b.lower); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	var b []byte
+	put := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+	}
+	put(req.Host)
+	for i, f := range fields {
+		if i == 0 || fields[i-1].lower != f.lower {
+			b = append(b, '\n')
+			put(f.lower)
+		}
+		for _, v := range req.Header[f.name] {
+			put(v)
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // WithDedup makes concurrent identical GET and HEAD requests share one
@@ -61,10 +115,14 @@ func DefaultDedupKey(req *http.Request) string {
 // of the first request's context but not its cancellation, and is
 // cancelled once no waiter is left (see [resilient.Group]).
 //
-// key must never map requests that may receive different responses to one
-// key: include every header that selects the user or the representation.
-// Nil means [DefaultDedupKey]. Requests with a body, and of other methods,
-// are never deduplicated. Default: off.
+// Requests share an execution only when their method, URL (user
+// information included) and key(req) are equal. Nil means
+// [DefaultDedupKey], under which every header but per-request tracing ones
+// must be equal too: that key is safe for any header a server may read.
+// A key function of your own (or [DedupKeyIgnoring]) is an explicit choice
+// to share more: it must never map requests that may receive different
+// responses to one key, and that is then yours to ensure. Requests with a
+// body, and of other methods, are never deduplicated. Default: off.
 func WithDedup(key func(*http.Request) string) Option {
 	return optionFunc(func(c *config) error {
 		if key == nil {
@@ -85,6 +143,7 @@ type dedup struct {
 type shared struct {
 	resp    *http.Response // body replaced by body
 	body    []byte
+	end     error // what a reader gets after body: io.EOF, or ErrBodyTruncated
 	tooLong bool
 }
 
@@ -112,7 +171,13 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, DedupMaxBody+1))
-		if err != nil {
+		end := error(io.EOF)
+		switch {
+		case errors.Is(err, ErrBodyTruncated):
+			// A retryable response set aside, its body cut: it is the
+			// answer all the same, shared as it is, cut and saying so.
+			end = err
+		case err != nil:
 			return nil, err
 		}
 		if len(body) > DedupMaxBody {
@@ -120,7 +185,7 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 		}
 		r := *resp
 		r.Body = nil
-		return &shared{resp: &r, body: body}, nil
+		return &shared{resp: &r, body: body, end: end}, nil
 	})
 	if errors.Is(err, errTooLong) && s != nil && s.tooLong {
 		return t.roundTrip(req, cfg)
@@ -131,8 +196,8 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 	resp := *s.resp
 	resp.Header = s.resp.Header.Clone()
 	resp.Trailer = s.resp.Trailer.Clone()
-	resp.Body = io.NopCloser(bytes.NewReader(s.body))
-	if method != http.MethodHead {
+	resp.Body = &keptBody{data: s.body, err: s.end}
+	if method != http.MethodHead && s.end == io.EOF {
 		resp.ContentLength = int64(len(s.body))
 	}
 	resp.Request = req

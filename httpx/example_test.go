@@ -119,13 +119,14 @@ func ExampleWithHostBreakers() {
 
 func ExampleParseRetryAfter() {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for _, v := range []string{"120", "Sun, 01 Mar 2026 12:00:30 GMT", "-1", "soon"} {
+	for _, v := range []string{"120", "Sun, 01 Mar 2026 12:00:30 GMT", "9999999999999", "-1", "soon"} {
 		d, ok := httpx.ParseRetryAfter(v, now)
 		fmt.Printf("%q: %v %v\n", v, d, ok)
 	}
 	// Output:
 	// "120": 2m0s true
 	// "Sun, 01 Mar 2026 12:00:30 GMT": 30s true
+	// "9999999999999": 2562047h47m16.854775807s true
 	// "-1": 0s false
 	// "soon": 0s false
 }
@@ -140,4 +141,42 @@ func ExampleStatusOutcome() {
 	// 429 retry
 	// 501 fail
 	// 503 retry
+}
+
+// reading is flaky, but it reads each request's body and prints it.
+type reading struct{ flaky }
+
+func (r *reading) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, _ := io.ReadAll(req.Body)
+	fmt.Printf("sent %q\n", body)
+	return r.flaky.RoundTrip(req)
+}
+
+// A body without GetBody, such as a pipe, is kept as it is sent, up to the
+// replay limit, so that a retry sends it again, byte for byte.
+func ExampleWithReplayLimit() {
+	client := httpx.NewClient(
+		httpx.WithBase(&reading{flaky{codes: []int{503, 200}}}),
+		httpx.WithExecutor(noWait),
+		httpx.WithReplayLimit(64<<10), // default: 1 MiB
+	)
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = io.WriteString(pw, `{"name":"gopher"}`)
+		_ = pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPut, "http://api.example/users/42", pr)
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode)
+	// Output:
+	// sent "{\"name\":\"gopher\"}"
+	// attempt 1: PUT /users/42 -> 503
+	// sent "{\"name\":\"gopher\"}"
+	// attempt 2: PUT /users/42 -> 200
+	// 200
 }

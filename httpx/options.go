@@ -48,6 +48,7 @@ type config struct {
 	once           *resilient.Executor // ex without hedging, for requests not safe to repeat
 	base           http.RoundTripper
 	attemptTimeout time.Duration
+	replayLimit    int64 // see WithReplayLimit
 	genKeys        bool
 	nonIdempotent  bool
 	status         func(*http.Response) resilient.Outcome
@@ -66,7 +67,7 @@ type optionFunc func(*config) error
 func (f optionFunc) apply(c *config) error { return f(c) }
 
 func newConfig(opts []Option) (*config, error) {
-	cfg := &config{ex: defaultExecutor}
+	cfg := &config{ex: defaultExecutor, replayLimit: DefaultReplayLimit}
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("resilient/httpx: NewTransport: nil option")
@@ -104,8 +105,8 @@ func newConfig(opts []Option) (*config, error) {
 // derives its own executor from ex once, when it is built, keeping all of
 // ex's settings and shared state but two: a [resilient.CheckValue] check
 // (responses are classified by status, see [WithStatusClassifier]) and an
-// [resilient.OnDiscard] hook (the Transport drains and closes what it
-// discards). The executor's classifier sees every transport error and
+// [resilient.OnDiscard] hook (the Transport closes what it discards, see
+// [DrainLimit]). The executor's classifier sees every transport error and
 // [*StatusError] that the Transport does not already mark permanent.
 //
 // An executor that hedges ([resilient.WithHedge]) races slow attempts of
@@ -206,16 +207,27 @@ func newIdempotencyKey() string {
 // from set by the request URL's host (as written: "api.example.com" and
 // "api.example.com:443" are two hosts). Build the set with
 // [resilient.NewBreakers]; its options decide when a host's breaker opens.
-// Each attempt is counted: a retryable or permanent status (5xx, 429, 408)
-// or a transport error is a failure, any other response a success, the
-// caller's own cancellation neither. With [resilient.WithOpenFromHint] in
-// the set's options, the Retry-After of the 503 or 429 that opens a breaker
-// sets how long it stays open.
+// Each attempt is counted: a retryable or permanent status (5xx, 408) or a
+// transport error is a failure, any other response a success. Neither way
+// count: the caller's own cancellation; an attempt the executor abandoned
+// ([resilient.ErrAbandoned]: a hedge that lost its round); and the upstream
+// asking for less traffic, a 429 or any status with a Retry-After (see
+// [resilient.Throttled]). With [resilient.WithOpenFromHint] in the set's
+// options, a response with a Retry-After counts as a failure again, and
+// its Retry-After sets how long the breaker it opens stays open.
 //
-// An attempt refused by its host's open breaker is not sent: the call ends
-// at once with an error matching [resilient.ErrOpen] (the
-// [*resilient.OpenError] says when the breaker lets a probe through). The
-// request's body is closed. Default: no breakers. Nil is invalid.
+// An attempt refused by its host's open breaker is not sent, and is a
+// rejection, exactly as a refusal by the executor's own breaker: it is no
+// attempt (the [*resilient.Error] counts 0 for it, hooks see no attempt),
+// the call ends at once with [resilient.ReasonRejected], its error matches
+// [resilient.ErrOpen] (the [*resilient.OpenError] says when the breaker lets
+// a probe through) and [resilient.RejectedBy] names the breaker. When an
+// earlier attempt of the call got a response, the caller gets that
+// response. The request's body is closed. When a retryable response comes
+// back while its host's breaker is no longer closed, the call ends with it
+// at once, without waiting for a refusal. In a hedged round, a hedge the
+// breaker refuses leaves the round to the attempts in flight (a half-open
+// breaker's probe among them). Default: no breakers. Nil is invalid.
 //
 // Decision: these breakers are separate from the executor's policies
 // because a policy is told nothing of the request, so it cannot tell one

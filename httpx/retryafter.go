@@ -15,9 +15,6 @@ import (
 // resilient.WithMaxDelay (whose own default is [resilient.DefaultMaxDelay]).
 const DefaultMaxRetryAfter = 30 * time.Second
 
-// maxDeltaSeconds is the largest delta-seconds a time.Duration can hold.
-const maxDeltaSeconds = math.MaxInt64 / int64(time.Second)
-
 // ParseRetryAfter parses the value of a Retry-After header (RFC 9110,
 // section 10.2.3) into the wait it asks for, counted from now. Both forms
 // are accepted: delta-seconds ("120") and an HTTP-date in any of the three
@@ -25,22 +22,30 @@ const maxDeltaSeconds = math.MaxInt64 / int64(time.Second)
 // obsolete RFC 850 and ANSI C forms). A date at or before now is a wait of
 // 0, which is valid.
 //
-// ok is false, and the header is to be ignored, for an empty value,
+// A wait too long for a [time.Duration] (delta-seconds beyond about 292
+// years, such as "9999999999999", or a date as far ahead) saturates: it is
+// reported as [MaxRetryAfter] with ok true. Such a hint is longer than any
+// cap, so a call that gets it ends at once with its response, as it does
+// for any hint beyond the cap.
+//
+// ok is false, and the header is to be ignored, for an empty value and for
 // anything that is neither form (garbage, a sign, a fraction, a negative
-// number) and delta-seconds too large for a [time.Duration]: such a header
-// gives no hint, so the backoff alone decides the next wait. A bad header
-// never causes an immediate burst of retries.
+// number): such a header gives no hint, so the backoff alone decides the
+// next wait. A bad header never causes an immediate burst of retries.
 func ParseRetryAfter(value string, now time.Time) (d time.Duration, ok bool) {
 	v := strings.TrimSpace(value)
 	if v == "" {
 		return 0, false
 	}
 	if isDigits(v) {
+		// Decision (RFC 9111, section 1.2.2): a delta-seconds too large to
+		// hold saturates to the largest value, never wraps around and is
+		// never dropped: the server asked for a very long pause.
 		var secs int64
 		for i := 0; i < len(v); i++ {
 			digit := int64(v[i] - '0')
 			if secs > (maxDeltaSeconds-digit)/10 {
-				return 0, false // overflow: ignored, never wrapped around
+				return MaxRetryAfter, true
 			}
 			secs = secs*10 + digit
 		}
@@ -50,10 +55,17 @@ func ParseRetryAfter(value string, now time.Time) (d time.Duration, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	// Sub saturates instead of overflowing: a date in the year 9999 is a
-	// very long wait, which the cap then refuses.
+	// Sub saturates instead of overflowing: a date in the year 9999 is
+	// MaxRetryAfter, which every cap refuses.
 	return max(t.Sub(now), 0), true
 }
+
+// MaxRetryAfter is the wait [ParseRetryAfter] reports for a Retry-After too
+// long for a [time.Duration]: the largest one, about 292 years.
+const MaxRetryAfter = time.Duration(math.MaxInt64)
+
+// maxDeltaSeconds is the largest delta-seconds a time.Duration can hold.
+const maxDeltaSeconds = math.MaxInt64 / int64(time.Second)
 
 func isDigits(s string) bool {
 	for i := 0; i < len(s); i++ {

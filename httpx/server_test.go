@@ -476,3 +476,221 @@ type idleCounter struct {
 }
 
 func (c *idleCounter) CloseIdleConnections() { c.n.Add(1) }
+
+// sendCounter counts the requests handed to its base.
+type sendCounter struct {
+	base http.RoundTripper
+	n    atomic.Int32
+}
+
+func (s *sendCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.n.Add(1)
+	return s.base.RoundTrip(req)
+}
+
+// Regression: a request net/http refuses to send (an invalid header value,
+// a URL without a host, …) was sent to the base on every attempt, 4 times.
+// Each is refused once, before any attempt, with ErrInvalidRequest; an
+// unsupported scheme is handed to the base once, never retried.
+func TestServerInvalidRequestsAreNeverRetried(t *testing.T) {
+	leakCheck(t)
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	cases := []struct {
+		name  string
+		edit  func(*http.Request)
+		sends int32 // to the base, at most
+		msg   string
+	}{
+		{"header value with CR LF", func(r *http.Request) { r.Header.Set("X-A", "a\r\nX-Injected: 1") }, 0, `header field value for "X-A"`},
+		{"header value with NUL", func(r *http.Request) { r.Header["X-A"] = []string{"a\x00"} }, 0, `header field value for "X-A"`},
+		{"header value with DEL", func(r *http.Request) { r.Header["X-A"] = []string{"\x7f"} }, 0, `header field value for "X-A"`},
+		{"header name with a space", func(r *http.Request) { r.Header["X A"] = []string{"v"} }, 0, `header field name "X A"`},
+		{"header name with a colon", func(r *http.Request) { r.Header["X:A"] = []string{"v"} }, 0, `header field name "X:A"`},
+		{"empty header name", func(r *http.Request) { r.Header[""] = []string{"v"} }, 0, `header field name ""`},
+		{"non-ASCII header name", func(r *http.Request) { r.Header["X-Ä"] = []string{"v"} }, 0, `header field name "X-Ä"`},
+		{"trailer value with LF", func(r *http.Request) { r.Trailer = http.Header{"X-T": {"a\nb"}} }, 0, `trailer field value for "X-T"`},
+		{"invalid method", func(r *http.Request) { r.Method = "GE T" }, 0, `method "GE T"`},
+		{"method with a newline", func(r *http.Request) { r.Method = "GET\n" }, 0, `method "GET\n"`},
+		{"nil header", func(r *http.Request) { r.Header = nil }, 0, "nil Header"},
+		{"URL without a host", func(r *http.Request) { r.URL.Host = "" }, 0, "no host in URL"},
+		{"URL without a scheme", func(r *http.Request) { r.URL.Scheme = "" }, 1, ""},
+		{"unsupported scheme", func(r *http.Request) { r.URL.Scheme = "gopher" }, 1, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			base := &sendCounter{base: newHTTPTransport(t)}
+			tr, err := NewTransport(WithBase(base), WithExecutor(noWait()))
+			require.NoError(t, err)
+			body := &trackedReqBody{Reader: strings.NewReader("x")}
+			req, err := http.NewRequest(http.MethodPut, srv.URL+"/x", body)
+			require.NoError(t, err)
+			tc.edit(req)
+			resp, err := tr.RoundTrip(req)
+			assert.Nil(t, resp)
+			require.Error(t, err)
+			if tc.msg != "" {
+				require.ErrorIs(t, err, ErrInvalidRequest)
+				assert.Equal(t, "resilient/httpx: invalid request: "+tc.msg, err.Error())
+				assert.Equal(t, resilient.Fail, ClassifyError(err))
+			}
+			assert.NotContains(t, err.Error(), "X-Injected", "a value is never quoted: it may be a secret")
+			assert.LessOrEqual(t, base.n.Load(), tc.sends, "sends to the base")
+			assert.Zero(t, hits.Load(), "nothing reached the server")
+			assert.EqualValues(t, 1, body.closed.Load(), "the body is closed")
+		})
+	}
+	t.Run("through a client", func(t *testing.T) {
+		base := &sendCounter{base: newHTTPTransport(t)}
+		client := NewClient(WithBase(base), WithExecutor(noWait()))
+		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer secret\n")
+		_, err = client.Do(req)
+		require.ErrorIs(t, err, ErrInvalidRequest)
+		assert.NotContains(t, err.Error(), "secret")
+		assert.Zero(t, base.n.Load())
+	})
+	t.Run("valid oddities pass", func(t *testing.T) {
+		base := &sendCounter{base: newHTTPTransport(t)}
+		tr, err := NewTransport(WithBase(base), WithExecutor(noWait(resilient.WithAttempts(1))))
+		require.NoError(t, err)
+		req, err := http.NewRequest("M-SEARCH", srv.URL, nil)
+		require.NoError(t, err)
+		req.Header["x-lower"] = []string{"tab\tand obs-text \xff"}
+		req.Header["X-Empty"] = []string{""}
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		require.NoError(t, resp.Body.Close())
+		assert.EqualValues(t, 1, base.n.Load())
+	})
+}
+
+// stalledServer answers with code, its headers and the start of a body,
+// then nothing until the client gives up; ok, when set, answers the n-th
+// request (from 1) with a 200 after delay instead.
+func stalledServer(t *testing.T, code int, ok func(n int32) (bool, time.Duration)) (*server, *atomic.Int32) {
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		n := hits.Add(1)
+		if ok != nil {
+			if yes, delay := ok(n); yes {
+				select {
+				case <-time.After(delay):
+				case <-r.Context().Done():
+					return
+				}
+				_, _ = io.WriteString(w, "ok")
+				return
+			}
+		}
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, "busy")
+		_ = http.NewResponseController(w).Flush()
+		<-r.Context().Done() // the rest never comes
+	})
+	return srv, &hits
+}
+
+// Regression (issue scenarios, over loopback): a retried 503 whose body
+// stalls after its headers held the call: with the default policy and no
+// deadline, still blocked after 5s (a plain http.Client returns it in under
+// 1ms); with WithMaxElapsed(300ms), until the caller's 3s deadline, and the
+// 503 was lost; a hedged GET whose winner answered at 150ms, until 3s.
+func TestServerStalledBodies(t *testing.T) {
+	t.Run("default policy, no deadline", func(t *testing.T) {
+		leakCheck(t)
+		srv, hits := stalledServer(t, http.StatusServiceUnavailable, nil)
+		client := NewClient(WithBase(newHTTPTransport(t)))
+		// Bounded, so that a hang fails the test rather than the run.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		start := time.Now()
+		resp, err := client.Do(req)
+		elapsed := time.Since(start)
+		require.NoError(t, err)
+		// The default backoff waits at most 100+200+400ms in all.
+		assert.Less(t, elapsed, 2*time.Second)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		b, err := io.ReadAll(resp.Body)
+		assert.Equal(t, "busy", string(b), "what came of the body")
+		assert.ErrorIs(t, err, ErrBodyTruncated, "and that the rest did not")
+		require.NoError(t, resp.Body.Close())
+		assert.EqualValues(t, DefaultAttempts, hits.Load())
+		client.CloseIdleConnections()
+	})
+	t.Run("max elapsed", func(t *testing.T) {
+		leakCheck(t)
+		srv, hits := stalledServer(t, http.StatusServiceUnavailable, nil)
+		// The second 503 comes at about 600ms, and a wait of 600ms more
+		// would end past the limit: the call ends with that 503. (Margins
+		// are wide: had the limit passed while an attempt ran, or during a
+		// wait, that attempt's error, or none, would be the result.)
+		ex := resilient.MustNew(resilient.WithMaxElapsed(time.Second), resilient.WithAttempts(resilient.Unlimited),
+			resilient.WithBackoff(resilient.Constant(600*time.Millisecond)), resilient.WithJitter(resilient.NoJitter))
+		client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(ex))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		start := time.Now()
+		resp, err := client.Do(req)
+		elapsed := time.Since(start)
+		require.NoError(t, err, "the 503 is kept, not lost")
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Less(t, elapsed, 2*time.Second, "ends within its time limit, not at the caller's deadline")
+		assert.EqualValues(t, 2, hits.Load())
+		require.NoError(t, resp.Body.Close())
+		client.CloseIdleConnections()
+	})
+	t.Run("hedged", func(t *testing.T) {
+		leakCheck(t)
+		// The first request wins with a 200 at 150ms; the hedge, at 100ms,
+		// gets a 503 whose body stalls.
+		srv, _ := stalledServer(t, http.StatusServiceUnavailable, func(n int32) (bool, time.Duration) {
+			return n == 1, 150 * time.Millisecond
+		})
+		ex := resilient.MustNew(resilient.WithHedge(100*time.Millisecond, 2))
+		client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(ex))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		start := time.Now()
+		resp, err := client.Do(req)
+		elapsed := time.Since(start)
+		require.NoError(t, err)
+		assert.Equal(t, "ok", readAll(t, resp.Body))
+		require.NoError(t, resp.Body.Close())
+		assert.Less(t, elapsed, time.Second, "returned with the winner")
+		client.CloseIdleConnections()
+	})
+}
+
+// A short error page is read whole when it is set aside, so its connection
+// serves the next attempt, and the caller gets it whole after the last.
+func TestServerRetryableBodiesKeptWhole(t *testing.T) {
+	leakCheck(t)
+	// Short enough to go out with its headers, in one write: it is there
+	// when they are, however loaded the machine.
+	page := strings.Repeat("e", 1<<10)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, page)
+	})
+	client := NewClient(WithBase(newHTTPTransport(t)), WithExecutor(noWait()))
+	resp, err := client.Get(srv.URL)
+	require.NoError(t, err)
+	assert.Equal(t, page, readAll(t, resp.Body))
+	require.NoError(t, resp.Body.Close())
+	assert.EqualValues(t, 1, srv.conns.Load(), "one connection for every attempt")
+	client.CloseIdleConnections()
+}

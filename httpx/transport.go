@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -13,10 +15,12 @@ import (
 
 // Transport is an [http.RoundTripper] that sends each request through a
 // retry policy: it retries what is safe to retry (see the package doc for
-// the rules and defaults), replays request bodies through GetBody, drains
-// and closes every response it discards, and returns the last response
-// itself (with err == nil, as a plain http.Client would) when the retries
-// run out.
+// the rules and defaults), replays request bodies (through GetBody, or a
+// stream's bounded replay buffer: see [WithReplayLimit]), sets
+// every retryable response aside within bounds (see [DrainLimit]) so that
+// neither a connection nor a stalled body is held across a wait, and
+// returns the last response itself (with err == nil, as a plain
+// http.Client would) when the retries run out.
 //
 // The zero Transport is ready to use, with the default policy and
 // [http.DefaultTransport]; [NewTransport] builds one with options. A
@@ -55,8 +59,12 @@ func (t *Transport) base() http.RoundTripper {
 }
 
 // CloseIdleConnections closes the idle connections of the base
-// RoundTripper, if it has such a method (http.Transport does).
+// RoundTripper, if it has such a method (http.Transport does). On a nil
+// Transport it does nothing.
 func (t *Transport) CloseIdleConnections() {
+	if t == nil {
+		return
+	}
 	if ci, ok := t.base().(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
@@ -64,22 +72,32 @@ func (t *Transport) CloseIdleConnections() {
 
 // RoundTrip sends req, retrying as the Transport's policy allows. It
 // returns a response whenever one came, with a nil error, even when its
-// status was retryable and the retries ran out (its body intact, for the
-// caller to read and close); an error only when no response came: the
-// error is then a [*resilient.Error] that wraps the last attempt's error
-// and tells why the Transport stopped.
+// status was retryable and the retries ran out (its body as kept, see
+// [ErrBodyTruncated], for the caller to read and close); an error only
+// when no response came: the error is then a [*resilient.Error] that
+// wraps the last attempt's error and tells why the Transport stopped.
+//
+// A nil Transport, like a nil req, is an error (for a nil Transport,
+// [ErrNilTransport]), never a panic; req's body is closed.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req == nil {
 		return nil, fmt.Errorf("%w: nil request", ErrInvalidRequest)
+	}
+	if t == nil {
+		closeRequestBody(req)
+		return nil, ErrNilTransport
 	}
 	cfg := t.config()
 	if cfg.err != nil {
 		closeRequestBody(req)
 		return nil, cfg.err
 	}
-	if req.URL == nil {
+	if err := validate(req); err != nil {
+		// Decision: a request that cannot be sent is refused here, once,
+		// without an attempt: every attempt would fail the same way, and
+		// no policy should count it against the upstream.
 		closeRequestBody(req)
-		return nil, fmt.Errorf("%w: nil URL", ErrInvalidRequest)
+		return nil, err
 	}
 	if cfg.dedup != nil && dedupable(req) {
 		return t.roundTripShared(req, cfg)
@@ -94,11 +112,16 @@ func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, e
 	// DoHedged is Do for an executor that does not hedge; with one that
 	// does, it races slow attempts (see the hedging notes in attempt).
 	ex := cfg.ex
-	if !c.retry {
+	if !c.retry || c.body != nil {
+		// Never hedged: not safe to repeat, or a stream that can feed one
+		// attempt at a time.
 		ex = cfg.once
 	}
 	resp, err := resilient.DoHedged(req.Context(), c.attempt, ex)
-	if !c.sent.Load() {
+	switch {
+	case c.body != nil:
+		c.body.end() // closes the caller's body, now or once sent
+	case !c.sent.Load():
 		// Refused before the first attempt was sent (a done context, an
 		// open breaker): the body was never handed to the base, so close
 		// it here, as the RoundTripper contract requires.
@@ -107,11 +130,11 @@ func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, e
 	if resp != nil {
 		// Decision: plain http.Client semantics. A response that came is
 		// the truth about the call, whatever its status: the caller gets
-		// it, body intact, and no error. The executor returns the last
-		// response when it stops for any reason after it (attempts
-		// exhausted, a permanent status, a Retry-After beyond the cap or
-		// the deadline, a retry budget), and nil when it discarded it
-		// before a wait that the context then ended.
+		// it, and no error. The executor returns the last response when
+		// it stops for any reason after it (attempts exhausted, a
+		// permanent status, a Retry-After beyond the cap or the deadline,
+		// a refused retry), and nil when the context ended the call
+		// during a wait.
 		return resp, nil
 	}
 	return nil, err
@@ -141,19 +164,24 @@ type roundTrip struct {
 	// left (see NeverSent). Neither holds for a body that cannot be
 	// replayed.
 	retry, neverSent bool
+	// body tees a body without GetBody for replay (see WithReplayLimit);
+	// nil for every other request.
+	body *replay
 }
 
 // plan decides, once per request, what may be retried.
 func (c *roundTrip) plan() {
 	req := c.req
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	// Decision: only http and https requests are retried. For other
 	// schemes (a protocol registered on the base transport, or a typo) we
 	// cannot tell a refused request from one that ran, so it is sent once.
 	scheme := req.URL.Scheme
-	web := scheme == "http" || scheme == "https"
-	if !replayable || !web {
+	if scheme != "http" && scheme != "https" {
 		return
+	}
+	stream := req.Body != nil && req.Body != http.NoBody && req.GetBody == nil
+	if stream && c.cfg.replayLimit == 0 {
+		return // sent once: see WithReplayLimit
 	}
 	c.neverSent = true
 	switch {
@@ -163,15 +191,68 @@ func (c *roundTrip) plan() {
 		// One key per logical request, identical on every attempt; the
 		// caller's request keeps its headers untouched.
 		c.tmpl = req.Clone(req.Context())
+		for k := range c.tmpl.Header { // an empty key under another spelling
+			if strings.EqualFold(k, IdempotencyKeyHeader) {
+				delete(c.tmpl.Header, k)
+			}
+		}
 		c.tmpl.Header.Set(IdempotencyKeyHeader, newIdempotencyKey())
 		c.retry = true
 	}
+	if stream {
+		c.teeBody()
+	}
+}
+
+// teeBody gets a body without GetBody ready to be replayed (see
+// WithReplayLimit).
+func (c *roundTrip) teeBody() {
+	limit := c.cfg.replayLimit
+	if c.req.ContentLength > limit {
+		// Decision: a body announced longer than the limit would outgrow
+		// the buffer anyway: it is never buffered, and the request is not
+		// retried after any failure, as if it had outgrown it.
+		c.retry = false
+	}
+	if !c.retry {
+		// Sent again only after a failure that proves it never left: no
+		// byte of it was read then, so none needs keeping.
+		limit = 0
+	}
+	c.body = newReplay(c.req.Body, limit, c.req.ContentLength)
+}
+
+// try is the end of one attempt.
+type try struct {
+	resp *http.Response
+	// o is what the attempt says of the upstream's health, for a host
+	// breaker.
+	o resilient.Outcome
+	// err is the attempt's error: nil for a response to return as it is,
+	// or the error the executor sees (a transport error, a *StatusError).
+	err error
+	// again: the request may be sent again after err. When false, err
+	// ends the call (marked permanent for the executor).
+	again bool
+	// refused: a host breaker refused the attempt; nothing was sent.
+	refused bool
+}
+
+// result is the attempt's value and error, as the executor takes them.
+func (a try) result() (*http.Response, error) {
+	switch {
+	case a.refused:
+		return nil, resilient.Reject(a.err)
+	case a.err != nil && !a.again:
+		return a.resp, resilient.Permanent(a.err)
+	}
+	return a.resp, a.err
 }
 
 // attempt sends one attempt. ctx is the executor's context for it: the
 // caller's context itself, or one derived from it when the executor has a
-// time limit of its own.
-func (c *roundTrip) attempt(ctx context.Context) (resp *http.Response, err error) {
+// time limit of its own or hedges.
+func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	n := int(c.n.Add(1))
 	if n > 1 && !c.retry && !c.resend.CompareAndSwap(true, false) {
 		// A guard, not a path taken: a request that may not be repeated
@@ -180,25 +261,47 @@ func (c *roundTrip) attempt(ctx context.Context) (resp *http.Response, err error
 		// attempt reach here anyway, it is not sent.
 		return nil, errUnsafeToRepeat
 	}
+	var a try
 	if set := c.cfg.breakers; set != nil {
-		return c.guarded(ctx, n, set.Get(c.req.URL.Host))
+		a = c.guarded(ctx, n, set.Get(c.req.URL.Host))
+	} else {
+		a = c.send(ctx, n)
 	}
-	resp, _, err = c.send(ctx, n)
-	return resp, err
+	if a.again && c.body != nil {
+		// The attempt has its answer: its transport may read no more of
+		// the stream, which the next attempt will need whole.
+		c.body.detach()
+		if !c.body.replayable() {
+			// Decision (see WithReplayLimit): the body outgrew the replay
+			// buffer, so this request is not sent again: the caller gets
+			// this attempt's answer now.
+			a.again = false
+		}
+	}
+	if a.again && a.resp != nil {
+		keep(ctx, a.resp) // see keep: the executor may hold it during a wait
+	}
+	return a.result()
 }
 
 // guarded sends an attempt through the host's breaker, and tells the
 // breaker how it went: a retryable or permanent status or error is a
-// failure, any other response a success, the caller's own cancellation
-// neither. The error it is told keeps the Retry-After hint, for
+// failure, any other response a success, the caller's own cancellation and
+// an attempt the executor abandoned (see [resilient.ErrAbandoned]) neither.
+// The error it is told keeps the Retry-After hint, for
 // [resilient.WithOpenFromHint].
-func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) (*http.Response, error) {
+func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) try {
 	p, err := br.Allow()
 	if err != nil {
-		// Decision: a refusal ends the call, as a policy's refusal does
-		// in the executor; knocking again on an open breaker is what it
-		// exists to prevent. The error matches resilient.ErrOpen.
-		return nil, resilient.Permanent(err)
+		// Decision (DESIGN 14): a host breaker's refusal is a rejection,
+		// exactly like the executor's own breaker's: nothing was sent, so
+		// it is no attempt (0 attempts for it, no attempt event), it ends
+		// the call at once with resilient.ReasonRejected, RejectedBy names
+		// the breaker, the error matches resilient.ErrOpen, and the
+		// response of an earlier attempt, if any, is what the caller gets.
+		// In a hedged round, a refused hedge leaves the attempts in flight
+		// to finish the round.
+		return try{o: resilient.Ignore, err: err, refused: true}
 	}
 	timed := br.NeedsDuration()
 	var t0 time.Time
@@ -211,27 +314,36 @@ func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) (
 			br.Done(p, resilient.Report{Attempt: n, Outcome: resilient.Fail, Err: resilient.ErrPanicked})
 		}
 	}()
-	resp, o, err := c.send(ctx, n)
+	a := c.send(ctx, n)
 	finished = true
-	r := resilient.Report{Attempt: n, Outcome: o, Err: err}
+	if a.err != nil && errors.Is(context.Cause(ctx), resilient.ErrAbandoned) {
+		// Decision (as the executor's policies): an attempt the executor
+		// abandoned, because another attempt of its hedged round won or
+		// the round ended, did not fail, whatever it returned: its result
+		// was not wanted. Counting it would trip a healthy host's breaker
+		// under hedged traffic, and reopen a half-open one by its probe.
+		a.o = resilient.Ignore
+	}
+	r := resilient.Report{Attempt: n, Outcome: a.o, Err: a.err}
 	if timed {
 		r.Duration = time.Since(t0)
 	}
 	br.Done(p, r)
-	if o == resilient.Retry && err != nil {
-		// Decision: when this failure opened the breaker, end the call
-		// with it. The next attempt would be refused, and the executor
-		// would have released this response before asking: the caller
-		// would get "breaker open" instead of the 503 that came.
+	if a.o == resilient.Retry && a.again {
+		// Decision: the breaker is looked at again, after this attempt was
+		// counted and before the executor waits: when it is no longer
+		// closed (this failure, or another call's, opened it), the next
+		// attempt would be refused, so the call ends now with the response
+		// or error that came, rather than after a wait for a refusal.
 		if s := br.State(); s != resilient.StateClosed && s != resilient.StateDisabled {
-			return resp, resilient.Permanent(err)
+			a.again = false
 		}
 	}
-	return resp, err
+	return a
 }
 
 // send sends one attempt and classifies its result.
-func (c *roundTrip) send(ctx context.Context, n int) (*http.Response, resilient.Outcome, error) {
+func (c *roundTrip) send(ctx context.Context, n int) try {
 	parent := c.req.Context()
 
 	// The attempt's context. Decision: it derives from the request's
@@ -253,16 +365,29 @@ func (c *roundTrip) send(ctx context.Context, n int) (*http.Response, resilient.
 	}
 
 	req := c.tmpl
-	if n > 1 || cancel != nil {
-		req = req.WithContext(actx) // a shallow copy: headers are shared, read only
-		if n > 1 && req.Body != nil && req.Body != http.NoBody {
-			body, err := c.req.GetBody()
-			if err != nil {
-				if cancel != nil {
-					cancel()
-				}
-				return nil, resilient.Ignore, resilient.Permanent(fmt.Errorf("resilient/httpx: GetBody: %w", err))
+	var body io.ReadCloser // the attempt's own body, when not req's
+	var err error
+	switch {
+	case c.body != nil:
+		if body, err = c.body.reader(); err != nil {
+			// Decision: refused, not failed: nothing was sent, so the
+			// executor ends the call with the last response that came.
+			if cancel != nil {
+				cancel()
 			}
+			return try{o: resilient.Ignore, err: err, refused: true}
+		}
+	case n > 1 && req.Body != nil && req.Body != http.NoBody:
+		if body, err = c.req.GetBody(); err != nil {
+			if cancel != nil {
+				cancel()
+			}
+			return try{o: resilient.Ignore, err: fmt.Errorf("resilient/httpx: GetBody: %w", err)}
+		}
+	}
+	if n > 1 || cancel != nil || body != nil {
+		req = req.WithContext(actx) // a shallow copy: headers are shared, read only
+		if body != nil {
 			req.Body = body
 		}
 	}
@@ -276,58 +401,48 @@ func (c *roundTrip) send(ctx context.Context, n int) (*http.Response, resilient.
 			cancel()
 		}
 		if err == nil {
-			return nil, resilient.Fail, resilient.Permanent(ErrNilResponse)
+			return try{o: resilient.Fail, err: ErrNilResponse}
 		}
 		if resp != nil && resp.Body != nil {
 			// A RoundTripper must not return both; like http.Client, keep
 			// the error, and do not leak the body.
 			_ = resp.Body.Close()
 		}
-		return nil, c.errorOutcome(err), c.transportError(err)
+		return c.transportError(err)
 	}
 	if cancel != nil {
 		wrapBody(resp, cancel)
 	} else if resp.Body == nil {
 		resp.Body = http.NoBody
 	}
-	o, err := c.statusError(resp)
-	return resp, o, err
+	return c.statusError(resp)
 }
 
-// transportError marks err permanent unless this request may be retried
-// after it.
-func (c *roundTrip) transportError(err error) error {
-	if c.req.Context().Err() != nil {
-		return err // the caller's own end: the executor never retries it
-	}
-	switch {
-	case ClassifyError(err) == resilient.Fail:
-		return resilient.Permanent(err)
-	case c.retry:
-		return err
-	case c.neverSent && NeverSent(err):
-		c.resend.Store(true)
-		return err
-	}
-	// Decision (DESIGN 3): bytes of a request without an idempotency key
-	// may have reached the server; sending it again could run it twice.
-	return resilient.Permanent(err)
-}
-
-// errorOutcome is what a transport error means for the upstream's health.
-func (c *roundTrip) errorOutcome(err error) resilient.Outcome {
+// transportError says what a transport error means: for the upstream's
+// health, and whether this request may be sent again after it.
+func (c *roundTrip) transportError(err error) try {
+	a := try{o: resilient.Retry, err: err}
 	switch {
 	case c.req.Context().Err() != nil:
-		return resilient.Ignore
+		// The caller's own end: the executor never retries it, and it
+		// counts neither way.
+		a.o, a.again = resilient.Ignore, true
 	case ClassifyError(err) == resilient.Fail:
-		return resilient.Fail
+		a.o = resilient.Fail
+	case c.retry:
+		a.again = true
+	case c.neverSent && NeverSent(err):
+		c.resend.Store(true)
+		a.again = true
 	}
-	return resilient.Retry
+	// Otherwise (DESIGN 3): bytes of a request without an idempotency key
+	// may have reached the server; sending it again could run it twice.
+	return a
 }
 
 // statusError turns a response that is not a success into the attempt's
 // error, keeping the response, and says what it means.
-func (c *roundTrip) statusError(resp *http.Response) (resilient.Outcome, error) {
+func (c *roundTrip) statusError(resp *http.Response) try {
 	o := resilient.Unclassified
 	if f := c.cfg.status; f != nil {
 		o = f(resp)
@@ -341,13 +456,17 @@ func (c *roundTrip) statusError(resp *http.Response) (resilient.Outcome, error) 
 		if d := retryAfter(resp.Header); d > 0 {
 			err = resilient.RetryAfter(err, d)
 		}
-		if !c.retry {
-			// A 5xx or 429 proves the request reached the server.
-			return resilient.Retry, resilient.Permanent(err)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			// Decision (DESIGN 15): a 429 is the upstream asking for less
+			// traffic, not failing: a breaker counts it neither way (a 503
+			// with Retry-After is taken the same way, by its hint).
+			err = resilient.Throttled(err)
 		}
-		return resilient.Retry, err
+		// Without c.retry, the first answer is the final one: a 5xx or
+		// 429 proves the request reached the server.
+		return try{resp: resp, o: resilient.Retry, err: err, again: c.retry}
 	case resilient.Fail:
-		return resilient.Fail, resilient.Permanent(&StatusError{Code: resp.StatusCode, Status: resp.Status})
+		return try{resp: resp, o: resilient.Fail, err: &StatusError{Code: resp.StatusCode, Status: resp.Status}}
 	}
-	return resilient.Success, nil
+	return try{resp: resp, o: resilient.Success}
 }

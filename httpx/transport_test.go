@@ -45,11 +45,12 @@ func TestTransportReturnsLastResponseWhenAttemptsRunOut(t *testing.T) {
 		require.NotNil(t, resp)
 		assert.Equal(t, 503, resp.StatusCode)
 		require.Equal(t, DefaultAttempts, f.calls())
-		last := f.bodies[len(f.bodies)-1]
-		assert.EqualValues(t, 0, last.closes.Load(), "the returned body is left to the caller")
 		assert.Equal(t, strings.Repeat("x", DefaultAttempts), readAll(t, resp.Body), "body intact")
-		for _, b := range f.bodies[:len(f.bodies)-1] {
-			assert.EqualValues(t, 1, b.closes.Load(), "discarded bodies closed exactly once")
+		require.NoError(t, resp.Body.Close())
+		for i, b := range f.bodies {
+			// The last one too: a retryable response is kept in memory,
+			// and its connection released, before the executor decides.
+			assert.EqualValues(t, 1, b.closes.Load(), "body %d closed exactly once", i+1)
 		}
 	})
 }
@@ -115,7 +116,6 @@ func TestTransportRetryAfter(t *testing.T) {
 		{"ansi c date", func(now time.Time) string { return now.Add(4 * time.Second).UTC().Format(time.ANSIC) }, 4 * time.Second},
 		{"garbage falls back to backoff", func(time.Time) string { return "soon" }, time.Second},
 		{"negative falls back to backoff", func(time.Time) string { return "-5" }, time.Second},
-		{"overflow falls back to backoff", func(time.Time) string { return "99999999999999999999999" }, time.Second},
 		{"past date falls back to backoff", func(now time.Time) string { return now.Add(-time.Hour).UTC().Format(http.TimeFormat) }, time.Second},
 	}
 	for _, tc := range cases {
@@ -158,6 +158,32 @@ func TestTransportRetryAfterBeyondCapReturnsResponseAtOnce(t *testing.T) {
 		assert.Equal(t, 1, f.calls(), "no clamped early retry")
 		assert.Zero(t, time.Since(start), "no sleep")
 	})
+}
+
+// Regression: an overflowing Retry-After was ignored, so the request was
+// retried after the backoff; it saturates, and ends the call at once.
+func TestTransportOverflowingRetryAfterEndsTheCallAtOnce(t *testing.T) {
+	for _, v := range []string{"9223372037", "9999999999999", "99999999999999999999999"} {
+		t.Run(v, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+					return respond(429, "go away", "Retry-After", v), nil
+				}}
+				var reasons []resilient.Reason
+				ex := resilient.MustNew(resilient.WithMaxDelay(time.Hour),
+					resilient.WithHooks(resilient.Hooks{OnDone: func(e resilient.DoneEvent) { reasons = append(reasons, e.Reason) }}))
+				tr := newTransport(t, f, WithExecutor(ex))
+				start := time.Now()
+				resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+				require.NoError(t, err)
+				assert.Equal(t, 429, resp.StatusCode)
+				assert.Equal(t, "go away", readAll(t, resp.Body))
+				assert.Equal(t, 1, f.calls(), "no retry after the backoff")
+				assert.Zero(t, time.Since(start), "no wait")
+				assert.Equal(t, []resilient.Reason{resilient.ReasonHintTooLong}, reasons)
+			})
+		})
+	}
 }
 
 func TestTransportRetryAfterBeyondUserCap(t *testing.T) {
@@ -296,6 +322,45 @@ func TestTransportNonIdempotentStatusNotRetried(t *testing.T) {
 	}
 }
 
+// Regression: an idempotency key set under a non-canonical name (sent on
+// the wire as written) was missed by Header.Get, so the POST was not
+// retried.
+func TestTransportIdempotencyKeyWhateverTheCase(t *testing.T) {
+	for _, name := range []string{"idempotency-key", "IDEMPOTENCY-KEY", "x-idempotency-key", "X-IDEMPOTENCY-KEY"} {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeRT{fn: statuses(503, 503, 201)}
+			tr := newTransport(t, f, WithExecutor(noWait()), WithIdempotencyKeys())
+			req, err := http.NewRequest(http.MethodPost, "http://api.test/orders", strings.NewReader(`{"n":1}`))
+			require.NoError(t, err)
+			req.Header[name] = []string{"order-7"}
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			assert.Equal(t, 201, resp.StatusCode)
+			require.Equal(t, 3, f.calls(), "the key is on the wire: the POST is retried")
+			for i, r := range f.reqs {
+				assert.Equal(t, http.Header{name: {"order-7"}}, r.Header, "attempt %d carries the caller's key alone", i+1)
+			}
+		})
+	}
+	t.Run("an empty key under another spelling is replaced", func(t *testing.T) {
+		f := &fakeRT{fn: statuses(503, 201)}
+		tr := newTransport(t, f, WithExecutor(noWait()), WithIdempotencyKeys())
+		req, err := http.NewRequest(http.MethodPost, "http://api.test/orders", strings.NewReader("x"))
+		require.NoError(t, err)
+		req.Header["idempotency-key"] = []string{""}
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		assert.Equal(t, 201, resp.StatusCode)
+		require.Equal(t, 2, f.calls())
+		key := f.reqs[0].Header[IdempotencyKeyHeader]
+		require.Len(t, key, 1)
+		for _, r := range f.reqs {
+			assert.Equal(t, http.Header{IdempotencyKeyHeader: key}, r.Header, "one key, one spelling")
+		}
+		assert.Equal(t, http.Header{"idempotency-key": {""}}, req.Header, "the caller's request is untouched")
+	})
+}
+
 func TestTransportGeneratedIdempotencyKeyIsStableAcrossAttempts(t *testing.T) {
 	f := &fakeRT{fn: statuses(503, 503, 200)}
 	tr := newTransport(t, f, WithExecutor(noWait()), WithIdempotencyKeys())
@@ -329,21 +394,6 @@ func TestTransportGeneratedIdempotencyKeyIsStableAcrossAttempts(t *testing.T) {
 	_, err = tr.RoundTrip(req)
 	require.NoError(t, err)
 	assert.Equal(t, "mine", f.reqs[0].Header.Get(IdempotencyKeyHeader))
-}
-
-func TestTransportBodyWithoutGetBodyIsSentOnce(t *testing.T) {
-	f := &fakeRT{fn: statuses(503, 200)}
-	tr := newTransport(t, f, WithExecutor(noWait()))
-	body := &trackedReqBody{Reader: strings.NewReader("stream")}
-	req, err := http.NewRequest(http.MethodPut, "http://api.test/x", body)
-	require.NoError(t, err)
-	require.Nil(t, req.GetBody, "a custom reader cannot be replayed")
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	assert.Equal(t, 503, resp.StatusCode, "not replayable, so not retried")
-	assert.Equal(t, 1, f.calls())
-	assert.Equal(t, []string{"stream"}, f.sent)
-	assert.EqualValues(t, 1, body.closed.Load())
 }
 
 func TestTransportClosesRequestBodyOnEarlyRefusal(t *testing.T) {
@@ -666,5 +716,46 @@ func TestTransportConcurrentUse(t *testing.T) {
 	wg.Wait()
 	for _, b := range f.bodies {
 		assert.EqualValues(t, 1, b.closes.Load())
+	}
+}
+
+// Regression: httpx.Do(nil) panicked in net/http. Nil inputs are errors.
+func TestNilInputsAreErrors(t *testing.T) {
+	var resp *http.Response
+	var err error
+	require.NotPanics(t, func() { resp, err = Do(nil) })
+	assert.Nil(t, resp)
+	assert.ErrorIs(t, err, ErrInvalidRequest)
+
+	var nilTr *Transport
+	body := &trackedReqBody{Reader: strings.NewReader("x")}
+	req, err := http.NewRequest(http.MethodPost, "http://api.test/x", body)
+	require.NoError(t, err)
+	require.NotPanics(t, func() { resp, err = nilTr.RoundTrip(req) })
+	assert.Nil(t, resp)
+	assert.ErrorIs(t, err, ErrNilTransport)
+	assert.EqualValues(t, 1, body.closed.Load())
+	require.NotPanics(t, func() { _, err = (&http.Client{Transport: nilTr}).Get("http://api.test/x") })
+	assert.ErrorIs(t, err, ErrNilTransport)
+	assert.NotPanics(t, nilTr.CloseIdleConnections)
+
+	var ex *resilient.Executor
+	for name, opts := range map[string][]Option{
+		"WithExecutor(nil)":       {WithExecutor(nil)},
+		"WithExecutor(typed nil)": {WithExecutor(ex)},
+		"after a valid one":       {WithExecutor(noWait()), WithExecutor(ex)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var tr *Transport
+			require.NotPanics(t, func() { tr, err = NewTransport(opts...) })
+			assert.Nil(t, tr)
+			require.EqualError(t, err, "resilient/httpx: WithExecutor: nil executor")
+			f := &fakeRT{fn: statuses(200)}
+			require.NotPanics(t, func() {
+				_, err = NewClient(append([]Option{WithBase(f)}, opts...)...).Get("http://api.test/x")
+			})
+			assert.ErrorContains(t, err, "WithExecutor: nil executor")
+			assert.Zero(t, f.calls(), "nothing sent")
+		})
 	}
 }
