@@ -95,6 +95,8 @@ const (
 	PolicyBulkhead = "bulkhead" // a [Bulkhead]: [ErrBulkheadFull]
 	// PolicyRateLimit names a rate limit ([WithRateLimit]): [ErrRateLimited].
 	PolicyRateLimit = "ratelimit"
+	// PolicyConcurrency names a [ConcurrencyLimiter]: [ErrConcurrencyLimit].
+	PolicyConcurrency = "concurrency"
 	// PolicyOther names a policy the library does not know (one of the
 	// program's own), or a refusal for another reason, such as a bulkhead's
 	// wait for a slot ended by the caller's context.
@@ -114,6 +116,7 @@ var rejectionPolicies = [...]struct {
 	{ErrThrottled, PolicyThrottle},
 	{ErrBulkheadFull, PolicyBulkhead},
 	{ErrRateLimited, PolicyRateLimit},
+	{ErrConcurrencyLimit, PolicyConcurrency},
 }
 
 // RejectedBy names the kind of policy that refused the call whose error is
