@@ -65,8 +65,8 @@ const MaxRate = 1e9
 // The zero value refuses every event; build one with [NewRateLimiter]. A
 // RateLimiter is safe for concurrent use and is meant to be shared by every
 // caller of the rate it guards ([Keyed] keeps one per host). An event that
-// need not wait reads the clock once and takes no lock and no allocation;
-// a wait allocates its timer.
+// need not wait reads the monotonic clock once and takes no lock and no
+// allocation; a wait allocates its timer.
 type RateLimiter struct {
 	// tat is when the bucket would be full again, in ns since epoch. An
 	// event at now is allowed at once when tat-now <= tolerance, and moves
@@ -193,22 +193,28 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 	if l.interval == 0 {
 		return ErrRateLimited
 	}
-	t := time.Now()
-	now := int64(t.Sub(l.epoch))
+	now := int64(time.Since(l.epoch))
 	bound := int64(math.MaxInt64) // the longest wait allowed
 	if l.maxWait >= 0 {
 		bound = int64(l.maxWait)
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		// Decision: a wait that would end at or after the deadline is
-		// refused now; the attempt it guards could not run anyway.
-		bound = min(bound, int64(dl.Sub(t))-1)
-	}
+	deadline := false // bound includes the context's deadline
 	var wait, slot int64
 	for {
 		tat := l.tat.Load()
 		start := max(tat, now)
 		wait = start - l.tolerance - now
+		if wait > 0 && !deadline {
+			// Read only when a wait is needed: the path without one reads
+			// the clock once.
+			deadline = true
+			if dl, ok := ctx.Deadline(); ok {
+				// Decision: a wait that would end at or after the deadline
+				// is refused now; the attempt it guards could not run
+				// anyway.
+				bound = min(bound, int64(time.Until(dl))-1)
+			}
+		}
 		if wait > bound && wait > 0 {
 			return ErrRateLimited
 		}
