@@ -200,14 +200,16 @@ func WithAIMD(a AIMD) ConcurrencyOption {
 // Netflix's Gradient2. Once per window it compares the window's mean latency
 // with the upstream's baseline latency, measured when it is not loaded:
 //
-//	gradient = clamp(Tolerance · baseline / latency, 0.5, 1)
+//	gradient = Tolerance · baseline / latency
 //
-// While the gradient is 1 (latency within Tolerance of the baseline) and
-// nothing failed, the limit grows by Smoothing·√limit; otherwise it shrinks
-// by Smoothing·(1 − gradient) of itself (at most Smoothing/2 per window). A
-// window in which a share f of the attempts failed has a gradient of at most
-// 1 − f. In an upstream whose latency grows with the queue beyond its
-// capacity C, the limit settles near Tolerance·C.
+// The set point is a gradient of 1: latency at Tolerance times the
+// baseline. Above it (the latency is lower) and with nothing failed, the
+// limit grows by up to Smoothing·√limit per window, less as the latency
+// nears the set point, so that it settles instead of overshooting. Below it,
+// the limit shrinks by Smoothing·(1 − gradient) of itself, at most
+// Smoothing/2 per window. A window in which a share f of the attempts failed
+// has a gradient of at most 1 − f. In an upstream whose latency grows with
+// its queue beyond its capacity C, the limit settles near Tolerance·C.
 //
 // Decision: the baseline is measured by probes, not kept as a long-term
 // average of the latency as Netflix's Gradient2 does. A long-term average
@@ -216,10 +218,14 @@ func WithAIMD(a AIMD) ConcurrencyOption {
 // and never comes down. Instead, the first window, and then one window in
 // every ProbeEvery in which the limit was reached, runs at half the limit:
 // the queue drains, and the mean latency of the attempts admitted during it
-// is the new baseline. The price is a window at half the limit in every
-// ProbeEvery windows under full load: 2.5% to 5% of the throughput, with
-// the defaults (5% while the limit is below the minimum window, when a
-// probe spans several round trips).
+// is measured. The baseline is the mean of the last three probes (noise in
+// one probe moves it by a third), started anew when a probe finds less
+// than two thirds of it (the queue that was measured is draining). The
+// window after a probe is not judged: the drained queue would flatter it.
+// The price is a window at half the limit in every ProbeEvery windows under
+// full load: 2.5% to 5% of the throughput, with the defaults (5% while the
+// limit is below the minimum window, when a probe spans several round
+// trips).
 type Gradient2 struct {
 	// Tolerance is how many times the baseline the latency may be before
 	// the limit shrinks: >= 1; 0 means the default, 1.1.
