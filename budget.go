@@ -17,8 +17,13 @@ var ErrBudgetExhausted = errors.New("resilient: retry budget exhausted")
 
 // Defaults of a [Budget] built without options.
 const (
-	// DefaultRetryRatio: retries may add at most 10% to the requests sent.
+	// DefaultRetryRatio: retries may add at most 10% to the requests sent
+	// ([NewBudget]).
 	DefaultRetryRatio = 0.1
+	// DefaultEarnRatio: each first attempt that succeeds earns half a retry
+	// ([NewAdaptiveBudget]), so retries that fail may waste at most one
+	// request for every two that succeed at once.
+	DefaultEarnRatio = 0.5
 	// DefaultRetryBurst: a budget holds at most 10 retries, and starts full.
 	DefaultRetryBurst = 10
 	// DefaultMinRetryRate: one retry per second is always allowed.
@@ -29,30 +34,67 @@ const (
 // balance is kept in (a millionth of a retry is the finest ratio step).
 const tokenUnit = 1_000_000
 
-// Budget is a retry budget: it keeps the retries of every call that shares
-// it to a fraction of the requests those calls make, so that when an
-// upstream fails, retries add a bounded load to it (about 1 + ratio attempts
-// per call) instead of multiplying it by the number of attempts allowed.
+// Budget is a retry budget: it bounds the retries of every call that
+// shares it, so that when an upstream fails, retries add a bounded load to
+// it instead of multiplying it by the number of attempts allowed. A budget
+// keeps its balance of retries in a token bucket, and comes in two models,
+// chosen by its constructor.
 //
-// The model is a token bucket, in the style of Finagle's and Envoy's retry
-// budgets. Every call's first attempt that reaches the upstream deposits
-// ratio of a token ([WithRetryRatio]); every retry withdraws one whole
-// token; the bucket holds at most burst tokens ([WithRetryBurst]) and starts
-// full. When the bucket holds less than one token, a retry is still allowed
-// while a floor of min retries per second ([WithMinRetryRate]) has room, so
-// that a client with little traffic can still retry at all. Otherwise the
-// retry is refused with [ErrBudgetExhausted], and the call ends at once with
-// the last attempt's result, rather than after a wasted wait.
+// [NewAdaptiveBudget], which most callers should use, earns retries with
+// successes and spends them on retries that fail, so it tells a brownout
+// (retries succeed: they go on) from an outage (retries fail: they stop).
+// Every first attempt that succeeds earns ratio of a retry
+// ([WithRetryRatio], default [DefaultEarnRatio]); a retry is allowed while
+// the balance holds a whole retry; a retry that fails (is classified
+// [Retry]) costs one, and a retry that succeeds costs nothing: it earned its
+// keep. So, over any stretch of time, the retries that fail number at most
+// ratio times the calls that succeeded at once, plus the bucket's burst, the
+// floor's retries, and the retries under way when the balance ran out. In a total outage nothing is earned: after the burst, calls make one
+// attempt each, plus the floor. In a brownout the balance stays full while
+// the share of attempts that fail stays below about 40% (with 4 attempts
+// and the default ratio), and every retry a call needs is allowed.
 //
-// First attempts are never refused: a budget limits retries, not calls (see
-// [Throttle] for that). Hedged attempts count as retries.
+// [NewBudget] is a fixed-ratio budget, in the style of Finagle's and
+// Envoy's: every first attempt that reaches the upstream deposits ratio of
+// a retry ([WithRetryRatio], default [DefaultRetryRatio]), whatever its
+// outcome; every retry withdraws one whole retry when it is allowed. It
+// keeps retries to ratio of the requests in any weather: about 1 + ratio
+// attempts per call in an outage, and a brownout that needs more retries
+// than that loses calls.
 //
-// Decision: deposits are made per request (first attempt), not per success
-// as in gRPC's retry throttling. gRPC's bucket stops all retries once half
-// of it is spent on failures, so in an outage its callers make one attempt
-// each; ours keeps a trickle of ratio retries per request, which is what
-// lets a recovering upstream be found by retries, while the total load stays
-// bounded by 1 + ratio times the request rate (plus the floor).
+// In both models the bucket holds at most burst retries ([WithRetryBurst])
+// and starts full. When the balance cannot pay for a retry, the retry is
+// still allowed while a floor of min retries per second
+// ([WithMinRetryRate]) has room, so that a client with little traffic can
+// retry at all and a recovering upstream is found. Otherwise the retry is
+// refused with [ErrBudgetExhausted], and the call ends at once with the last
+// attempt's result, rather than after a wasted wait. First attempts are
+// never refused: a budget limits retries, not calls (see [Throttle] and
+// [ConcurrencyLimiter] for that). Hedged attempts count as retries.
+//
+// Decision (fixed ratio): deposits are made per request (first attempt),
+// not per success as in gRPC's retry throttling. gRPC's bucket stops all
+// retries once half of it is spent on failures, so in an outage its callers
+// make one attempt each; ours keeps a trickle of ratio retries per request,
+// which is what lets a recovering upstream be found by retries, while the
+// total load stays bounded by 1 + ratio times the request rate (plus the
+// floor). The adaptive model earns per success instead, and lets the first
+// attempts find the recovery: each success it sees earns retries back.
+//
+// Decision (adaptive): the cost of a retry is settled when its outcome is
+// known, not reserved when it is allowed. A reservation would be held
+// through the backoff wait and the attempt, so that at a few hundred retries
+// a second a brownout whose retries all succeed would run the bucket dry
+// with tokens that were about to come back. The price is that the retries
+// allowed while the balance still held a retry, before the failures of
+// those already under way were counted, all go out: when an outage begins,
+// about one backoff wait's worth of calls retry. Their cost is kept as a
+// debt, never forgiven, which successes pay back before retries resume. A
+// retry the floor paid for is not charged again when it fails. A retry that
+// never ran (a later policy refused it, the call's context ended during the
+// wait) costs nothing; nor does a retry that ends the call with a permanent
+// error ([Fail]: the upstream answered), or a hedge that lost its race
+// ([Ignore]).
 //
 // Decision: the bucket's cap stands in for a sliding time window. Deposits
 // do not expire by time, so the success path reads no clock; the cap bounds
@@ -60,15 +102,25 @@ const tokenUnit = 1_000_000
 // which is consulted when the bucket is empty, reads the clock.
 //
 // A Budget is a [Policy] and a [RetryGate]: give it to executors with
-// [WithBudget]. It is safe for concurrent use and is meant to be shared by
-// every executor that calls one upstream. On the success path it takes no
-// lock, reads no clock and allocates nothing: one atomic load (and a
-// compare-and-swap while the bucket is not full).
+// [WithBudget]. The zero value is not usable; build one with a
+// constructor. A Budget is safe for concurrent use and is meant to be
+// shared by every executor that calls one upstream ([Keyed] keeps one per
+// host). On the success path it takes no lock, reads no clock and allocates
+// nothing: one atomic load (and a compare-and-swap while the bucket is not
+// full).
 type Budget struct {
-	// balance is the bucket, in tokenUnits: 0 <= balance <= burst.
-	balance atomic.Int64
-	deposit int64 // per request, in tokenUnits
-	burst   int64 // in tokenUnits
+	// balance is the bucket, in tokenUnits: 0 <= balance <= burst; when
+	// adaptive, balance <= burst, and below 0 by at most the retries that
+	// were allowed while it held one and failed after it ran out.
+	balance  atomic.Int64
+	deposit  int64 // per request (per success when adaptive), in tokenUnits
+	burst    int64 // in tokenUnits
+	adaptive bool  // built by NewAdaptiveBudget
+	// floorPaid counts the retries the floor allowed whose outcome an
+	// adaptive budget has not yet settled: they are not charged to the
+	// balance. Retries are settled in any order, so this is an attribution
+	// by count, exact in total.
+	floorPaid atomic.Int64
 
 	// The floor: a token bucket refilled with time, consulted only when
 	// balance cannot pay for a retry. rate == 0 disables it.
@@ -82,10 +134,13 @@ type Budget struct {
 // BudgetOption configures a [Budget] built by [NewBudget].
 type BudgetOption func(*Budget) error
 
-// WithRetryRatio sets the share of requests that may be retried: each
-// call's first attempt deposits r of a retry. r must be in [1e-6, 1]; the
-// default is [DefaultRetryRatio] (0.1: retries add at most 10% to the
-// load). To never retry, use WithAttempts(1) on the executor instead.
+// WithRetryRatio sets what a budget earns. For [NewBudget] it is the share
+// of requests that may be retried: each call's first attempt deposits r of a
+// retry; the default is [DefaultRetryRatio] (0.1: retries add at most 10%
+// to the load). For [NewAdaptiveBudget] each first attempt that succeeds
+// earns r of a retry, which retries that fail then spend; the default is
+// [DefaultEarnRatio] (0.5). r must be in [1e-6, 1]. To never retry, use
+// WithAttempts(1) on the executor instead.
 func WithRetryRatio(r float64) BudgetOption {
 	return func(b *Budget) error {
 		if !(r > 0 && r <= 1) { // also refuses NaN
@@ -127,22 +182,40 @@ func WithMinRetryRate(perSecond float64) BudgetOption {
 	}
 }
 
-// NewBudget builds a retry budget; see [Budget] for the model. Without
-// options it allows retries of 10% of requests, a burst of 10 and a floor
-// of 1 retry per second. An invalid option is an error that names it.
+// NewBudget builds a fixed-ratio retry budget; see [Budget] for the model.
+// Without options it allows retries of 10% of requests, a burst of 10 and a
+// floor of 1 retry per second. An invalid option is an error that names it.
 //
 // The floor's clock starts when the budget is built: in testing/synctest
 // bubbles, build the budget inside the bubble.
 func NewBudget(opts ...BudgetOption) (*Budget, error) {
+	return newBudget("NewBudget", false, DefaultRetryRatio, opts)
+}
+
+// NewAdaptiveBudget builds a retry budget that earns retries with successes
+// and spends them on retries that fail; see [Budget] for the model. Without
+// options each success earns half a retry, the bucket holds 10 and the
+// floor allows 1 retry per second: retries go on through a brownout and
+// stop in an outage, with no tuning. An invalid option is an error that
+// names it.
+//
+// The floor's clock starts when the budget is built: in testing/synctest
+// bubbles, build the budget inside the bubble.
+func NewAdaptiveBudget(opts ...BudgetOption) (*Budget, error) {
+	return newBudget("NewAdaptiveBudget", true, DefaultEarnRatio, opts)
+}
+
+func newBudget(fn string, adaptive bool, ratio float64, opts []BudgetOption) (*Budget, error) {
 	b := &Budget{
-		deposit: int64(DefaultRetryRatio * tokenUnit),
-		burst:   DefaultRetryBurst * tokenUnit,
-		rate:    DefaultMinRetryRate,
-		epoch:   time.Now(),
+		deposit:  int64(ratio * tokenUnit),
+		burst:    DefaultRetryBurst * tokenUnit,
+		adaptive: adaptive,
+		rate:     DefaultMinRetryRate,
+		epoch:    time.Now(),
 	}
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewBudget: nil option")
+			return nil, errors.New("resilient: " + fn + ": nil option")
 		}
 		if err := o(b); err != nil {
 			return nil, err
@@ -163,6 +236,16 @@ func MustNewBudget(opts ...BudgetOption) *Budget {
 	return b
 }
 
+// MustNewAdaptiveBudget is like [NewAdaptiveBudget] but panics on an
+// invalid option. It serves package-level variables.
+func MustNewAdaptiveBudget(opts ...BudgetOption) *Budget {
+	b, err := NewAdaptiveBudget(opts...)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // WithBudget guards an executor's retries with b (see [Budget]); one budget
 // may be shared by any number of executors. It adds b as a [Policy], after
 // those already added. A nil budget is refused.
@@ -176,10 +259,15 @@ func WithBudget(b *Budget) Option {
 }
 
 // Available returns how many retries the budget would allow now from its
-// ratio share, not counting the floor: a number in [0, burst].
+// balance, not counting the floor: a number in [0, burst]. An adaptive
+// budget's balance may be negative: a debt of failed retries that successes
+// pay back before retries resume.
 func (b *Budget) Available() float64 {
 	return float64(b.balance.Load()) / tokenUnit
 }
+
+// Adaptive reports whether the budget was built by [NewAdaptiveBudget].
+func (b *Budget) Adaptive() bool { return b.adaptive }
 
 // Admit admits every attempt: a budget never refuses a call, only retries
 // (see [Budget.AllowRetry]).
@@ -187,16 +275,53 @@ func (b *Budget) Admit(context.Context, int) (Permit, error) {
 	return Permit{}, nil
 }
 
-// Done deposits the budget's ratio for each first attempt that reached the
-// upstream, whatever its outcome; an attempt that was refused by another
-// policy or ended by the caller's own cancellation ([Ignore]) deposits
-// nothing.
+// Done settles the attempt with the budget. A fixed-ratio budget deposits
+// its ratio for each first attempt that reached the upstream, whatever its
+// outcome. An adaptive budget deposits its ratio for each first attempt that
+// succeeded, and withdraws one retry for each retry that failed ([Retry]).
+// An attempt that was refused by another policy or ended by the caller's own
+// cancellation ([Ignore]) counts for nothing.
 func (b *Budget) Done(_ Permit, r Report) {
-	// Decision: deposit per request that reached the upstream, not per
-	// success (see Budget): an outage then still funds ratio retries.
-	if r.Attempt != 1 || r.Outcome == Ignore {
+	if r.Outcome == Ignore {
 		return
 	}
+	if !b.adaptive {
+		// Decision: deposit per request that reached the upstream, not per
+		// success (see Budget): an outage then still funds ratio retries.
+		if r.Attempt == 1 {
+			b.earn()
+		}
+		return
+	}
+	switch {
+	case r.Attempt == 1:
+		if r.Outcome == Success {
+			b.earn()
+		}
+	case b.settleFloor():
+		// The floor paid for this retry, whatever its outcome.
+	case r.Outcome == Retry:
+		// Decision: a retry's cost is settled here, by its outcome, not
+		// reserved in AllowRetry (see Budget). Debt is never forgiven.
+		b.balance.Add(-tokenUnit)
+	}
+}
+
+// settleFloor settles one retry paid for by the floor, if one is unsettled.
+func (b *Budget) settleFloor() bool {
+	for {
+		n := b.floorPaid.Load()
+		if n == 0 { // the common case: one load
+			return false
+		}
+		if b.floorPaid.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
+// earn deposits the budget's ratio, up to the burst.
+func (b *Budget) earn() {
 	for {
 		old := b.balance.Load()
 		if old >= b.burst { // full: the common, healthy case is one load
@@ -208,24 +333,36 @@ func (b *Budget) Done(_ Permit, r Report) {
 	}
 }
 
-// AllowRetry withdraws one retry from the budget, or from the floor when
-// the ratio's share is spent, and returns [ErrBudgetExhausted] when
-// neither can pay. Attempt 1 is always allowed. The executor calls it
+// AllowRetry allows attempt number attempt, or returns
+// [ErrBudgetExhausted]. Attempt 1 is always allowed. A fixed-ratio budget
+// withdraws one retry from its balance, or from the floor when the ratio's
+// share is spent. An adaptive budget allows the retry while its balance
+// holds a whole retry, withdrawing nothing (a retry that fails pays in
+// [Budget.Done]), or else spends one of the floor. The executor calls it
 // before each wait for a retry, and before each hedged attempt.
 func (b *Budget) AllowRetry(attempt int) error {
 	if attempt <= 1 {
 		return nil
 	}
-	for {
-		old := b.balance.Load()
-		if old < tokenUnit {
-			break
-		}
-		if b.balance.CompareAndSwap(old, old-tokenUnit) {
+	if b.adaptive {
+		if b.balance.Load() >= tokenUnit {
 			return nil
+		}
+	} else {
+		for {
+			old := b.balance.Load()
+			if old < tokenUnit {
+				break
+			}
+			if b.balance.CompareAndSwap(old, old-tokenUnit) {
+				return nil
+			}
 		}
 	}
 	if b.rate > 0 && b.takeFloor() {
+		if b.adaptive {
+			b.floorPaid.Add(1)
+		}
 		return nil
 	}
 	return ErrBudgetExhausted

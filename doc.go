@@ -72,8 +72,10 @@
 // A [Policy] guards each attempt: it admits or refuses it and learns its
 // outcome. The library's own are the circuit [Breaker] ([WithBreaker]), the
 // retry [Budget] ([WithBudget]), adaptive client-side throttling
-// ([Throttle], [WithThrottle]) and the [Bulkhead] ([WithBulkhead]); a
-// program's own plug in the same way with [WithPolicy]. A call is composed
+// ([Throttle], [WithThrottle]), the [Bulkhead] ([WithBulkhead]), rate limits
+// ([WithRateLimit]) and the adaptive [ConcurrencyLimiter]
+// ([WithConcurrencyLimit]); a program's own plug in the same way with
+// [WithPolicy]. A call is composed
 // like this, from the outside in:
 //
 //	fallback → retry loop {
@@ -123,9 +125,13 @@
 //
 // # Protecting the upstream
 //
-// A [Budget] caps retries to a share of first attempts across every call that
-// shares it, so that in an outage the upstream sees about one attempt per
-// call, not [WithAttempts] of them. A [Throttle] refuses attempts locally
+// A [Budget] bounds retries across every call that shares it, so that in an
+// outage the upstream sees about one attempt per call, not [WithAttempts] of
+// them; [NewAdaptiveBudget] earns retries with successes, so it still lets
+// every retry through a brownout. A [RateLimiter] (or any [Limiter]) paces
+// attempts ([WithRateLimit]); a [ConcurrencyLimiter] finds how many attempts
+// the upstream serves at once without queueing them. [Keyed] keeps one of
+// each per host. A [Throttle] refuses attempts locally
 // when the upstream accepts too few (the "adaptive throttling" of Google's
 // SRE book). A [Bulkhead] bounds attempts in flight. [WithHedge] and
 // [WithAdaptiveHedge] race a slow attempt with another one, through

@@ -93,6 +93,10 @@ const (
 	PolicyBudget   = "budget"   // a retry [Budget]: [ErrBudgetExhausted]
 	PolicyThrottle = "throttle" // a [Throttle]: [ErrThrottled]
 	PolicyBulkhead = "bulkhead" // a [Bulkhead]: [ErrBulkheadFull]
+	// PolicyRateLimit names a rate limit ([WithRateLimit]): [ErrRateLimited].
+	PolicyRateLimit = "ratelimit"
+	// PolicyConcurrency names a [ConcurrencyLimiter]: [ErrConcurrencyLimit].
+	PolicyConcurrency = "concurrency"
 	// PolicyOther names a policy the library does not know (one of the
 	// program's own), or a refusal for another reason, such as a bulkhead's
 	// wait for a slot ended by the caller's context.
@@ -111,6 +115,8 @@ var rejectionPolicies = [...]struct {
 	{ErrBudgetExhausted, PolicyBudget},
 	{ErrThrottled, PolicyThrottle},
 	{ErrBulkheadFull, PolicyBulkhead},
+	{ErrRateLimited, PolicyRateLimit},
+	{ErrConcurrencyLimit, PolicyConcurrency},
 }
 
 // RejectedBy names the kind of policy that refused the call whose error is

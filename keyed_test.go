@@ -1,0 +1,93 @@
+package resilient_test
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilient-go/resilient"
+)
+
+func TestNewKeyedInvalid(t *testing.T) {
+	_, err := resilient.NewKeyed(0, func(string) int { return 0 })
+	assert.EqualError(t, err, "resilient: NewKeyed: max must be >= 1, got 0")
+	_, err = resilient.NewKeyed[int](1, nil)
+	assert.EqualError(t, err, "resilient: NewKeyed: nil build")
+	assert.Panics(t, func() { resilient.MustNewKeyed[int](1, nil) })
+}
+
+func TestKeyedBuildsOncePerKey(t *testing.T) {
+	var builds atomic.Int64
+	k := resilient.MustNewKeyed(10, func(key string) *resilient.Budget {
+		builds.Add(1)
+		return resilient.MustNewAdaptiveBudget()
+	})
+	var wg sync.WaitGroup
+	got := make([]*resilient.Budget, 64)
+	for i := range got {
+		wg.Go(func() { got[i] = k.Get("a.example") })
+	}
+	wg.Wait()
+	assert.Equal(t, int64(1), builds.Load())
+	for _, b := range got {
+		assert.Same(t, got[0], b)
+	}
+	assert.NotSame(t, got[0], k.Get("b.example"))
+	assert.Equal(t, 2, k.Len())
+}
+
+// TestKeyedForgetsTheUnused: at its bound, the set forgets a value not used
+// since it was built, before those used since.
+func TestKeyedForgetsTheUnused(t *testing.T) {
+	built := map[string]int{}
+	k := resilient.MustNewKeyed(3, func(key string) string {
+		built[key]++
+		return key
+	})
+	k.Get("a")
+	k.Get("b")
+	k.Get("c")
+	k.Get("a") // used again
+	k.Get("b")
+	k.Get("d") // c goes
+	assert.Equal(t, 3, k.Len())
+	k.Get("a")
+	k.Get("b")
+	assert.Equal(t, map[string]int{"a": 1, "b": 1, "c": 1, "d": 1}, built)
+	k.Get("c")
+	assert.Equal(t, 2, built["c"], "c was forgotten, and is built anew")
+	assert.Equal(t, 3, k.Len())
+}
+
+// TestKeyedHammer: many goroutines over more keys than the bound: the set
+// never holds more than its bound, and every Get gets its key's value.
+func TestKeyedHammer(t *testing.T) {
+	const max = 8
+	k := resilient.MustNewKeyed(max, func(key string) string { return key })
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 500 {
+				key := fmt.Sprintf("host-%d", (g*7+i)%20)
+				require.Equal(t, key, k.Get(key))
+				assert.LessOrEqual(t, k.Len(), max)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, max, k.Len())
+}
+
+func TestKeyedGetAllocs(t *testing.T) {
+	k := resilient.MustNewKeyed(10, func(string) *resilient.ConcurrencyLimiter {
+		return resilient.MustNewConcurrencyLimiter()
+	})
+	k.Get("api.example.com")
+	key := "api.example.com"
+	allocs := testing.AllocsPerRun(1000, func() { _ = k.Get(key) })
+	assert.Zero(t, allocs)
+}
