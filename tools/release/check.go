@@ -2,8 +2,14 @@ package main
 
 import (
 	"fmt"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/mod/modfile"
@@ -29,7 +35,9 @@ import (
 //     the repository that is not published: its consumers could build
 //     neither.
 //   - A published module's Version constant (version.go) is the version.
-//   - The copies of shared internal packages are what the source makes.
+//   - No module imports another module's internal packages (which that
+//     module may change in any release), and the copies of shared internal
+//     packages are what the source makes.
 func (r *repo) check(version string) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -136,6 +144,10 @@ func (r *repo) check(version string) []string {
 		}
 	}
 
+	for _, p := range r.internalImports() {
+		add("%s", p)
+	}
+
 	stale, err := r.syncShared(false)
 	if err != nil {
 		add("%s", err)
@@ -179,4 +191,83 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// internalImports returns a problem for each import, in any Go file of a
+// module (tests included), of an internal package of another of the
+// repository's modules: the go command allows it (the import paths share
+// a prefix) but it ties the module to internals of whatever version of the
+// other module a consumer builds with.
+func (r *repo) internalImports() []string {
+	var problems []string
+	for _, m := range r.modules {
+		for _, file := range r.goFiles(m) {
+			abs := filepath.Join(r.root, filepath.FromSlash(file))
+			f, err := parser.ParseFile(token.NewFileSet(), abs, nil, parser.ImportsOnly)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", file, err))
+				continue
+			}
+			for _, imp := range f.Imports {
+				p, err := strconv.Unquote(imp.Path.Value)
+				if err != nil {
+					continue
+				}
+				if owner := r.owner(p); owner != nil && owner != m && isInternal(strings.TrimPrefix(p, owner.path)) {
+					problems = append(problems, fmt.Sprintf("%s: imports %s, an internal package of module %s: export what is needed, or copy it (tools/release shared)", file, p, owner.path))
+				}
+			}
+		}
+	}
+	return problems
+}
+
+// owner returns the repository's module that provides package path p: the
+// one with the longest module path that is p or a prefix of it.
+func (r *repo) owner(p string) *mod {
+	var best *mod
+	for _, m := range r.modules {
+		if (p == m.path || strings.HasPrefix(p, m.path+"/")) && (best == nil || len(m.path) > len(best.path)) {
+			best = m
+		}
+	}
+	return best
+}
+
+// isInternal says whether a package path within a module (rest, "" or
+// starting with "/") has an internal element.
+func isInternal(rest string) bool {
+	return slices.Contains(strings.Split(rest, "/"), "internal")
+}
+
+// goFiles returns the Go files of m, relative to the repo root, skipping
+// nested modules and what the go command skips.
+func (r *repo) goFiles(m *mod) []string {
+	modRoot := filepath.Join(r.root, filepath.FromSlash(m.dir))
+	var files []string
+	_ = filepath.WalkDir(modRoot, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			name := d.Name()
+			if p != modRoot {
+				if name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+					return filepath.SkipDir
+				}
+				if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+					return filepath.SkipDir // another module
+				}
+			}
+			return nil
+		}
+		if strings.HasSuffix(d.Name(), ".go") {
+			rel, err := filepath.Rel(r.root, p)
+			if err == nil {
+				files = append(files, filepath.ToSlash(rel))
+			}
+		}
+		return nil
+	})
+	return files
 }

@@ -168,6 +168,15 @@ func TestCheckFindsEveryProblem(t *testing.T) {
 		{"a file in a copy that the source lacks", func(f map[string]string) {
 			f["contrib/x/internal/names/extra.go"] = "package names\n"
 		}, "v1.2.3", "contrib/x/internal/names/extra.go: differs"},
+		{"a module imports the core's internal package", func(f map[string]string) {
+			f["contrib/x/x_test.go"] = "package x\n\nimport _ \"example.com/lib/internal/names\"\n"
+		}, "v1.2.3", "contrib/x/x_test.go: imports example.com/lib/internal/names, an internal package of module example.com/lib"},
+		{"the core imports a contrib module's internal package", func(f map[string]string) {
+			f["extra.go"] = "package lib\n\nimport _ \"example.com/lib/contrib/x/internal/names\"\n"
+		}, "v1.2.3", "extra.go: imports example.com/lib/contrib/x/internal/names, an internal package of module example.com/lib/contrib/x"},
+		{"a module imports its own internal package", func(f map[string]string) {
+			f["extra.go"] = "package lib\n\nimport _ \"example.com/lib/internal/names\"\n"
+		}, "v1.2.3", ""},
 		{"a version with build metadata", nil, "v1.2.3+meta", "not a version to release"},
 		{"a version without its v", nil, "1.2.3", "not a version to release"},
 		{"a short version", nil, "v1.2", "not a version to release"},
