@@ -137,7 +137,7 @@ func ExampleTextMetrics() {
 	// resilient_retries_total{executor="users-api",source="backoff"} 1
 	// resilient_breaker_state{breaker="users-api",state="closed"} 1
 	// resilient_breaker_state{breaker="users-api",state="open"} 0
-	// resilient_breaker_state{breaker="users-api",state="half-open"} 0
-	// resilient_breaker_state{breaker="users-api",state="forced-open"} 0
+	// resilient_breaker_state{breaker="users-api",state="half_open"} 0
+	// resilient_breaker_state{breaker="users-api",state="forced_open"} 0
 	// resilient_breaker_state{breaker="users-api",state="disabled"} 0
 }

@@ -178,8 +178,10 @@ var latencyBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 
 //	resilient_breaker_state{breaker,state}               gauge, 1 for the current state, 0 for the others
 //	resilient_breaker_transitions_total{breaker,state}   counter, by the state entered
 //
-// Label values are the String forms of [Reason], [Outcome], [DelaySource]
-// and [State], and the names of [RejectedBy]. Executor series appear once
+// Label values are those of [Reason.Label], [Outcome.Label],
+// [DelaySource.Label] and [State.Label] (snake_case: reason="max_elapsed",
+// state="half_open"), the names of [RejectedBy], and the executor's and
+// breaker's names, made valid UTF-8. Executor series appear once
 // they count something; a breaker's appear with its initial state. At most
 // [DefaultMaxNames] executor names, and as many breaker names, get series of
 // their own; the rest share [OverflowName].
@@ -347,8 +349,8 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 	}
-	reason := func(i int) string { return Reason(i).String() }
-	outcome := func(i int) string { return Outcome(i).String() }
+	reason := func(i int) string { return Reason(i).Label() }
+	outcome := func(i int) string { return Outcome(i).Label() }
 
 	counters("resilient_calls_total", "Calls that ended, by executor and reason.", "reason",
 		numReasons, reason, func(s *textSeries, i int) uint64 { return s.calls[i].Load() })
@@ -367,7 +369,7 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	counters("resilient_retries_total", "Retries scheduled, by executor and the source of their delay.", "source",
-		2, func(i int) string { return DelaySource(i).String() }, func(s *textSeries, i int) uint64 { return s.retries[i].Load() })
+		2, func(i int) string { return DelaySource(i).Label() }, func(s *textSeries, i int) uint64 { return s.retries[i].Load() })
 	family("resilient_rejections_total", "counter", "Calls refused by a policy, by executor and policy.")
 	for _, e := range executors {
 		var policies []string
@@ -393,14 +395,14 @@ func (m *TextMetrics) WriteTo(w io.Writer) (int64, error) {
 			if st == cur {
 				v = 1
 			}
-			sample("resilient_breaker_state", "breaker", br.Name, "state", st.String(), v)
+			sample("resilient_breaker_state", "breaker", br.Name, "state", st.Label(), v)
 		}
 	}
 	family("resilient_breaker_transitions_total", "counter", "State changes of each breaker, by the state entered.")
 	for _, br := range breakers {
 		for st := range numStates {
 			if n := br.Series.transitions[st].Load(); n > 0 {
-				sample("resilient_breaker_transitions_total", "breaker", br.Name, "state", st.String(), n)
+				sample("resilient_breaker_transitions_total", "breaker", br.Name, "state", st.Label(), n)
 			}
 		}
 	}

@@ -344,14 +344,14 @@ func TestTextMetricsBreaker(t *testing.T) {
 		}
 		state := func(got map[string]float64) map[string]float64 {
 			out := map[string]float64{}
-			for _, st := range []string{"closed", "open", "half-open", "forced-open", "disabled"} {
+			for _, st := range []string{"closed", "open", "half_open", "forced_open", "disabled"} {
 				out[st] = got[`resilient_breaker_state{breaker="db",state="`+st+`"}`]
 			}
 			return out
 		}
 
 		got := scrape()
-		assert.Equal(t, map[string]float64{"closed": 1, "open": 0, "half-open": 0, "forced-open": 0, "disabled": 0}, state(got),
+		assert.Equal(t, map[string]float64{"closed": 1, "open": 0, "half_open": 0, "forced_open": 0, "disabled": 0}, state(got),
 			"the initial state is exported before any call")
 		assert.NotContains(t, got, `resilient_breaker_transitions_total{breaker="db",state="closed"}`, "the initial state is no transition")
 
@@ -367,12 +367,12 @@ func TestTextMetricsBreaker(t *testing.T) {
 
 		time.Sleep(time.Second) // open duration: half-open, without a call
 		synctest.Wait()
-		assert.Equal(t, 1.0, state(scrape())["half-open"])
+		assert.Equal(t, 1.0, state(scrape())["half_open"])
 		_, err = resilient.Do(t.Context(), obsScript(), ex)
 		require.NoError(t, err)
 		got = scrape()
 		assert.Equal(t, 1.0, state(got)["closed"])
-		assert.Equal(t, 1.0, got[`resilient_breaker_transitions_total{breaker="db",state="half-open"}`])
+		assert.Equal(t, 1.0, got[`resilient_breaker_transitions_total{breaker="db",state="half_open"}`])
 		assert.Equal(t, 1.0, got[`resilient_breaker_transitions_total{breaker="db",state="closed"}`])
 	})
 }

@@ -3,11 +3,8 @@ package resilient_test
 import (
 	"context"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"testing"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/resilient-go/resilient"
 )
@@ -82,16 +79,20 @@ func BenchmarkProtectReject(b *testing.B) {
 	})
 }
 
-// BenchmarkGroup compares Group with plain singleflight. same-key: 16
-// goroutines ask for one key, and the function yields once so that callers
-// can join it. unique-keys: every call has its own key, the cost of one
-// execution that nobody shares.
+// BenchmarkGroup measures Group. same-key: 16 goroutines ask for one key,
+// and the function yields once so that callers can join it. unique-keys:
+// every call has its own key, the cost of one execution that nobody shares.
+//
+// The comparison with golang.org/x/sync/singleflight is scenario 7 of the
+// benchmarks module (BenchmarkDedup), beside the other peers: the core
+// module requires nothing but the standard library, its tests included
+// (testify and goleak apart).
 func BenchmarkGroup(b *testing.B) {
 	work := func(context.Context) (int, error) {
 		runtime.Gosched()
 		return 1, nil
 	}
-	b.Run("same-key/resilient", func(b *testing.B) {
+	b.Run("same-key", func(b *testing.B) {
 		var g resilient.Group[string, int]
 		ctx := context.Background()
 		b.ReportAllocs()
@@ -102,35 +103,14 @@ func BenchmarkGroup(b *testing.B) {
 			}
 		})
 	})
-	b.Run("same-key/singleflight", func(b *testing.B) {
-		var g singleflight.Group
-		ctx := context.Background()
-		b.ReportAllocs()
-		b.SetParallelism(8)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				_, _, _ = g.Do("key", func() (any, error) { return work(ctx) })
-			}
-		})
-	})
 	var seq atomic.Int64
-	b.Run("unique-keys/resilient", func(b *testing.B) {
+	b.Run("unique-keys", func(b *testing.B) {
 		var g resilient.Group[int64, int]
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				_, _ = g.Do(ctx, seq.Add(1), work)
-			}
-		})
-	})
-	b.Run("unique-keys/singleflight", func(b *testing.B) {
-		var g singleflight.Group
-		ctx := context.Background()
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				_, _, _ = g.Do(strconv.FormatInt(seq.Add(1), 10), func() (any, error) { return work(ctx) })
 			}
 		})
 	})

@@ -9,8 +9,8 @@ require (
 	github.com/failsafe-go/failsafe-go v0.9.8
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4
 	github.com/hashicorp/go-retryablehttp v0.7.8
-	github.com/resilient-go/resilient v0.0.0
-	github.com/resilient-go/resilient/contrib/grpc v0.0.0
+	github.com/resilient-go/resilient v0.1.0
+	github.com/resilient-go/resilient/contrib/grpc v0.1.0
 	github.com/sethvargo/go-retry v0.5.0
 	github.com/sony/gobreaker/v2 v2.4.0
 	github.com/stretchr/testify v1.12.1

@@ -3,7 +3,7 @@ module github.com/resilient-go/resilient/contrib/grpc
 go 1.26.0
 
 require (
-	github.com/resilient-go/resilient v0.0.0
+	github.com/resilient-go/resilient v0.1.0
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0

@@ -54,8 +54,8 @@ func Example() {
 	}
 	// Unordered output:
 	// ada <nil>
-	// resilient.attempts 1 resilient.attempt.outcome=retry,resilient.executor.name=users-api
-	// resilient.attempts 1 resilient.attempt.outcome=success,resilient.executor.name=users-api
-	// resilient.retries 1 resilient.executor.name=users-api,resilient.retry.delay_source=backoff
-	// resilient.calls 1 resilient.call.reason=success,resilient.executor.name=users-api
+	// resilient.attempts 1 executor=users-api,outcome=retry
+	// resilient.attempts 1 executor=users-api,outcome=success
+	// resilient.retries 1 executor=users-api,source=backoff
+	// resilient.calls 1 executor=users-api,reason=success
 }

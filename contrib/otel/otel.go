@@ -16,20 +16,40 @@
 // counters named by the plural of what they count with a curly-brace unit,
 // an enumerated state as a 0/1 instrument per state (as "hw.status" does):
 //
-//	resilient.calls              Int64Counter     {call}       executor.name, call.reason
-//	resilient.call.duration      Float64Histogram s            executor.name, call.reason
-//	resilient.attempts           Int64Counter     {attempt}    executor.name, attempt.outcome
-//	resilient.attempt.duration   Float64Histogram s            executor.name, attempt.outcome
-//	resilient.retries            Int64Counter     {retry}      executor.name, retry.delay_source
-//	resilient.rejections         Int64Counter     {rejection}  executor.name, policy.name
-//	resilient.breaker.status     Int64Gauge       1            breaker.name, breaker.state
-//	resilient.breaker.transitions Int64Counter    {transition} breaker.name, breaker.state
+//	instrument                    kind             unit          attributes
+//	resilient.calls               Int64Counter     {call}        executor, reason
+//	resilient.call.duration       Float64Histogram s             executor, reason
+//	resilient.attempts            Int64Counter     {attempt}     executor, outcome
+//	resilient.attempt.duration    Float64Histogram s             executor, outcome
+//	resilient.retries             Int64Counter     {retry}       executor, source
+//	resilient.rejections          Int64Counter     {rejection}   executor, policy
+//	resilient.breaker.state       Int64Gauge       {state}       breaker, state
+//	resilient.breaker.transitions Int64Counter     {transition}  breaker, state
 //
-// Every attribute key is prefixed "resilient." (resilient.executor.name,
-// and so on; see the Attr constants). Attribute values are the String forms
-// of [resilient.Reason], [resilient.Outcome], [resilient.DelaySource] and
-// [resilient.State], and the policy names of [resilient.RejectedBy]: the
-// label values of contrib/prometheus and [resilient.TextMetrics].
+// Through OpenTelemetry's Prometheus exporter (or any OTLP to Prometheus
+// translation) these are the families of contrib/prometheus and of
+// [resilient.TextMetrics], with the same labels and label values:
+// resilient.calls becomes resilient_calls_total{executor,reason},
+// resilient.call.duration resilient_call_duration_seconds, and so on (a
+// test runs the exporter and compares). One naming table serves the
+// three, and so does one dashboard.
+//
+// Decision: the attribute keys are the Prometheus label names (executor,
+// reason, outcome, source, policy, breaker, state), not keys in a
+// namespace of their own ("resilient.executor.name"), which the
+// conventions would prefer: the exporter would carry those over as labels
+// (resilient_executor_name) that no dashboard of the other two adapters
+// knows. The instrument names carry the namespace. For the same reason
+// the state instrument's unit is {state}, an annotation the exporter
+// drops, and not "1", to which it adds a _ratio suffix.
+//
+// Attribute values are those of [resilient.Reason.Label],
+// [resilient.Outcome.Label], [resilient.DelaySource.Label] and
+// [resilient.State.Label] (snake_case: reason=max_elapsed,
+// state=half_open), the policy names of [resilient.RejectedBy], and the
+// executor's and breaker's names made valid UTF-8.
+//
+// The meter's instrumentation scope is [ScopeName] at [Version].
 //
 // # Cardinality
 //
@@ -39,7 +59,7 @@
 // names is bounded all the same, executors and breakers apart (see
 // [WithMaxNames]); events of names beyond the bound are recorded under
 // [resilient.OverflowName], which records breaker transitions but no
-// breaker status.
+// breaker state.
 //
 // Measurements are made with context.Background(): the executor's hooks
 // carry no context, so exemplars are not linked to traces.
@@ -49,7 +69,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	otelglobal "go.opentelemetry.io/otel"
@@ -57,23 +76,23 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/resilient-go/resilient"
-
-	"github.com/resilient-go/resilient/internal/names"
+	"github.com/resilient-go/resilient/contrib/otel/internal/names"
 )
 
 // ScopeName is the instrumentation scope of the meter the instruments are
 // made with.
 const ScopeName = "github.com/resilient-go/resilient/contrib/otel"
 
-// Attribute keys of the measurements.
+// Attribute keys of the measurements: the label names of contrib/prometheus
+// and [resilient.TextMetrics].
 const (
-	AttrExecutor    = attribute.Key("resilient.executor.name")
-	AttrReason      = attribute.Key("resilient.call.reason")
-	AttrOutcome     = attribute.Key("resilient.attempt.outcome")
-	AttrDelaySource = attribute.Key("resilient.retry.delay_source")
-	AttrPolicy      = attribute.Key("resilient.policy.name")
-	AttrBreaker     = attribute.Key("resilient.breaker.name")
-	AttrState       = attribute.Key("resilient.breaker.state")
+	AttrExecutor    = attribute.Key("executor") // the executor's name ([resilient.WithName])
+	AttrReason      = attribute.Key("reason")   // why a call ended: [resilient.Reason.Label]
+	AttrOutcome     = attribute.Key("outcome")  // an attempt's outcome: [resilient.Outcome.Label]
+	AttrDelaySource = attribute.Key("source")   // a retry's delay source: [resilient.DelaySource.Label]
+	AttrPolicy      = attribute.Key("policy")   // the refusing policy: [resilient.RejectedBy]
+	AttrBreaker     = attribute.Key("breaker")  // the breaker's name ([resilient.WithBreakerName])
+	AttrState       = attribute.Key("state")    // a breaker state: [resilient.State.Label]
 )
 
 // defaultBuckets are the bucket boundaries, in seconds, of the duration
@@ -92,7 +111,7 @@ type Metrics struct {
 	attemptDur  metric.Float64Histogram
 	retries     metric.Int64Counter
 	rejections  metric.Int64Counter
-	status      metric.Int64Gauge
+	state       metric.Int64Gauge
 	transitions metric.Int64Counter
 
 	executors *names.Table[series]
@@ -113,7 +132,7 @@ var states = [...]resilient.State{
 // series holds the measurement options of one executor name, each with its
 // attribute set made once.
 type series struct {
-	name     string
+	name     string // made valid UTF-8, as in every attribute set
 	reasons  [numReasons]measure
 	outcomes [numOutcomes]measure
 	sources  [2]measure
@@ -121,7 +140,7 @@ type series struct {
 
 // breakerSeries holds the measurement options of one breaker name.
 type breakerSeries struct {
-	mu     sync.Mutex // orders the status updates of concurrent transitions
+	mu     sync.Mutex // orders the state updates of concurrent transitions
 	states [len(states)]measure
 }
 
@@ -208,7 +227,7 @@ func New(opts ...Option) (*Metrics, error) {
 	if c.provider == nil {
 		c.provider = otelglobal.GetMeterProvider()
 	}
-	meter := c.provider.Meter(ScopeName)
+	meter := c.provider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
 	m := new(Metrics)
 	var errs []error
 	counter := func(name, unit, desc string) metric.Int64Counter {
@@ -230,7 +249,7 @@ func New(opts ...Option) (*Metrics, error) {
 	m.rejections = counter("resilient.rejections", "{rejection}", "Calls refused by a policy, by executor and policy.")
 	m.transitions = counter("resilient.breaker.transitions", "{transition}", "State changes of each breaker, by the state entered.")
 	var err error
-	m.status, err = meter.Int64Gauge("resilient.breaker.status", metric.WithUnit("1"),
+	m.state, err = meter.Int64Gauge("resilient.breaker.state", metric.WithUnit("{state}"),
 		metric.WithDescription("State of each breaker: 1 for the state it is in, 0 for the others."))
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
@@ -251,25 +270,25 @@ func MustNew(opts ...Option) *Metrics {
 }
 
 func newSeries(name string) *series {
-	s := &series{name: name}
-	ex := AttrExecutor.String(strings.ToValidUTF8(name, "\uFFFD"))
+	s := &series{name: name} // clean: the table cleans names
+	ex := AttrExecutor.String(name)
 	for r := range numReasons {
-		s.reasons[r] = newMeasure(ex, AttrReason.String(resilient.Reason(r).String()))
+		s.reasons[r] = newMeasure(ex, AttrReason.String(resilient.Reason(r).Label()))
 	}
 	for o := range numOutcomes {
-		s.outcomes[o] = newMeasure(ex, AttrOutcome.String(resilient.Outcome(o).String()))
+		s.outcomes[o] = newMeasure(ex, AttrOutcome.String(resilient.Outcome(o).Label()))
 	}
 	for _, src := range []resilient.DelaySource{resilient.FromBackoff, resilient.FromHint} {
-		s.sources[src] = newMeasure(ex, AttrDelaySource.String(src.String()))
+		s.sources[src] = newMeasure(ex, AttrDelaySource.String(src.Label()))
 	}
 	return s
 }
 
 func newBreakerSeries(name string) *breakerSeries {
 	s := new(breakerSeries)
-	br := AttrBreaker.String(strings.ToValidUTF8(name, "\uFFFD"))
+	br := AttrBreaker.String(name) // clean: the table cleans names
 	for i, st := range states {
-		s.states[i] = newMeasure(br, AttrState.String(st.String()))
+		s.states[i] = newMeasure(br, AttrState.String(st.Label()))
 	}
 	return s
 }
@@ -336,7 +355,7 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 	}
 	// A breaker delivers its events one at a time, but two breakers of one
 	// name (a program's mistake) could interleave: the lock keeps the
-	// status at one state.
+	// gauge at one state.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for j := range states {
@@ -344,6 +363,6 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 		if j == i {
 			v = 1
 		}
-		m.status.Record(ctx, v, s.states[j].record...)
+		m.state.Record(ctx, v, s.states[j].record...)
 	}
 }

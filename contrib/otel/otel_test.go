@@ -11,9 +11,14 @@ import (
 	"testing/synctest"
 	"time"
 
+	prom "github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
@@ -68,9 +73,8 @@ type point struct {
 	Buckets []uint64
 }
 
-// collect reads every data point as "instrument{k=v,…}" (keys sorted,
-// "resilient." prefix dropped from keys) → point, and checks each
-// instrument's unit.
+// collect reads every data point as "instrument{k=v,…}" (keys sorted) →
+// point, and checks each instrument's scope.
 func collect(t *testing.T, reader *sdkmetric.ManualReader) (map[string]point, map[string]string) {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
@@ -80,13 +84,14 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) (map[string]point, ma
 	key := func(name string, set attribute.Set) string {
 		var kv []string
 		for _, a := range set.ToSlice() {
-			kv = append(kv, strings.TrimPrefix(string(a.Key), "resilient.")+"="+a.Value.Emit())
+			kv = append(kv, string(a.Key)+"="+a.Value.AsString())
 		}
 		sort.Strings(kv)
 		return name + "{" + strings.Join(kv, ",") + "}"
 	}
 	for _, sm := range rm.ScopeMetrics {
 		assert.Equal(t, resilientotel.ScopeName, sm.Scope.Name)
+		assert.Equal(t, resilientotel.Version, sm.Scope.Version)
 		for _, m := range sm.Metrics {
 			units[m.Name] = m.Unit
 			switch d := m.Data.(type) {
@@ -122,19 +127,19 @@ func TestMetricsRecordCalls(t *testing.T) {
 			name: "success at once",
 			fn:   script(0),
 			want: map[string]int64{
-				"resilient.calls{call.reason=success,executor.name=api}":        1,
-				"resilient.attempts{attempt.outcome=success,executor.name=api}": 1,
+				"resilient.calls{executor=api,reason=success}":     1,
+				"resilient.attempts{executor=api,outcome=success}": 1,
 			},
 		},
 		{
 			name: "retried with backoff and hint",
 			fn:   script(0, errFlaky, resilient.RetryAfter(errFlaky, time.Second)),
 			want: map[string]int64{
-				"resilient.calls{call.reason=success,executor.name=api}":          1,
-				"resilient.attempts{attempt.outcome=retry,executor.name=api}":     2,
-				"resilient.attempts{attempt.outcome=success,executor.name=api}":   1,
-				"resilient.retries{executor.name=api,retry.delay_source=backoff}": 1,
-				"resilient.retries{executor.name=api,retry.delay_source=hint}":    1,
+				"resilient.calls{executor=api,reason=success}":     1,
+				"resilient.attempts{executor=api,outcome=retry}":   2,
+				"resilient.attempts{executor=api,outcome=success}": 1,
+				"resilient.retries{executor=api,source=backoff}":   1,
+				"resilient.retries{executor=api,source=hint}":      1,
 			},
 		},
 		{
@@ -142,17 +147,17 @@ func TestMetricsRecordCalls(t *testing.T) {
 			opts: []resilient.Option{resilient.WithAttempts(2)},
 			fn:   script(0, errFlaky, errFlaky),
 			want: map[string]int64{
-				"resilient.calls{call.reason=exhausted,executor.name=api}":        1,
-				"resilient.attempts{attempt.outcome=retry,executor.name=api}":     2,
-				"resilient.retries{executor.name=api,retry.delay_source=backoff}": 1,
+				"resilient.calls{executor=api,reason=exhausted}": 1,
+				"resilient.attempts{executor=api,outcome=retry}": 2,
+				"resilient.retries{executor=api,source=backoff}": 1,
 			},
 		},
 		{
 			name: "permanent",
 			fn:   script(0, resilient.Permanent(errFlaky)),
 			want: map[string]int64{
-				"resilient.calls{call.reason=permanent,executor.name=api}":   1,
-				"resilient.attempts{attempt.outcome=fail,executor.name=api}": 1,
+				"resilient.calls{executor=api,reason=permanent}": 1,
+				"resilient.attempts{executor=api,outcome=fail}":  1,
 			},
 		},
 		{
@@ -160,8 +165,8 @@ func TestMetricsRecordCalls(t *testing.T) {
 			opts: []resilient.Option{resilient.WithPolicy(refuser{errors.New("no")})},
 			fn:   script(0),
 			want: map[string]int64{
-				"resilient.calls{call.reason=rejected,executor.name=api}":   1,
-				"resilient.rejections{executor.name=api,policy.name=other}": 1,
+				"resilient.calls{executor=api,reason=rejected}":   1,
+				"resilient.rejections{executor=api,policy=other}": 1,
 			},
 		},
 	}
@@ -212,11 +217,11 @@ func TestMetricsDurations(t *testing.T) {
 		require.NoError(t, err)
 		points, units := collect(t, reader)
 		assert.Equal(t, point{Count: 1, Sum: 0.5, Buckets: []uint64{0, 1, 0}},
-			points["resilient.attempt.duration{attempt.outcome=retry,executor.name=api}"])
+			points["resilient.attempt.duration{executor=api,outcome=retry}"])
 		assert.Equal(t, point{Count: 2, Sum: 0.5625, Buckets: []uint64{1, 1, 0}},
-			points["resilient.attempt.duration{attempt.outcome=success,executor.name=api}"])
+			points["resilient.attempt.duration{executor=api,outcome=success}"])
 		assert.Equal(t, point{Count: 2, Sum: 2.0625, Buckets: []uint64{1, 0, 1}},
-			points["resilient.call.duration{call.reason=success,executor.name=api}"])
+			points["resilient.call.duration{executor=api,reason=success}"])
 		assert.Equal(t, "s", units["resilient.call.duration"])
 	})
 }
@@ -256,8 +261,8 @@ func TestMetricsBreaker(t *testing.T) {
 		status := func() map[string]int64 {
 			points, _ := collect(t, reader)
 			out := map[string]int64{}
-			for _, st := range []string{"closed", "open", "half-open", "forced-open", "disabled"} {
-				p, ok := points["resilient.breaker.status{breaker.name=db,breaker.state="+st+"}"]
+			for _, st := range []string{"closed", "open", "half_open", "forced_open", "disabled"} {
+				p, ok := points["resilient.breaker.state{breaker=db,state="+st+"}"]
 				require.True(t, ok, st)
 				out[st] = p.Value
 			}
@@ -267,13 +272,13 @@ func TestMetricsBreaker(t *testing.T) {
 			points, _ := collect(t, reader)
 			out := map[string]int64{}
 			for k, p := range points {
-				if st, ok := strings.CutPrefix(k, "resilient.breaker.transitions{breaker.name=db,breaker.state="); ok {
+				if st, ok := strings.CutPrefix(k, "resilient.breaker.transitions{breaker=db,state="); ok {
 					out[strings.TrimSuffix(st, "}")] = p.Value
 				}
 			}
 			return out
 		}
-		assert.Equal(t, map[string]int64{"closed": 1, "open": 0, "half-open": 0, "forced-open": 0, "disabled": 0}, status(),
+		assert.Equal(t, map[string]int64{"closed": 1, "open": 0, "half_open": 0, "forced_open": 0, "disabled": 0}, status(),
 			"the initial state is recorded before any call")
 		assert.Empty(t, transitions(), "the initial state is no transition")
 
@@ -283,15 +288,15 @@ func TestMetricsBreaker(t *testing.T) {
 		assert.Equal(t, int64(1), status()["open"])
 		assert.Equal(t, int64(0), status()["closed"])
 		points, _ := collect(t, reader)
-		assert.Equal(t, int64(1), points["resilient.rejections{executor.name=api,policy.name=breaker}"].Value)
+		assert.Equal(t, int64(1), points["resilient.rejections{executor=api,policy=breaker}"].Value)
 
 		time.Sleep(time.Second)
 		synctest.Wait()
-		assert.Equal(t, int64(1), status()["half-open"])
+		assert.Equal(t, int64(1), status()["half_open"])
 		_, err = resilient.Do(t.Context(), script(0), ex)
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), status()["closed"])
-		assert.Equal(t, map[string]int64{"open": 1, "half-open": 1, "closed": 1}, transitions())
+		assert.Equal(t, map[string]int64{"open": 1, "half_open": 1, "closed": 1}, transitions())
 	})
 }
 
@@ -300,7 +305,7 @@ func TestMetricsInvalidUTF8Name(t *testing.T) {
 	_, err := resilient.Do(t.Context(), script(0), resilient.WithName("api\xff"), resilient.WithHooks(m.Hooks()))
 	require.NoError(t, err)
 	points, _ := collect(t, reader)
-	assert.Equal(t, int64(1), points["resilient.calls{call.reason=success,executor.name=api\uFFFD}"].Value)
+	assert.Equal(t, int64(1), points["resilient.calls{executor=api\uFFFD,reason=success}"].Value)
 }
 
 func TestMetricsBoundNames(t *testing.T) {
@@ -318,88 +323,140 @@ func TestMetricsBoundNames(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]int64{
-		"resilient.calls{call.reason=success,executor.name=_other}": 2,
-		"resilient.calls{call.reason=success,executor.name=a}":      2,
-		"resilient.calls{call.reason=success,executor.name=b}":      1,
+		"resilient.calls{executor=_other,reason=success}": 2,
+		"resilient.calls{executor=a,reason=success}":      2,
+		"resilient.calls{executor=b,reason=success}":      1,
 	}, calls)
-	assert.Equal(t, int64(2), points["resilient.breaker.transitions{breaker.name=_other,breaker.state=open}"].Value)
-	assert.NotContains(t, points, "resilient.breaker.status{breaker.name=_other,breaker.state=open}", "the overflow has no single state")
-	assert.Equal(t, int64(1), points["resilient.breaker.status{breaker.name=a,breaker.state=open}"].Value)
+	assert.Equal(t, int64(2), points["resilient.breaker.transitions{breaker=_other,state=open}"].Value)
+	assert.NotContains(t, points, "resilient.breaker.state{breaker=_other,state=open}", "the overflow has no single state")
+	assert.Equal(t, int64(1), points["resilient.breaker.state{breaker=a,state=open}"].Value)
 }
 
-// TestMetricsMatchTextMetrics feeds the same calls to this adapter and to
-// the core's TextMetrics: every counter, gauge and histogram count must
-// agree, instrument by family and attribute by label.
+// scenario feeds the same calls and breaker events to every hook and
+// listener given: retries by backoff and by hint, every way a call can end
+// (max_elapsed among them), refusals by a breaker and by a policy, and two
+// executor names that are not valid UTF-8 and clean to one name, one of
+// them refused.
+func scenario(t *testing.T, hooks []resilient.Hooks, listeners []func(resilient.Transition)) {
+	opts := []resilient.Option{
+		resilient.WithBackoff(resilient.Constant(250 * time.Millisecond)),
+		resilient.WithJitter(resilient.NoJitter),
+	}
+	for _, h := range hooks {
+		opts = append(opts, resilient.WithHooks(h))
+	}
+	brOpts := []resilient.BreakerOption{resilient.WithBreakerName("db"), resilient.WithConsecutiveFailures(1)}
+	for _, l := range listeners {
+		brOpts = append(brOpts, resilient.WithStateListener(l))
+	}
+	br := resilient.MustNewBreaker(brOpts...)
+	refuse := resilient.WithPolicy(refuser{errors.New("no")})
+	a := resilient.MustNew(append(opts, resilient.WithName("a"), resilient.WithAttempts(2))...)
+	b := resilient.MustNew(append(opts, resilient.WithName("b"), refuse)...)
+	c := resilient.MustNew(append(opts, resilient.WithName("c"), resilient.WithBreaker(br))...)
+	d1 := resilient.MustNew(append(opts, resilient.WithName("d\xff"))...)
+	d2 := resilient.MustNew(append(opts, resilient.WithName("d\xfe"), refuse)...)
+	e := resilient.MustNew(append(opts, resilient.WithName("e"), resilient.WithMaxElapsed(100*time.Millisecond))...)
+	ctx := t.Context()
+	_, _ = resilient.Do(ctx, script(500*time.Millisecond, errFlaky), a)
+	_, _ = resilient.Do(ctx, script(250*time.Millisecond, errFlaky, errFlaky), a)
+	_, _ = resilient.Do(ctx, script(2*time.Second, resilient.Permanent(errFlaky)), a)
+	_, _ = resilient.Do(ctx, script(0, resilient.RetryAfter(errFlaky, time.Second)), a)
+	_, _ = resilient.Do(ctx, script(0), b)
+	_, _ = resilient.Do(ctx, script(0, resilient.Permanent(errFlaky)), c)
+	_, _ = resilient.Do(ctx, script(0), c)
+	_, _ = resilient.Do(ctx, script(0), d1)
+	_, _ = resilient.Do(ctx, script(0), d2)
+	_, _ = resilient.Do(ctx, script(0, errFlaky), e)
+}
+
+// exposition reads families as "name TYPE help" and series as
+// "name{label=value,…} value" lines, sorted; histograms by their count and
+// sum (the adapters' default buckets differ). Labels that OpenTelemetry's
+// exporter adds to every series (otel_scope_*) and its target_info family
+// are left out: they say where the series came from.
+func exposition(families []*dto.MetricFamily) []string {
+	var out []string
+	for _, f := range families {
+		if f.GetName() == "target_info" {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s %s", f.GetName(), f.GetType(), f.GetHelp()))
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				if !strings.HasPrefix(l.GetName(), "otel_scope_") {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+			}
+			sort.Strings(labels)
+			series := f.GetName() + "{" + strings.Join(labels, ",") + "}"
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				out = append(out, fmt.Sprint(series, " ", m.GetCounter().GetValue()))
+			case dto.MetricType_GAUGE:
+				out = append(out, fmt.Sprint(series, " ", m.GetGauge().GetValue()))
+			case dto.MetricType_HISTOGRAM:
+				out = append(out, fmt.Sprint(series, " count ", m.GetHistogram().GetSampleCount()),
+					fmt.Sprint(series, " sum ", m.GetHistogram().GetSampleSum()))
+			default:
+				out = append(out, series+" unexpected type "+f.GetType().String())
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestMetricsMatchTextMetrics feeds the same events to this adapter,
+// exported through OpenTelemetry's Prometheus exporter as a program would
+// serve it, and to the core's TextMetrics (whose exposition
+// contrib/prometheus matches exactly, by a test of its own): every family
+// (name, type, help text), every series (labels and label values) and
+// every value must agree. One naming table, followed by all three.
 func TestMetricsMatchTextMetrics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m, reader := newMetrics(t)
-		text := resilient.NewTextMetrics()
-		br := resilient.MustNewBreaker(resilient.WithBreakerName("db"), resilient.WithConsecutiveFailures(1),
-			resilient.WithStateListener(m.OnTransition), resilient.WithStateListener(text.OnTransition))
-		opts := []resilient.Option{
-			resilient.WithBackoff(resilient.Constant(250 * time.Millisecond)),
-			resilient.WithJitter(resilient.NoJitter),
-			resilient.WithHooks(m.Hooks()),
-			resilient.WithHooks(text.Hooks()),
-		}
-		a := resilient.MustNew(append(opts, resilient.WithName("a"), resilient.WithAttempts(2))...)
-		c := resilient.MustNew(append(opts, resilient.WithName("c"), resilient.WithBreaker(br))...)
-		_, _ = resilient.Do(t.Context(), script(500*time.Millisecond, errFlaky), a)
-		_, _ = resilient.Do(t.Context(), script(250*time.Millisecond, errFlaky, errFlaky), a)
-		_, _ = resilient.Do(t.Context(), script(0, resilient.RetryAfter(errFlaky, time.Second)), a)
-		_, _ = resilient.Do(t.Context(), script(0, resilient.Permanent(errFlaky)), c)
-		_, _ = resilient.Do(t.Context(), script(0), c)
-
-		families := map[string]string{
-			"resilient.calls": "resilient_calls_total", "resilient.attempts": "resilient_attempts_total",
-			"resilient.retries": "resilient_retries_total", "resilient.rejections": "resilient_rejections_total",
-			"resilient.breaker.transitions": "resilient_breaker_transitions_total", "resilient.breaker.status": "resilient_breaker_state",
-			"resilient.call.duration": "resilient_call_duration_seconds", "resilient.attempt.duration": "resilient_attempt_duration_seconds",
-		}
-		labels := strings.NewReplacer("call.reason", "reason", "attempt.outcome", "outcome", "retry.delay_source", "source",
-			"policy.name", "policy", "breaker.state", "state", "breaker.name", "breaker", "executor.name", "executor")
-		points, _ := collect(t, reader)
-		fromOtel := map[string]string{}
-		for k, p := range points {
-			name, attrs, _ := strings.Cut(k, "{")
-			family := families[name]
-			require.NotEmpty(t, family, name)
-			kv := strings.Split(strings.TrimSuffix(labels.Replace(attrs), "}"), ",")
-			sort.Strings(kv)
-			key := family + "{" + strings.Join(kv, ",") + "}"
-			if strings.HasSuffix(family, "_seconds") {
-				fromOtel[key+" count"] = fmt.Sprint(p.Count)
-				fromOtel[key+" sum"] = fmt.Sprint(p.Sum)
-			} else {
-				fromOtel[key] = fmt.Sprint(p.Value)
-			}
-		}
-
-		var out strings.Builder
-		_, err := text.WriteTo(&out)
+		reg := prom.NewPedanticRegistry()
+		exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
 		require.NoError(t, err)
-		fromText := map[string]string{}
-		for line := range strings.Lines(out.String()) {
-			if strings.HasPrefix(line, "#") || strings.Contains(line, "_bucket{") {
-				continue
-			}
-			series, value, _ := strings.Cut(strings.TrimSpace(line), " ")
-			name, attrs, _ := strings.Cut(series, "{")
-			var kv []string
-			for _, pair := range strings.Split(strings.TrimSuffix(attrs, "}"), ",") {
-				kv = append(kv, strings.ReplaceAll(pair, `"`, ""))
-			}
-			sort.Strings(kv)
-			suffix := ""
-			if base, ok := strings.CutSuffix(name, "_count"); ok {
-				name, suffix = base, " count"
-			} else if base, ok := strings.CutSuffix(name, "_sum"); ok {
-				name, suffix = base, " sum"
-			}
-			fromText[name+"{"+strings.Join(kv, ",")+"}"+suffix] = value
+		provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+		defer func() { _ = provider.Shutdown(context.Background()) }()
+		m, err := resilientotel.New(resilientotel.WithMeterProvider(provider))
+		require.NoError(t, err)
+		text := resilient.NewTextMetrics()
+
+		scenario(t, []resilient.Hooks{m.Hooks(), text.Hooks()}, []func(resilient.Transition){m.OnTransition, text.OnTransition})
+
+		fromOtel, err := reg.Gather()
+		require.NoError(t, err)
+		var out strings.Builder
+		_, err = text.WriteTo(&out)
+		require.NoError(t, err)
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fromText, err := parser.TextToMetricFamilies(strings.NewReader(out.String()))
+		require.NoError(t, err)
+		textFamilies := make([]*dto.MetricFamily, 0, len(fromText))
+		for _, f := range fromText {
+			textFamilies = append(textFamilies, f)
 		}
-		require.NotEmpty(t, fromText)
-		assert.Equal(t, fromText, fromOtel)
+		want := exposition(textFamilies)
+		require.Len(t, fromText, 8, "every family has series")
+		assert.Contains(t, want, `resilient_calls_total{executor=e,reason=max_elapsed} 1`, "snake_case label values")
+		assert.Contains(t, want, "resilient_calls_total{executor=d\uFFFD,reason=success} 1", "invalid names are cleaned")
+		assert.Contains(t, want, "resilient_rejections_total{executor=d\uFFFD,policy=other} 1", "in rejections too")
+		assert.Equal(t, want, exposition(fromOtel))
+
+		// The scope is recorded with its version.
+		for _, f := range fromOtel {
+			if f.GetName() == "resilient_calls_total" {
+				labels := map[string]string{}
+				for _, l := range f.GetMetric()[0].GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				assert.Equal(t, resilientotel.ScopeName, labels["otel_scope_name"])
+				assert.Equal(t, resilientotel.Version, labels["otel_scope_version"])
+			}
+		}
 	})
 }
 
@@ -456,9 +513,9 @@ func TestMetricsConcurrent(t *testing.T) {
 	wg.Wait()
 	points, _ := collect(t, reader)
 	for i := range 4 {
-		assert.Equal(t, int64(goroutines/4*calls), points[fmt.Sprintf("resilient.calls{call.reason=success,executor.name=ex-%d}", i)].Value)
-		assert.Equal(t, int64(goroutines/4*calls), points[fmt.Sprintf("resilient.retries{executor.name=ex-%d,retry.delay_source=backoff}", i)].Value)
-		assert.Equal(t, uint64(goroutines/4*calls), points[fmt.Sprintf("resilient.attempt.duration{attempt.outcome=success,executor.name=ex-%d}", i)].Count)
+		assert.Equal(t, int64(goroutines/4*calls), points[fmt.Sprintf("resilient.calls{executor=ex-%d,reason=success}", i)].Value)
+		assert.Equal(t, int64(goroutines/4*calls), points[fmt.Sprintf("resilient.retries{executor=ex-%d,source=backoff}", i)].Value)
+		assert.Equal(t, uint64(goroutines/4*calls), points[fmt.Sprintf("resilient.attempt.duration{executor=ex-%d,outcome=success}", i)].Count)
 	}
 }
 

@@ -21,11 +21,15 @@
 //	resilient_breaker_state{breaker,state}               gauge, 1 for the current state, 0 for the others
 //	resilient_breaker_transitions_total{breaker,state}   counter, by the state entered
 //
-// Label values are the String forms of [resilient.Reason],
-// [resilient.Outcome], [resilient.DelaySource] and [resilient.State] (as
-// in reason="max elapsed", state="half-open"), and the policy names of
-// [resilient.RejectedBy]. These are the names, help texts and labels that
-// [resilient.TextMetrics] writes too, so one dashboard serves both.
+// Label values are those of [resilient.Reason.Label],
+// [resilient.Outcome.Label], [resilient.DelaySource.Label] and
+// [resilient.State.Label] (snake_case: reason="max_elapsed",
+// state="half_open"), the policy names of [resilient.RejectedBy], and the
+// executor's and breaker's names made valid UTF-8 (the client refuses
+// other label values). These are the names, help texts and labels that
+// [resilient.TextMetrics] writes, and that contrib/otel's instruments
+// become through OpenTelemetry's Prometheus exporter: one naming table
+// for the three, so one dashboard serves them all.
 //
 // Breakers report through [Metrics.OnTransition], given to each breaker
 // with [resilient.WithStateListener] when it is built: its initial state
@@ -53,8 +57,7 @@ import (
 	prom "github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilient-go/resilient"
-
-	"github.com/resilient-go/resilient/internal/names"
+	"github.com/resilient-go/resilient/contrib/prometheus/internal/names"
 )
 
 // Metrics is a [prom.Collector] of the metrics of the executors it hooks
@@ -84,7 +87,7 @@ var states = [...]resilient.State{
 
 // breakerSeries holds one breaker name's children.
 type breakerSeries struct {
-	name  string
+	name  string     // made valid UTF-8
 	mu    sync.Mutex // orders the gauge updates of concurrent transitions
 	state [len(states)]lazy[prom.Gauge]
 	trans [len(states)]lazy[prom.Counter]
@@ -92,7 +95,7 @@ type breakerSeries struct {
 
 // series caches the children of one executor name, made on first use.
 type series struct {
-	name       string
+	name       string // made valid UTF-8
 	calls      [numReasons]lazy[prom.Counter]
 	callDur    [numReasons]lazy[prom.Observer]
 	attempts   [numOutcomes]lazy[prom.Counter]
@@ -243,8 +246,10 @@ func New(opts ...Option) (*Metrics, error) {
 			Help: "State changes of each breaker, by the state entered.",
 		}, []string{"breaker", "state"}),
 	}
-	m.executors = names.New(c.maxNames, resilient.OverflowName, func(name string) *series { return &series{name: labelValue(name)} })
-	m.breakers = names.New(c.maxNames, resilient.OverflowName, func(name string) *breakerSeries { return &breakerSeries{name: labelValue(name)} })
+	// The tables clean names: the client refuses label values that are not
+	// valid UTF-8, with a panic in the caller's goroutine.
+	m.executors = names.New(c.maxNames, resilient.OverflowName, func(name string) *series { return &series{name: name} })
+	m.breakers = names.New(c.maxNames, resilient.OverflowName, func(name string) *breakerSeries { return &breakerSeries{name: name} })
 	return m, nil
 }
 
@@ -285,7 +290,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 				return
 			}
 			s := m.executors.Get(ev.Name)
-			label := ev.Outcome.String()
+			label := ev.Outcome.Label()
 			s.attempts[o].get(func() prom.Counter { return m.attempts.WithLabelValues(s.name, label) }).Inc()
 			s.attemptDur[o].get(func() prom.Observer { return m.attemptDur.WithLabelValues(s.name, label) }).Observe(ev.Duration.Seconds())
 		},
@@ -295,7 +300,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 				src = 1
 			}
 			s := m.executors.Get(ev.Name)
-			s.retries[src].get(func() prom.Counter { return m.retries.WithLabelValues(s.name, ev.Source.String()) }).Inc()
+			s.retries[src].get(func() prom.Counter { return m.retries.WithLabelValues(s.name, ev.Source.Label()) }).Inc()
 		},
 		OnDone: func(ev resilient.DoneEvent) {
 			r := int(ev.Reason)
@@ -303,7 +308,7 @@ func (m *Metrics) Hooks() resilient.Hooks {
 				return
 			}
 			s := m.executors.Get(ev.Name)
-			label := ev.Reason.String()
+			label := ev.Reason.Label()
 			s.calls[r].get(func() prom.Counter { return m.calls.WithLabelValues(s.name, label) }).Inc()
 			s.callDur[r].get(func() prom.Observer { return m.callDur.WithLabelValues(s.name, label) }).Observe(ev.Elapsed.Seconds())
 			if ev.Reason == resilient.ReasonRejected {
@@ -314,13 +319,6 @@ func (m *Metrics) Hooks() resilient.Hooks {
 			}
 		},
 	}
-}
-
-// labelValue makes a name a valid label value: the client refuses (with a
-// panic, in the caller's goroutine) values that are not valid UTF-8, so
-// invalid bytes become U+FFFD, as the core's TextMetrics writes them.
-func labelValue(name string) string {
-	return strings.ToValidUTF8(name, "\uFFFD")
 }
 
 // OnTransition records a breaker's state change. Give it to every breaker
@@ -336,7 +334,7 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 	}
 	s := m.breakers.Get(t.Name)
 	if t.From != t.To {
-		s.trans[i].get(func() prom.Counter { return m.brTrans.WithLabelValues(s.name, t.To.String()) }).Inc()
+		s.trans[i].get(func() prom.Counter { return m.brTrans.WithLabelValues(s.name, t.To.Label()) }).Inc()
 	}
 	if s == m.breakers.Overflow() {
 		return // the overflow has no one state
@@ -351,6 +349,6 @@ func (m *Metrics) OnTransition(t resilient.Transition) {
 		if j == i {
 			v = 1
 		}
-		s.state[j].get(func() prom.Gauge { return m.brState.WithLabelValues(s.name, st.String()) }).Set(v)
+		s.state[j].get(func() prom.Gauge { return m.brState.WithLabelValues(s.name, st.Label()) }).Set(v)
 	}
 }

@@ -188,37 +188,87 @@ resilient_call_duration_seconds_count{executor="api",reason="success"} 2
 	})
 }
 
-// TestMetricsMatchTextMetrics feeds the same calls to this adapter and to
+// scenario feeds the same calls and breaker events to every hook and
+// listener given: retries by backoff and by hint, every way a call can end
+// (max_elapsed among them), refusals by a breaker and by a policy, and two
+// executor names that are not valid UTF-8 and clean to one name, one of
+// them refused. contrib/otel's test runs the same scenario.
+func scenario(t *testing.T, hooks []resilient.Hooks, listeners []func(resilient.Transition)) {
+	opts := []resilient.Option{
+		resilient.WithBackoff(resilient.Constant(250 * time.Millisecond)),
+		resilient.WithJitter(resilient.NoJitter),
+	}
+	for _, h := range hooks {
+		opts = append(opts, resilient.WithHooks(h))
+	}
+	brOpts := []resilient.BreakerOption{resilient.WithBreakerName("db"), resilient.WithConsecutiveFailures(1)}
+	for _, l := range listeners {
+		brOpts = append(brOpts, resilient.WithStateListener(l))
+	}
+	br := resilient.MustNewBreaker(brOpts...)
+	refuse := resilient.WithPolicy(refuser{errors.New("no")})
+	a := resilient.MustNew(append(opts, resilient.WithName("a"), resilient.WithAttempts(2))...)
+	b := resilient.MustNew(append(opts, resilient.WithName("b"), refuse)...)
+	c := resilient.MustNew(append(opts, resilient.WithName("c"), resilient.WithBreaker(br))...)
+	d1 := resilient.MustNew(append(opts, resilient.WithName("d\xff"))...)
+	d2 := resilient.MustNew(append(opts, resilient.WithName("d\xfe"), refuse)...)
+	e := resilient.MustNew(append(opts, resilient.WithName("e"), resilient.WithMaxElapsed(100*time.Millisecond))...)
+	ctx := t.Context()
+	_, _ = resilient.Do(ctx, script(500*time.Millisecond, errFlaky), a)
+	_, _ = resilient.Do(ctx, script(250*time.Millisecond, errFlaky, errFlaky), a)
+	_, _ = resilient.Do(ctx, script(2*time.Second, resilient.Permanent(errFlaky)), a)
+	_, _ = resilient.Do(ctx, script(0, resilient.RetryAfter(errFlaky, time.Second)), a)
+	_, _ = resilient.Do(ctx, script(0), b)
+	_, _ = resilient.Do(ctx, script(0, resilient.Permanent(errFlaky)), c)
+	_, _ = resilient.Do(ctx, script(0), c)
+	_, _ = resilient.Do(ctx, script(0), d1)
+	_, _ = resilient.Do(ctx, script(0), d2)
+	_, _ = resilient.Do(ctx, script(0, errFlaky), e)
+}
+
+// TestMetricsMatchTextMetrics feeds the same events to this adapter and to
 // the core's stdlib TextMetrics: both must export the same families, help
-// texts, labels and values, so one dashboard serves both.
+// texts, labels and values, so one dashboard serves both (contrib/otel's
+// test holds its instruments, through OpenTelemetry's Prometheus exporter,
+// to the same exposition).
 func TestMetricsMatchTextMetrics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m, reg := newRegistered(t)
 		text := resilient.NewTextMetrics()
-		opts := []resilient.Option{
-			resilient.WithBackoff(resilient.Constant(250 * time.Millisecond)),
-			resilient.WithJitter(resilient.NoJitter),
-			resilient.WithHooks(m.Hooks()),
-			resilient.WithHooks(text.Hooks()),
-		}
-		br := resilient.MustNewBreaker(resilient.WithBreakerName("db"), resilient.WithConsecutiveFailures(1),
-			resilient.WithStateListener(m.OnTransition), resilient.WithStateListener(text.OnTransition))
-		a := resilient.MustNew(append(opts, resilient.WithName("a"), resilient.WithAttempts(2))...)
-		b := resilient.MustNew(append(opts, resilient.WithName("b"), resilient.WithPolicy(refuser{errors.New("no")}))...)
-		c := resilient.MustNew(append(opts, resilient.WithName("c"), resilient.WithBreaker(br))...)
-		_, _ = resilient.Do(t.Context(), script(0, resilient.Permanent(errFlaky)), c)
-		_, _ = resilient.Do(t.Context(), script(0), c)
-		_, _ = resilient.Do(t.Context(), script(500*time.Millisecond, errFlaky), a)
-		_, _ = resilient.Do(t.Context(), script(250*time.Millisecond, errFlaky, errFlaky), a)
-		_, _ = resilient.Do(t.Context(), script(2*time.Second, resilient.Permanent(errFlaky)), a)
-		_, _ = resilient.Do(t.Context(), script(0, resilient.RetryAfter(errFlaky, time.Second)), a)
-		_, _ = resilient.Do(t.Context(), script(0), b)
+		scenario(t, []resilient.Hooks{m.Hooks(), text.Hooks()}, []func(resilient.Transition){m.OnTransition, text.OnTransition})
 
 		var out strings.Builder
 		_, err := text.WriteTo(&out)
 		require.NoError(t, err)
+		assert.Contains(t, out.String(), `resilient_calls_total{executor="e",reason="max_elapsed"} 1`+"\n", "snake_case label values")
+		assert.Contains(t, out.String(), "resilient_calls_total{executor=\"d\uFFFD\",reason=\"success\"} 1\n", "invalid names are cleaned")
+		assert.Contains(t, out.String(), "resilient_rejections_total{executor=\"d\uFFFD\",policy=\"other\"} 1\n", "in rejections too")
 		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(out.String())))
+		n, err := testutil.GatherAndCount(reg)
+		require.NoError(t, err)
+		assert.Positive(t, n)
 	})
+}
+
+// TestMetricsInvalidUTF8NamesShareASeries pins a bug: two executor names
+// that are not valid UTF-8 and clean to one label value got a series each
+// in TextMetrics, and so one series twice in its exposition, which a
+// Prometheus server refuses to scrape.
+func TestMetricsInvalidUTF8NamesShareASeries(t *testing.T) {
+	m, reg := newRegistered(t)
+	text := resilient.NewTextMetrics()
+	for _, name := range []string{"api\xff", "api\xfe", "api\uFFFD"} {
+		for _, h := range []resilient.Hooks{m.Hooks(), text.Hooks()} {
+			h.OnDone(resilient.DoneEvent{Name: name, Attempts: 1})
+		}
+	}
+	want := helpCalls + "resilient_calls_total{executor=\"api\uFFFD\",reason=\"success\"} 3\n"
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "resilient_calls_total"))
+	var out strings.Builder
+	_, err := text.WriteTo(&out)
+	require.NoError(t, err)
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(out.String()), "resilient_calls_total"))
+	assert.Equal(t, 1, strings.Count(out.String(), "resilient_calls_total{"), out.String())
 }
 
 func TestMetricsBreaker(t *testing.T) {
@@ -239,7 +289,7 @@ func TestMetricsBreaker(t *testing.T) {
 		gauge := func(cur string) string {
 			var b strings.Builder
 			b.WriteString(help)
-			for _, st := range []string{"closed", "disabled", "forced-open", "half-open", "open"} {
+			for _, st := range []string{"closed", "disabled", "forced_open", "half_open", "open"} {
 				v := 0
 				if st == cur {
 					v = 1
@@ -263,14 +313,14 @@ func TestMetricsBreaker(t *testing.T) {
 
 		time.Sleep(time.Second) // half-open, without a call
 		synctest.Wait()
-		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(gauge("half-open")), "resilient_breaker_state"))
+		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(gauge("half_open")), "resilient_breaker_state"))
 		_, err = resilient.Do(t.Context(), script(0), ex)
 		require.NoError(t, err)
 		assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(gauge("closed")+
 			`# HELP resilient_breaker_transitions_total State changes of each breaker, by the state entered.
 # TYPE resilient_breaker_transitions_total counter
 resilient_breaker_transitions_total{breaker="db",state="closed"} 1
-resilient_breaker_transitions_total{breaker="db",state="half-open"} 1
+resilient_breaker_transitions_total{breaker="db",state="half_open"} 1
 resilient_breaker_transitions_total{breaker="db",state="open"} 1
 `), "resilient_breaker_state", "resilient_breaker_transitions_total"))
 	})
@@ -286,9 +336,9 @@ func TestMetricsKeyedBreakers(t *testing.T) {
 	}
 	want := `# HELP resilient_breaker_transitions_total State changes of each breaker, by the state entered.
 # TYPE resilient_breaker_transitions_total counter
-resilient_breaker_transitions_total{breaker="_other",state="forced-open"} 2
-resilient_breaker_transitions_total{breaker="a.example",state="forced-open"} 1
-resilient_breaker_transitions_total{breaker="b.example",state="forced-open"} 1
+resilient_breaker_transitions_total{breaker="_other",state="forced_open"} 2
+resilient_breaker_transitions_total{breaker="a.example",state="forced_open"} 1
+resilient_breaker_transitions_total{breaker="b.example",state="forced_open"} 1
 `
 	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "resilient_breaker_transitions_total"))
 	n, err := testutil.GatherAndCount(reg, "resilient_breaker_state")
