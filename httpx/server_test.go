@@ -456,7 +456,8 @@ func TestGetAndDoUseTheDefaultPolicy(t *testing.T) {
 	require.NoError(t, resp.Body.Close())
 	assert.EqualValues(t, 4, hits.Load())
 
-	_, err = Get(nil, srv.URL) // a nil context is an error, not a panic
+	//lint:ignore SA1012 a nil context is the input under test: an error, not a panic
+	_, err = Get(nil, srv.URL)
 	assert.Error(t, err)
 	_, err = Get(context.Background(), "://bad")
 	assert.Error(t, err)
