@@ -9,12 +9,6 @@ import (
 	"github.com/resilient-go/resilient/httpx"
 )
 
-// libraryClients lists the clients built on the library.
-func libraryClients() []string { return []string{"httpx", "tuned"} }
-
-// hasBreaker reports whether the client of that name has a breaker.
-func hasBreaker(name string) bool { return name == "tuned" }
-
 // httpxDefaults is the library's client with its defaults: 4 attempts,
 // exponential backoff with full jitter, Retry-After honoured, POSTs
 // retried only with an Idempotency-Key (or when never sent).
