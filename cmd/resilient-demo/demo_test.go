@@ -33,6 +33,7 @@ func TestBadFlagsAreRejected(t *testing.T) {
 		{"rate NaN", []string{"-rate", "NaN"}, "-rate must be in (0, 1e6], got NaN"},
 		{"timeout", []string{"-timeout", "0s"}, "-timeout must be > 0, got 0s"},
 		{"duration", []string{"-duration", "-1s"}, "-duration must be > 0, got -1s"},
+		{"duration zero", []string{"-duration", "0s"}, "-duration must be > 0, got 0s"},
 		{"duration not a duration", []string{"-duration", "5"}, `invalid value "5" for flag -duration`},
 		{"phases", []string{"-phases", "sunny=1s"}, `-phases: chaos: unknown phase "sunny"`},
 		{"phase duration", []string{"-phases", "outage=0s"}, "-phases: chaos: phase 0 (outage): duration must be > 0, got 0s"},

@@ -103,6 +103,7 @@ func TestStalledLoadIsInvalid(t *testing.T) {
 	assert.NotContains(t, stdout, "\n  met ")
 	assert.NotContains(t, stdout, "NOT MET")
 	assert.Contains(t, stdout, "lab fidelity: INVALID;")
+	assert.Contains(t, stdout, "\nsummary (INVALID RUN: these figures describe the machine, not the clients)\n")
 
 	page, err := os.ReadFile(report)
 	require.NoError(t, err)

@@ -247,7 +247,11 @@ func htmlVerdict(w io.Writer, f *Figures) {
 // figure, each with what it means.
 func htmlSummary(w io.Writer, f *Figures) {
 	e := html.EscapeString
-	fmt.Fprint(w, "<h2>Summary</h2>\n<div class=\"scroll\"><table>\n<tr><th></th>")
+	fmt.Fprint(w, "<h2>Summary</h2>\n")
+	if !f.Fidelity.Valid {
+		fmt.Fprint(w, "<p><strong>Invalid run:</strong> these figures describe the machine, not the clients.</p>\n")
+	}
+	fmt.Fprint(w, "<div class=\"scroll\"><table>\n<tr><th></th>")
 	for _, c := range f.Clients {
 		fmt.Fprintf(w, "<th>%s</th>", e(c.Name))
 	}

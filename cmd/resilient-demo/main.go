@@ -2,8 +2,10 @@
 // several HTTP clients, side by side, against a misbehaving upstream, and
 // shows what each one did to the upstream and to its callers.
 //
-//	go run ./cmd/resilient-demo                     # 23s, no network needed
+//	go run ./cmd/resilient-demo                     # about 25s, no network needed
 //	go run ./cmd/resilient-demo -report report.html -json figures.json
+//	go run ./cmd/resilient-demo -json - | jq .fidelity
+//	go run ./cmd/resilient-demo -check              # exit 1 if a target is not met, 3 if the run is invalid
 //	go run ./cmd/resilient-demo -url http://localhost:8080 -duration 1m
 //	go run ./cmd/resilient-demo -metrics :9090      # Prometheus metrics while it runs
 //
@@ -14,8 +16,7 @@
 // By default each client gets its own instance of the built-in upstream
 // (package chaos), all started together with the same seed: the clients
 // run at the same time, meet the same fault schedule, and each upstream
-// counts exactly what one client did to it. With -url the clients share
-// the real upstream, and what is counted is counted on the client side.
+// counts exactly what one client did to it.
 //
 // The upstream runs a timeline of phases: healthy; brownout (503s, latency
 // spikes, slow headers, connection resets mid-body); throttling (429 with
@@ -25,16 +26,39 @@
 // POSTs without one), each with its own deadline (-timeout).
 //
 // At the end it prints, per client and phase: the success rate, the
-// p50/p99/max latency, the requests the upstream received per logical
-// request (amplification), requests that came back sooner than a
-// Retry-After allowed, duplicate executions of POSTs, breaker transitions;
-// then a summary per client. -report writes the same as an HTML page with
-// a chart per client, -json the raw figures. Bad flags exit with status 2.
+// p50/p99/max latency, the requests sent per logical request
+// (amplification), connections opened, requests that came back sooner than
+// a Retry-After allowed, duplicate executions of POSTs, breaker
+// transitions; then a summary per client with what each figure means, and
+// the library's targets, each met or not with its figure. -report writes
+// an HTML page (a verdict, the summary, one chart per metric with every
+// client overlaid on the phases, the breaker's states), -json the figures
+// (-json - writes them alone to standard output; the tables then go to
+// standard error).
+//
+// The lab checks itself. It runs in one process with its upstreams, and a
+// busy machine can make it fall behind its schedule: requests sent late,
+// in bursts, into the wrong phase, with the scheduler's delays in every
+// latency. It measures how late each request started, how late the
+// scheduler runs a goroutine whose timer is due, and how many requests
+// each client started per phase against the plan; beyond the tolerance
+// (fidelity.go) the run is invalid: a warning opens and closes the output
+// and the report, and no target is judged on its figures.
+//
+// With -url the clients share a real upstream instead: what is counted is
+// counted on the client side, the figures cover the run as a whole, and
+// there are no targets (they are stated for the built-in scenario);
+// -phases and -outage are refused.
 //
 // Clients and upstream speak HTTP/1.1 by default, where a request
 // cancelled in flight (a hedge that lost, a timeout) closes its connection;
-// -http2 runs the same scenario over unencrypted HTTP/2, where it resets
-// only its stream.
+// -http2 runs the same scenario over HTTP/2 (prior knowledge for http://
+// URLs), where it resets only its stream.
+//
+// Exit status: 0 done; 1 failed, or with -check a target not met; 2 bad
+// flags or an output that cannot be written (checked before the run);
+// 3 with -check, an invalid run; 130 interrupted (the figures of the part
+// that ran are still written).
 package main
 
 import (

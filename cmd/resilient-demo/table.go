@@ -44,7 +44,11 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 		fmt.Fprintf(w, "  %s\n", strings.Join(notes(c), "; "))
 	}
 
-	fmt.Fprintln(w, "\nsummary")
+	fmt.Fprint(w, "\nsummary")
+	if !f.Fidelity.Valid {
+		fmt.Fprint(w, " (INVALID RUN: these figures describe the machine, not the clients)")
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	cols := summaryColumns(f)
 	for _, col := range cols {
