@@ -21,6 +21,8 @@ import (
 //     to run (a probe that wakes up every 10ms for the whole run);
 //   - requests per span: how many logical requests each client started in
 //     each phase, against how many the schedule planned there;
+//   - deadlines: no request can take longer than its deadline (-timeout),
+//     except by the time the scheduler took to notice it ended;
 //
 // and judges the run invalid when one of them is out of tolerance.
 
@@ -101,6 +103,10 @@ func judgeFidelity(f *Figures, sched Delays) {
 	for _, c := range f.Clients {
 		if s := c.Lag.outOf(); s != "" {
 			fi.Problems = append(fi.Problems, fmt.Sprintf("%s: requests started late: %s", c.Name, s))
+		}
+		if over := c.Total.MaxMs - f.TimeoutMs; f.TimeoutMs > 0 && over > ms(tolerance.max) {
+			fi.Problems = append(fi.Problems, fmt.Sprintf("%s: a request took %s under a %s deadline (tolerance %s)",
+				c.Name, msStr(c.Total.MaxMs), msStr(f.TimeoutMs), msStr(ms(tolerance.max))))
 		}
 		for _, p := range c.Phases {
 			if off := p.Requests - p.Planned; abs(off) > slackOf(p.Planned) {

@@ -23,7 +23,7 @@ import (
 func TestJudgeFidelity(t *testing.T) {
 	quiet := Delays{Samples: 100, P50Ms: 0.1, P99Ms: 1, MaxMs: 3}
 	figs := func(lag Delays, planned, started int) *Figures {
-		return &Figures{Clients: []ClientFigures{{Name: "plain", Lag: lag,
+		return &Figures{TimeoutMs: 2000, Clients: []ClientFigures{{Name: "plain", Lag: lag, Total: PhaseFigures{MaxMs: 1500},
 			Phases: []PhaseFigures{{Phase: "healthy", Planned: 300, Requests: 300}, {Phase: "outage", Planned: planned, Requests: started}}}}}
 	}
 	tests := []struct {
@@ -43,6 +43,9 @@ func TestJudgeFidelity(t *testing.T) {
 		{"lag max in few samples", quiet, figs(Delays{Samples: 9, P99Ms: 51, MaxMs: 51}, 600, 600), "plain: requests started late: p99 51ms, max 51ms"},
 		{"too few in a phase", quiet, figs(quiet, 400, 38), "plain: outage: 38 requests started, 400 planned (tolerance ±8)"},
 		{"too many in a phase", quiet, figs(quiet, 600, 1036), "plain: outage: 1036 requests started, 600 planned (tolerance ±12)"},
+		{"a request past its deadline", quiet, func() *Figures { f := figs(quiet, 600, 600); f.Clients[0].Total.MaxMs = 6680; return f }(),
+			"plain: a request took 6.68s under a 2.00s deadline (tolerance 50ms)"},
+		{"a request at its deadline and the tolerance", quiet, func() *Figures { f := figs(quiet, 600, 600); f.Clients[0].Total.MaxMs = 2050; return f }(), ""},
 		{"a few off a small plan", quiet, figs(quiet, 20, 24), "plain: outage: 24 requests started, 20 planned (tolerance ±3)"},
 	}
 	for _, tt := range tests {
