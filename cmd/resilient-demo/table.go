@@ -65,7 +65,7 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 	fmt.Fprintln(w)
 	for _, col := range cols {
 		if col.legend != "" {
-			fmt.Fprintf(w, "  %-11s %s\n", col.name+":", col.legend)
+			fmt.Fprintf(w, "  %-13s%s\n", col.name+":", col.legend)
 		}
 	}
 	if server {
@@ -264,7 +264,7 @@ func writeTargets(w io.Writer, f *Figures) {
 		return
 	}
 	client := ""
-	for _, t := range f.Targets {
+	for i, t := range f.Targets {
 		if t.Client != client {
 			client = t.Client
 			fmt.Fprintf(w, "\ntargets, %s:", client)
@@ -273,10 +273,23 @@ func writeTargets(w io.Writer, f *Figures) {
 			}
 			fmt.Fprintln(w)
 		}
-		fig := t.Figure
 		if t.Status == statusNA {
-			fig = t.Note
-		} else if t.Note != "" {
+			// Targets that do not apply for one reason share a line.
+			if i > 0 && f.Targets[i-1].Client == t.Client && f.Targets[i-1].Status == statusNA && f.Targets[i-1].Note == t.Note {
+				continue
+			}
+			var ids []string
+			for _, u := range f.Targets[i:] {
+				if u.Client != t.Client || u.Status != statusNA || u.Note != t.Note {
+					break
+				}
+				ids = append(ids, u.ID)
+			}
+			fmt.Fprintf(w, "  %-10s %s (%s)\n", t.Status, t.Note, strings.Join(ids, ", "))
+			continue
+		}
+		fig := t.Figure
+		if t.Note != "" {
 			fig += "; " + t.Note
 		}
 		fmt.Fprintf(w, "  %-10s %s: %s\n", t.Status, t.Want, fig)

@@ -14,6 +14,20 @@ import (
 // by client and id.
 func judged(t *testing.T, change func(f *Figures)) map[string]map[string]Target {
 	t.Helper()
+	f := goodRun(change)
+	out := map[string]map[string]Target{}
+	for _, tg := range f.Targets {
+		if out[tg.Client] == nil {
+			out[tg.Client] = map[string]Target{}
+		}
+		out[tg.Client][tg.ID] = tg
+	}
+	return out
+}
+
+// goodRun is the figures of a default run as a quiet machine gives them,
+// altered by change, with the targets judged.
+func goodRun(change func(f *Figures)) *Figures {
 	phases := func(recoveryDials, recoveryPeak int) []PhaseFigures {
 		return []PhaseFigures{
 			{Phase: "healthy", Dials: 1, PeakInFlight: 1},
@@ -37,14 +51,7 @@ func judged(t *testing.T, change func(f *Figures)) map[string]map[string]Target 
 		change(f)
 	}
 	judgeTargets(f, time.Second)
-	out := map[string]map[string]Target{}
-	for _, tg := range f.Targets {
-		if out[tg.Client] == nil {
-			out[tg.Client] = map[string]Target{}
-		}
-		out[tg.Client][tg.ID] = tg
-	}
-	return out
+	return f
 }
 
 func TestTargetsOfAGoodRun(t *testing.T) {
@@ -119,4 +126,28 @@ func TestNoTargetsWithURL(t *testing.T) {
 	var buf bytes.Buffer
 	writeTargets(&buf, &Figures{Upstream: "http://example.test"})
 	assert.Equal(t, "\ntargets: none; they are stated for the built-in upstream's scenario, and -url measures yours\n", buf.String())
+}
+
+func TestTargetsPrinted(t *testing.T) {
+	var buf bytes.Buffer
+	writeTargets(&buf, goodRun(func(f *Figures) { f.Clients[1].Connections = 16 }))
+	assert.Equal(t, `
+targets, httpx:
+  n/a        no breaker: the outage targets are for a client with one (after-open, open-p50, recovery)
+  met        brownout: at least 99.5% of the requests safe to retry succeed: 100.00% (99.60% of all requests)
+  met        no POST executed twice: 0
+  met        no request sooner than a Retry-After allowed: 0
+  met        a 429 whose hint cannot fit the deadline is returned at once (none kept 50ms or more): 0 of 139 held
+  NOT MET    connections: at most plain's + 1 per request cut in flight + 6 for retries arriving together: 16 (allowed 15 = 9 + 0 cut + 6); most of them in the recovery: 5 connections opened against plain's 1, with up to 7 requests on the wire at once against plain's 2
+
+targets, tuned:
+  met        after the breaker opened in the outage: at most 0.1 upstream requests per request: 0.008
+  met        requests refused while it was open: p50 under 1ms: 10µs
+  met        recovery noticed within one open duration (1s) of the outage's end: 163ms
+  met        brownout: at least 99.5% of the requests safe to retry succeed: 100.00% (99.60% of all requests)
+  met        no POST executed twice: 0
+  met        no request sooner than a Retry-After allowed: 0
+  met        a 429 whose hint cannot fit the deadline is returned at once (none kept 50ms or more): 0 of 141 held
+  met        connections: at most plain's + 1 per request cut in flight + 6 for retries arriving together: 15 (allowed 19 = 9 + 4 cut + 6)
+`, buf.String())
 }
