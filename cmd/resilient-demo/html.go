@@ -62,7 +62,7 @@ func (s stroke) attrs() string {
 var breakerColors = map[string]string{
 	"closed":    "#a5d6a7",
 	"open":      "#e53935",
-	"half-open": "#ffb300",
+	"half-open": "#fdd835",
 }
 
 const css = `
