@@ -200,19 +200,15 @@ func execute(ctx context.Context, cfg *config, stdout, stderr io.Writer, tty boo
 		fmt.Fprintln(stderr, "resilient-demo: -check: the run is invalid: the lab fell behind its schedule")
 		return exitInvalid
 	}
+	code := exitOK
 	for _, t := range figs.Targets {
 		if t.Status == statusNotMet {
 			fmt.Fprintf(stderr, "resilient-demo: -check: %s: target not met: %s\n", t.Client, t.Want)
-			err = errNotMet
+			code = exitFailed
 		}
 	}
-	if err != nil {
-		return exitFailed
-	}
-	return exitOK
+	return code
 }
-
-var errNotMet = errors.New("target not met")
 
 // serveMetrics serves cfg.metrics at /metrics on cfg.metricsAddr until stop
 // is called.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -136,7 +137,11 @@ func clientTargets(f *Figures, c ClientFigures, plain *ClientFigures, openFor ti
 	wantBrown := "brownout: at least 99.5% of the requests safe to retry succeed"
 	if b := phase("brownout"); b != nil && b.RetrySafe > 0 {
 		safe := ratio(b.RetrySafeOK, b.RetrySafe)
-		add("brownout", wantBrown, safe >= 0.995, fmt.Sprintf("%s (%s of all requests)", pct(safe, b.RetrySafe), pct(b.Success, b.Requests)), "")
+		note := ""
+		if safe < 0.995 {
+			note = "how the brownout's requests failed: " + failures(b.Outcomes)
+		}
+		add("brownout", wantBrown, safe >= 0.995, fmt.Sprintf("%s (%s of all requests)", pct(safe, b.RetrySafe), pct(b.Success, b.Requests)), note)
 	} else {
 		na("brownout", wantBrown, "no brownout in this timeline")
 	}
@@ -148,7 +153,11 @@ func clientTargets(f *Figures, c ClientFigures, plain *ClientFigures, openFor ti
 	add("early", "no request sooner than a Retry-After allowed", s.EarlyRetries == 0, fmt.Sprint(s.EarlyRetries), "")
 	wantHeld := "a 429 whose hint cannot fit the deadline is returned at once (none kept 50ms or more)"
 	if c.Throttled.Count > 0 {
-		add("429-held", wantHeld, c.ThrottledHeld == 0, fmt.Sprintf("%d of %d held", c.ThrottledHeld, c.Throttled.Count), "")
+		note := ""
+		if c.ThrottledHeld > 0 {
+			note = "the longest kept " + msStr(c.MaxHeldMs)
+		}
+		add("429-held", wantHeld, c.ThrottledHeld == 0, fmt.Sprintf("%d of %d held", c.ThrottledHeld, c.Throttled.Count), note)
 	} else {
 		na("429-held", wantHeld, "no request ended with a 429")
 	}
@@ -174,6 +183,18 @@ func clientTargets(f *Figures, c ClientFigures, plain *ClientFigures, openFor ti
 		add("connections", wantConns, c.Connections <= allowed, fig, note)
 	}
 	return out
+}
+
+// failures lists how requests ended, but for successes: "deadline 37,
+// status 503 2".
+func failures(outcomes map[string]int) string {
+	var parts []string
+	for _, k := range sortedKeys(outcomes) {
+		if k != "ok" {
+			parts = append(parts, fmt.Sprintf("%s %d", k, outcomes[k]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // connectionsNote explains where a client opened more connections than

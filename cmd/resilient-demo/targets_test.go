@@ -98,11 +98,14 @@ func TestTargetsMissed(t *testing.T) {
 		}, statusNA, "-", "no outage in this timeline"},
 		{"slow refusals", "tuned", "open-p50", func(f *Figures) { f.Clients[2].Rejected.P50Ms = 1 }, statusNotMet, "1.0ms", ""},
 		{"amplification once open", "tuned", "after-open", func(f *Figures) { f.Clients[2].AfterOpen.Amplification = 0.11 }, statusNotMet, "0.110", ""},
-		{"brownout", "httpx", "brownout", func(f *Figures) { f.Clients[1].Phases[1].RetrySafeOK = 487 }, statusNotMet, "99.39% (99.60% of all requests)", ""},
+		{"brownout", "httpx", "brownout", func(f *Figures) {
+			f.Clients[1].Phases[1].RetrySafeOK = 487
+			f.Clients[1].Phases[1].Outcomes = map[string]int{"ok": 495, "deadline": 3, "status 503": 2}
+		}, statusNotMet, "99.39% (99.60% of all requests)", "how the brownout's requests failed: deadline 3, status 503 2"},
 		{"no brownout", "httpx", "brownout", func(f *Figures) { f.Clients[1].Phases = f.Clients[1].Phases[2:] }, statusNA, "-", "no brownout in this timeline"},
 		{"a duplicate", "httpx", "dup-post", func(f *Figures) { f.Clients[1].Total.Server = &ServerFigures{Duplicates: 1} }, statusNotMet, "1", ""},
 		{"early", "httpx", "early", func(f *Figures) { f.Clients[1].Total.Server = &ServerFigures{EarlyRetries: 2} }, statusNotMet, "2", ""},
-		{"a 429 held", "httpx", "429-held", func(f *Figures) { f.Clients[1].ThrottledHeld = 1 }, statusNotMet, "1 of 139 held", ""},
+		{"a 429 held", "httpx", "429-held", func(f *Figures) { f.Clients[1].ThrottledHeld, f.Clients[1].MaxHeldMs = 1, 61 }, statusNotMet, "1 of 139 held", "the longest kept 61ms"},
 		{"no 429", "httpx", "429-held", func(f *Figures) { f.Clients[1].Throttled.Count = 0 }, statusNA, "-", "no request ended with a 429"},
 		{"invalid run", "httpx", "connections", func(f *Figures) { f.Fidelity.Valid = false; f.Clients[1].Connections = 99 }, statusNotJudged,
 			"99 (allowed 15 = 9 + 0 cut + 6)", "most of them in the recovery: 5 connections opened against plain's 1, with up to 7 requests on the wire at once against plain's 2"},
