@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -22,7 +23,8 @@ type config struct {
 	rate     float64 // logical requests per second, per client
 	timeout  time.Duration
 	seed     uint64
-	timeline chaos.Timeline
+	timeline chaos.Timeline // the built-in upstream's phases
+	spans    spans          // what the figures are given for: timeline's phases, or with -url the whole run
 	outage   chaos.OutageMode
 	unkeyed  float64 // share of requests that are POSTs without a key
 	posts    float64 // share of requests that are POSTs with a key
@@ -30,11 +32,15 @@ type config struct {
 	// network, when set, carries every client's requests to its built-in
 	// upstream instead of loopback (tests run the scenario in memory, on
 	// fake time).
-	network   func(*chaos.Upstream) http.RoundTripper
+	network func(*chaos.Upstream) http.RoundTripper
+	// stall, when set, is called by caller c before it starts its k-th
+	// request (tests make the load fall behind its schedule with it).
+	stall     func(c, k int)
 	clients   []string
 	report    string // HTML path
 	jsonPath  string // JSON path, "-" for stdout
 	quiet     bool   // no progress line
+	check     bool   // exit non-zero unless the run is valid and every target met
 	openFor   time.Duration
 	hedgeWait time.Duration
 	http2     bool // unencrypted HTTP/2 between every client and its upstream
@@ -45,8 +51,6 @@ type config struct {
 	metrics     *resilient.TextMetrics
 }
 
-var errHelp = flag.ErrHelp
-
 // parseFlags reads the command line. Errors name the flag.
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
@@ -56,10 +60,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fmt.Fprintf(stderr, "usage: resilient-demo [flags]\n\n"+
 			"Runs the same load through several HTTP clients, side by side, against a flaky\n"+
 			"upstream (built in, on loopback, one instance per client with the same seed),\n"+
-			"and prints what each client did to the upstream and to its callers.\n\nflags:\n")
+			"and prints what each client did to the upstream and to its callers.\n\n"+
+			"Exit status: 0 done; 1 failed, or with -check a target not met; 2 bad flags;\n"+
+			"3 with -check, the run is invalid (the lab fell behind its schedule); 130 interrupted.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
-	fs.DurationVar(&c.duration, "duration", 0, "total `duration` of the scenario; the phases are scaled to it (default: the sum of -phases)")
+	fs.DurationVar(&c.duration, "duration", 0, "total `duration` of the scenario; the phases are scaled to it (default: the sum of -phases; with -url, 23s)")
 	fs.IntVar(&c.callers, "callers", 10, "concurrent callers per client (>= 1)")
 	fs.Float64Var(&c.rate, "rate", 100, "logical requests per second per client, shared by its callers (> 0)")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Second, "deadline of each logical request, retries included (> 0)")
@@ -68,11 +74,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	outage := fs.String("outage", "refuse", "what the built-in upstream does during an outage: refuse (connections refused) or 503")
 	fs.Float64Var(&c.posts, "posts", 0.38, "share of requests that are POSTs with an Idempotency-Key, in [0, 1]")
 	fs.Float64Var(&c.unkeyed, "unkeyed", 0.02, "share of requests that are POSTs without an Idempotency-Key, in [0, 1]; the rest are GETs")
-	fs.StringVar(&c.url, "url", "", "base `URL` of a real upstream to aim at instead of the built-in one (the clients then share it)")
+	fs.StringVar(&c.url, "url", "", "base `URL` of a real upstream to aim at instead of the built-in one: the clients share it, requests go to URL/items/<id>, the figures are counted on the client side, and no target is judged (-phases and -outage do not apply)")
 	clients := fs.String("clients", strings.Join(clientNames(), ","), "comma-separated clients to run: "+strings.Join(clientNames(), ", "))
 	fs.StringVar(&c.report, "report", "", "write a self-contained HTML report to this `file`")
 	fs.StringVar(&c.jsonPath, "json", "", "write the raw figures as JSON to this `file` (- for standard output)")
 	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
+	fs.BoolVar(&c.check, "check", false, "exit 1 if a target is not met and 3 if the run is invalid (the lab fell behind its schedule)")
 	fs.DurationVar(&c.openFor, "open", time.Second, "how long the tuned client's breaker stays open before a probe (> 0)")
 	fs.DurationVar(&c.hedgeWait, "hedge", 500*time.Millisecond, "how long the tuned client waits for an answer before it sends a second attempt (a hedge) of a request safe to repeat (>= 0; 0: no hedging)")
 	fs.StringVar(&c.metricsAddr, "metrics", "", "serve the library clients' metrics in the Prometheus text format at http://`address`/metrics (such as :9090) while the scenario runs")
@@ -83,19 +90,36 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.url != "" {
+		// Decision: refuse what cannot apply rather than ignore it, so
+		// that nobody reads an outage into figures of an upstream that had
+		// none.
+		switch {
+		case set["outage"]:
+			return nil, errors.New("-outage applies to the built-in upstream only; with -url the upstream is yours and does what it does")
+		case set["phases"]:
+			return nil, errors.New("-phases is the built-in upstream's timeline; with -url there are no phases: set the length of the run with -duration")
+		}
+	}
 
 	tl, err := chaos.ParseTimeline(*phases)
 	if err != nil {
 		return nil, fmt.Errorf("-phases: %w", err)
 	}
 	switch {
-	case c.duration < 0:
+	case c.duration < 0 || (set["duration"] && c.duration == 0):
 		return nil, fmt.Errorf("-duration must be > 0, got %v", c.duration)
 	case c.duration > 0:
 		tl = tl.Scale(c.duration)
 	}
 	c.timeline = tl
 	c.duration = tl.Total()
+	c.spans = spansOf(tl)
+	if c.url != "" {
+		c.spans = spans{{urlSpan, c.duration}}
+	}
 	switch *outage {
 	case "refuse":
 		c.outage = chaos.Refuse
@@ -144,6 +168,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if len(c.clients) == 0 {
 		return nil, errors.New("-clients: name at least one client")
+	}
+	switch {
+	case c.report == "-":
+		return nil, errors.New("-report writes to a file; - (standard output) is for -json")
+	case c.report != "" && c.jsonPath != "" && filepath.Clean(c.report) == filepath.Clean(c.jsonPath):
+		return nil, fmt.Errorf("-report and -json name the same file %q", c.report)
 	}
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"html"
 	"io"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ func TestBadFlagsAreRejected(t *testing.T) {
 		{"rate NaN", []string{"-rate", "NaN"}, "-rate must be in (0, 1e6], got NaN"},
 		{"timeout", []string{"-timeout", "0s"}, "-timeout must be > 0, got 0s"},
 		{"duration", []string{"-duration", "-1s"}, "-duration must be > 0, got -1s"},
+		{"duration zero", []string{"-duration", "0s"}, "-duration must be > 0, got 0s"},
 		{"duration not a duration", []string{"-duration", "5"}, `invalid value "5" for flag -duration`},
 		{"phases", []string{"-phases", "sunny=1s"}, `-phases: chaos: unknown phase "sunny"`},
 		{"phase duration", []string{"-phases", "outage=0s"}, "-phases: chaos: phase 0 (outage): duration must be > 0, got 0s"},
@@ -189,8 +191,10 @@ func TestShortScenario(t *testing.T) {
 	checkHTML(t, page, f)
 }
 
-// checkHTML parses the page as XML and finds three charts per client, each
-// with the phases shaded and a line.
+// checkHTML parses the page as XML and finds the report's parts: one
+// chart per metric with the phases shaded and a line per client, the
+// breaker states of the clients with one, and a legend for every column
+// of the summary.
 func checkHTML(t *testing.T, page []byte, f *Figures) {
 	t.Helper()
 	assert.NotContains(t, string(page), "<script")
@@ -201,8 +205,8 @@ func checkHTML(t *testing.T, page []byte, f *Figures) {
 		assert.NotContains(t, string(page), ref, "no external asset")
 	}
 	d := xml.NewDecoder(bytes.NewReader(page))
-	var svgs, rects, polylines int
-	in := 0
+	var charts, breakers, phaseRects, breakerRects, polylines int
+	var in string
 	for {
 		tok, err := d.Token()
 		if err == io.EOF {
@@ -211,31 +215,54 @@ func checkHTML(t *testing.T, page []byte, f *Figures) {
 		require.NoError(t, err, "the page is well-formed")
 		switch el := tok.(type) {
 		case xml.StartElement:
-			switch el.Name.Local {
-			case "svg":
-				svgs++
-				in++
-			case "rect":
-				if in > 0 {
-					rects++
+			class := ""
+			for _, a := range el.Attr {
+				if a.Name.Local == "class" {
+					class = a.Value
 				}
-			case "polyline":
-				if in > 0 {
-					polylines++
+			}
+			switch {
+			case el.Name.Local == "svg":
+				in = class
+				if class == "chart" {
+					charts++
+				} else if class == "breakers" {
+					breakers++
 				}
+			case el.Name.Local == "rect" && class == "phase" && in == "chart":
+				phaseRects++
+			case el.Name.Local == "rect" && class == "breaker" && in == "breakers":
+				breakerRects++
+			case el.Name.Local == "polyline" && in == "chart":
+				polylines++
 			}
 		case xml.EndElement:
 			if el.Name.Local == "svg" {
-				in--
+				in = ""
 			}
 		}
 	}
 	phases := strings.Count(f.Timeline, "=")
-	assert.Equal(t, 3*len(f.Clients), svgs, "three charts per client")
-	assert.Equal(t, svgs*phases, rects, "every chart shades every phase")
-	assert.GreaterOrEqual(t, polylines, svgs, "every chart has a line")
+	assert.Equal(t, 4, charts, "one chart per metric: load, success, p99, connections")
+	assert.Equal(t, charts*phases, phaseRects, "every chart shades every phase")
+	assert.GreaterOrEqual(t, polylines, charts*len(f.Clients), "every chart has a line per client")
+	withBreaker := 0
 	for _, c := range f.Clients {
-		assert.Contains(t, string(page), "<h2>"+c.Name+"</h2>")
+		if c.Breaker {
+			withBreaker++
+		}
+		assert.Contains(t, string(page), "<strong>"+c.Name+"</strong>", "its figures per phase")
+	}
+	if withBreaker > 0 {
+		assert.Equal(t, 1, breakers, "the breakers' states are drawn")
+		assert.GreaterOrEqual(t, breakerRects, withBreaker, "a state per breaker at least")
+		for _, s := range []string{"closed", "open", "half-open"} {
+			assert.Contains(t, string(page), "</span>"+s+"</span>", "the key names the state %s", s)
+		}
+	}
+	for _, col := range summaryColumns(f)[1:] {
+		assert.Contains(t, string(page), "<th>"+html.EscapeString(col.name)+"<div class=\"legend\">"+html.EscapeString(col.legend)+"</div></th>",
+			"the summary's %s has its legend", col.name)
 	}
 }
 
@@ -257,13 +284,22 @@ func TestSummarize(t *testing.T) {
 	}
 	rec.attempts = []time.Duration{100 * ms, 200 * ms, 300 * ms, 1100 * ms, 1101 * ms, 1102 * ms, 2900 * ms, 3500 * ms}
 	rec.transitions = []transition{{At: 1500 * ms, From: "closed", To: "open"}, {At: 2900 * ms, From: "open", To: "half-open"}, {At: 3150 * ms, From: "half-open", To: "closed"}}
+	// The three attempts into the outage are on the wire together.
+	rec.ends = []time.Duration{101 * ms, 201 * ms, 301 * ms, 1200 * ms, 1200 * ms, 1200 * ms, 2901 * ms, 3501 * ms}
+	rec.dials = []time.Duration{100 * ms, 1100 * ms, 3500 * ms}
 	rec.conns.Store(3)
 
-	f := summarize("x", "desc", tl, rec, nil)
+	f := summarize(clientKind{name: "x", desc: "desc", breaker: true}, spansOf(tl), rec, nil, nil)
 	require.Len(t, f.Phases, 3)
 	h, o, r := f.Phases[0], f.Phases[1], f.Phases[2]
 	assert.Equal(t, PhaseFigures{Phase: "healthy", StartS: 0, DurationS: 1, Requests: 4, OK: 2, Success: 0.5, RetrySafe: 3, RetrySafeOK: 2,
-		P50Ms: 20, P99Ms: 290, MaxMs: 290, Upstream: 3, Amplification: 0.75, Outcomes: map[string]int{"ok": 2, "status 429": 2}}, h)
+		P50Ms: 20, P99Ms: 290, MaxMs: 290, Upstream: 3, Amplification: 0.75, Outcomes: map[string]int{"ok": 2, "status 429": 2},
+		Dials: 1, PeakInFlight: 1}, h)
+	assert.Equal(t, 3, o.PeakInFlight, "three attempts on the wire at once")
+	assert.Equal(t, 1, o.Dials)
+	assert.Equal(t, 1, r.PeakInFlight)
+	assert.Equal(t, 3, f.Total.Dials)
+	assert.Equal(t, 3, f.Total.PeakInFlight)
 	assert.Equal(t, 4, o.Requests)
 	assert.Equal(t, 4, o.Upstream)
 	assert.Equal(t, 1.0, o.Amplification)
@@ -284,13 +320,16 @@ func TestSummarize(t *testing.T) {
 	assert.Equal(t, Latencies{Count: 2, P50Ms: 0.1, MaxMs: 0.3}, f.Rejected)
 	assert.Equal(t, 3, f.Connections)
 	require.Len(t, f.Series, 4)
-	assert.Equal(t, SecondFigure{Second: 1, Upstream: 3, Requests: 2, OK: 0, Success: 0, P99Ms: 5}, f.Series[1])
+	assert.Equal(t, SecondFigure{Second: 1, Upstream: 3, Requests: 2, OK: 0, Success: 0, P99Ms: 5, Dials: 1}, f.Series[1])
 	assert.Equal(t, SecondFigure{Second: 2, Upstream: 1, Requests: 2, OK: 1, Success: 0.5, P99Ms: 250}, f.Series[2])
 
 	var buf bytes.Buffer
-	require.NoError(t, writeHTML(&buf, &Figures{Timeline: tl.String(), Upstream: "built-in", Clients: []ClientFigures{f}}))
-	checkHTML(t, buf.Bytes(), &Figures{Timeline: tl.String(), Clients: []ClientFigures{f}})
-	assert.Contains(t, buf.String(), "breaker open at 1.50s")
+	figs := &Figures{Timeline: tl.String(), Upstream: "built-in", Clients: []ClientFigures{f}}
+	require.NoError(t, writeHTML(&buf, figs))
+	checkHTML(t, buf.Bytes(), figs)
+	assert.Contains(t, buf.String(), "open from 1.50s to 2.90s")
+	assert.Contains(t, buf.String(), "half-open from 2.90s to 3.15s")
+	assert.Contains(t, buf.String(), "closed from 3.15s to 4.00s")
 }
 
 func TestQuantile(t *testing.T) {

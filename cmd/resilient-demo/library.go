@@ -9,15 +9,17 @@ import (
 	"github.com/resilient-go/resilient/httpx"
 )
 
-// libraryClients lists the clients built on the library.
-func libraryClients() []string { return []string{"httpx", "tuned"} }
-
-// hasBreaker reports whether the client of that name has a breaker.
-func hasBreaker(name string) bool { return name == "tuned" }
+// The two columns of the library. httpx must stay httpx.NewClient() with
+// no options, whatever its defaults become, so that the demo measures what
+// a user gets; tuned must stay the README's recommended setup, number for
+// number. The descriptions are in clients.go.
 
 // httpxDefaults is the library's client with its defaults: 4 attempts,
 // exponential backoff with full jitter, Retry-After honoured, POSTs
-// retried only with an Idempotency-Key (or when never sent).
+// retried only with an Idempotency-Key (or when never sent). With -metrics
+// it needs hooks, which today only an executor of its own can carry: that
+// executor restates httpx's default policy, and must follow it (or give
+// way to an httpx option that adds hooks to the defaults).
 func httpxDefaults(cfg *config, base http.RoundTripper, _ *recorder) (doFunc, error) {
 	if cfg.metrics == nil {
 		return httpx.NewClient(httpx.WithBase(base)).Do, nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,13 +17,15 @@ import (
 
 // call is one logical request, as its caller saw it.
 type call struct {
-	At      time.Duration // start, from the start of the timeline
-	Took    time.Duration
-	Method  string
-	Keyed   bool
-	OK      bool
-	Status  int    // final status, 0 when no response came
-	Outcome string // "ok", "status 503", "refused", "reset", "deadline", "breaker open", …
+	// Sched is when the load's schedule said it should start, At when it
+	// did (both from the start of the run): At-Sched is the lab's lag.
+	Sched, At time.Duration
+	Took      time.Duration
+	Method    string
+	Keyed     bool
+	OK        bool
+	Status    int    // final status, 0 when no response came
+	Outcome   string // "ok", "status 503", "refused", "reset", "deadline", "breaker open", …
 	// Held is, for a request answered with a 429, how long the client
 	// kept that 429 before handing it to the caller.
 	Held time.Duration
@@ -43,17 +46,22 @@ type recorder struct {
 	mu          sync.Mutex
 	calls       []call
 	attempts    []time.Duration // start of each request on the wire
+	ends        []time.Duration // when each was done with (its response read or closed, or no response)
+	dials       []time.Duration // each connection opened
 	transitions []transition
 	answered    map[string]time.Duration // logical id: when its last response came
 
-	conns          atomic.Int64
-	refused        atomic.Int64 // attempts whose connection was refused
-	cut            atomic.Int64 // attempts cancelled before their response came
-	started, done  atomic.Int64
-	ok             atomic.Int64
-	windowDone     atomic.Int64 // since the last progress line
-	windowOK       atomic.Int64
-	attemptsNumber atomic.Int64
+	conns    atomic.Int64
+	refused  atomic.Int64 // attempts whose connection was refused
+	cut      atomic.Int64 // attempts cancelled before their response came
+	deadline atomic.Int64 // of them, those cancelled by the caller's deadline
+	started  atomic.Int64
+	done     atomic.Int64
+	ok       atomic.Int64
+	// Since the last progress line: requests ended, of them successes, and
+	// the largest lag of a request's start behind its schedule.
+	windowDone, windowOK, windowLag atomic.Int64
+	attemptsNumber                  atomic.Int64
 }
 
 func newRecorder(start time.Time) *recorder {
@@ -74,6 +82,8 @@ func (r *recorder) answeredAt(id string) time.Duration {
 	return r.answered[id]
 }
 
+// attempt notes a request sent on the wire; ended must be called once when
+// it is done with (its response read to the end or closed, or no response).
 func (r *recorder) attempt() {
 	at := time.Since(r.start)
 	r.attemptsNumber.Add(1)
@@ -82,7 +92,20 @@ func (r *recorder) attempt() {
 	r.mu.Unlock()
 }
 
-func (r *recorder) conn() { r.conns.Add(1) }
+func (r *recorder) ended() {
+	at := time.Since(r.start)
+	r.mu.Lock()
+	r.ends = append(r.ends, at)
+	r.mu.Unlock()
+}
+
+func (r *recorder) conn() {
+	at := time.Since(r.start)
+	r.conns.Add(1)
+	r.mu.Lock()
+	r.dials = append(r.dials, at)
+	r.mu.Unlock()
+}
 
 func (r *recorder) transition(from, to string) {
 	at := time.Since(r.start)
@@ -98,6 +121,13 @@ func (r *recorder) record(c call) {
 		r.ok.Add(1)
 		r.windowOK.Add(1)
 	}
+	lag := int64(c.At - c.Sched)
+	for {
+		old := r.windowLag.Load()
+		if lag <= old || r.windowLag.CompareAndSwap(old, lag) {
+			break
+		}
+	}
 	r.mu.Lock()
 	r.calls = append(r.calls, c)
 	r.mu.Unlock()
@@ -106,9 +136,35 @@ func (r *recorder) record(c call) {
 // payload is the body of every POST.
 var payload = []byte(`{"item":"demo","quantity":1}`)
 
-// runLoad drives cfg.callers callers through do for the whole timeline.
-// Each caller starts a logical request every callers/rate seconds, on a
-// fixed schedule, whether or not its earlier requests have ended.
+// slot returns when caller c starts its k-th logical request (from 0),
+// from the start of the run, and false when that is past the end: each
+// caller starts one every callers/rate seconds, the callers spread evenly
+// over that interval.
+func slot(cfg *config, c, k int) (time.Duration, bool) {
+	interval := time.Duration(float64(cfg.callers) * float64(time.Second) / cfg.rate)
+	at := interval*time.Duration(c)/time.Duration(cfg.callers) + time.Duration(k)*interval
+	return at, at < cfg.duration
+}
+
+// planned returns how many logical requests the schedule starts in each
+// span before cutoff: what every client is given to do.
+func planned(cfg *config, sp spans, cutoff time.Duration) []int {
+	n := make([]int, len(sp))
+	for c := range cfg.callers {
+		for k := 0; ; k++ {
+			at, ok := slot(cfg, c, k)
+			if !ok || at >= cutoff {
+				break
+			}
+			n[sp.index(at)]++
+		}
+	}
+	return n
+}
+
+// runLoad drives cfg.callers callers through do for the whole run. Each
+// caller starts a logical request at each of its slots, whether or not its
+// earlier requests have ended.
 //
 // Decision: the load is open (requests arrive at a fixed rate, as users'
 // do) rather than closed (each caller waiting for its answer before the
@@ -117,20 +173,21 @@ var payload = []byte(`{"item":"demo","quantity":1}`)
 // success rates incomparable; open, every client gets the same logical
 // requests (ids, methods, start times), drawn from the seed. It returns
 // when every request has ended.
+//
+// Decision: a caller that wakes up late (the machine is busy) sends what it
+// owes at once rather than skipping it, so that no request is lost; each
+// request records how late it started (its lag), and the run's fidelity
+// (fidelity.go) judges whether the lab kept to its schedule.
 func runLoad(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder) {
-	interval := time.Duration(float64(cfg.callers) * float64(time.Second) / cfg.rate)
-	end := cfg.timeline.Total()
 	var wg sync.WaitGroup
 	for c := range cfg.callers {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(cfg.seed, uint64(c)))
-			offset := interval * time.Duration(c) / time.Duration(cfg.callers)
-			t := time.NewTimer(0)
+			t := time.NewTimer(time.Hour)
 			defer t.Stop()
-			<-t.C
 			for k := 0; ; k++ {
-				next := offset + time.Duration(k)*interval
-				if next >= end {
+				next, ok := slot(cfg, c, k)
+				if !ok {
 					return
 				}
 				t.Reset(time.Until(rec.start.Add(next)))
@@ -138,6 +195,9 @@ func runLoad(ctx context.Context, cfg *config, base string, do doFunc, rec *reco
 				case <-ctx.Done():
 					return
 				case <-t.C:
+				}
+				if cfg.stall != nil {
+					cfg.stall(c, k)
 				}
 				u := rng.Float64()
 				method, keyed := http.MethodGet, false
@@ -148,17 +208,23 @@ func runLoad(ctx context.Context, cfg *config, base string, do doFunc, rec *reco
 					method = http.MethodPost
 				}
 				id := fmt.Sprintf("c%d-%d", c, k+1)
-				wg.Go(func() { one(ctx, cfg, base, do, rec, id, method, keyed) })
+				wg.Go(func() { one(ctx, cfg, base, do, rec, id, method, keyed, next) })
 			}
 		})
 	}
 	wg.Wait()
 }
 
-// one sends one logical request and records it.
-func one(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder, id, method string, keyed bool) {
+// logicalKey is the context key under which a logical request's context
+// carries itself, so that the transport can tell an attempt cut by the
+// caller's deadline from one the client cut itself (a hedge that lost).
+type logicalKey struct{}
+
+// one sends one logical request, due at sched, and records it.
+func one(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder, id, method string, keyed bool, sched time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
+	ctx = context.WithValue(ctx, logicalKey{}, ctx)
 	var body io.Reader
 	if method == http.MethodPost {
 		body = bytes.NewReader(payload)
@@ -175,7 +241,7 @@ func one(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder
 		req.Header.Set("Content-Type", "application/json")
 	}
 	t0 := time.Now()
-	c := call{At: t0.Sub(rec.start), Method: method, Keyed: keyed}
+	c := call{Sched: sched, At: t0.Sub(rec.start), Method: method, Keyed: keyed}
 	rec.started.Add(1)
 	resp, err := do(req)
 	if err == nil {
@@ -198,14 +264,20 @@ func one(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder
 	rec.record(c)
 }
 
-// progress prints a live line every period until ctx is done.
-func progress(ctx context.Context, w io.Writer, tty bool, cfg *config, names []string, recs []*recorder, start time.Time) {
+// progress prints a live line every period until ctx is done: the time
+// elapsed and the span in progress, then what each client's requests that
+// ended in the last period did, and a warning when the lab fell behind its
+// schedule in that period.
+//
+//	12.0s/23s  now: throttling  |  last 2.0s (brownout→throttling), requests ended, ok: plain 200 93% · httpx 200 100%
+func progress(ctx context.Context, w io.Writer, tty bool, sp spans, names []string, recs []*recorder, probe *schedProbe, start time.Time) {
 	period := 250 * time.Millisecond
 	if !tty {
 		period = 2 * time.Second
 	}
 	t := time.NewTicker(period)
 	defer t.Stop()
+	prev := time.Duration(0)
 	for {
 		select {
 		case <-ctx.Done():
@@ -216,21 +288,43 @@ func progress(ctx context.Context, w io.Writer, tty bool, cfg *config, names []s
 		case <-t.C:
 		}
 		el := time.Since(start)
-		p := cfg.timeline[cfg.timeline.Index(el)]
-		var b bytes.Buffer
-		fmt.Fprintf(&b, "%-10s %5.1fs/%.0fs", p.Kind, el.Seconds(), cfg.timeline.Total().Seconds())
-		for i, r := range recs {
-			d, ok := r.windowDone.Swap(0), r.windowOK.Swap(0)
-			rate := "    -"
-			if d > 0 {
-				rate = fmt.Sprintf("%4.0f%%", 100*float64(ok)/float64(d))
-			}
-			fmt.Fprintf(&b, " | %s %d req %s", names[i], r.done.Load(), rate)
-		}
+		line := progressLine(sp, names, recs, probe, prev, el)
+		prev = el
 		if tty {
-			fmt.Fprintf(w, "\r\033[K%s", b.Bytes())
+			fmt.Fprintf(w, "\r\033[K%s", line)
 		} else {
-			fmt.Fprintf(w, "%s\n", b.Bytes())
+			fmt.Fprintf(w, "%s\n", line)
 		}
 	}
+}
+
+// progressLine is one line of progress at el, about the window since prev;
+// it takes (and resets) the window's counters.
+func progressLine(sp spans, names []string, recs []*recorder, probe *schedProbe, prev, el time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%5.1fs/%.0fs  now: %-10s |  last %.1fs", el.Seconds(), sp.total().Seconds(), sp[sp.index(el)].Name, (el - prev).Seconds())
+	if from, to := sp.index(prev), sp.index(max(prev, el-1)); from == to {
+		fmt.Fprintf(&b, " (%s)", sp[from].Name)
+	} else {
+		fmt.Fprintf(&b, " (%s→%s)", sp[from].Name, sp[to].Name)
+	}
+	b.WriteString(", requests ended, ok:")
+	lag := probe.takeWindow()
+	for i, r := range recs {
+		d, ok := r.windowDone.Swap(0), r.windowOK.Swap(0)
+		lag = max(lag, time.Duration(r.windowLag.Swap(0)))
+		rate := "   -"
+		if d > 0 {
+			rate = fmt.Sprintf("%3.0f%%", 100*float64(ok)/float64(d))
+		}
+		sep := " · "
+		if i == 0 {
+			sep = " "
+		}
+		fmt.Fprintf(&b, "%s%s %d %s", sep, names[i], d, rate)
+	}
+	if lag > tolerance.max {
+		fmt.Fprintf(&b, "  |  LAB BEHIND SCHEDULE by up to %s (tolerance %s)", msStr(ms(lag)), msStr(ms(tolerance.max)))
+	}
+	return b.String()
 }

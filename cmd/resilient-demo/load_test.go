@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -28,8 +32,7 @@ func load(t *testing.T, seed uint64, callers int, rate float64) []sent {
 	t.Helper()
 	var out []sent
 	synctest.Test(t, func(t *testing.T) {
-		cfg := &config{callers: callers, rate: rate, timeout: time.Second, seed: seed, posts: 0.38, unkeyed: 0.02,
-			timeline: chaos.Timeline{{Kind: chaos.Healthy, Duration: 2 * time.Second}}}
+		cfg := &config{callers: callers, rate: rate, timeout: time.Second, seed: seed, posts: 0.38, unkeyed: 0.02, duration: 2 * time.Second}
 		rec := newRecorder(time.Now())
 		var mu sync.Mutex
 		do := func(req *http.Request) (*http.Response, error) {
@@ -80,22 +83,111 @@ func TestAgainstARealUpstreamURL(t *testing.T) {
 	require.NoError(t, up.Start())
 	defer up.Close()
 
+	jsonPath := filepath.Join(t.TempDir(), "f.json")
 	var stdout, stderr strings.Builder
-	code := run(context.Background(), []string{"-url", up.URL() + "/", "-phases", "healthy=400ms,outage=300ms",
-		"-clients", "plain,httpx", "-rate", "50", "-callers", "2", "-quiet"}, &stdout, &stderr, false)
+	code := run(context.Background(), []string{"-url", up.URL() + "/", "-duration", "700ms",
+		"-clients", "plain,httpx", "-rate", "50", "-callers", "2", "-quiet", "-json", jsonPath}, &stdout, &stderr, false)
 	require.Equal(t, 0, code, stderr.String())
 	out := stdout.String()
 	assert.Contains(t, out, "upstream: "+up.URL()+" (shared; counted on the client side)")
-	assert.Contains(t, out, "ampl  breaker\n", "no column counted on the upstream's side")
-	assert.Contains(t, out, "429 held  conns  cut\n", "no column counted on the upstream's side")
-	// The phases are only labels here: the real upstream stayed healthy.
+	assert.Contains(t, out, "timeline: run=700ms\n", "no phases of the built-in upstream")
+	assert.Equal(t, []string{"phase", "reqs", "success", "p50", "p99", "max", "upstream", "ampl", "breaker", "conns"},
+		strings.Fields(lineAfter(t, out, "plain: ")), "no column counted on the upstream's side")
+	assert.Equal(t, []string{"client", "success", "p50", "p99", "ampl", "refused", "429", "p50", "429", "held", "conns", "cut"},
+		strings.Fields(lineAfter(t, out, "summary\n")), "measured figures only")
+	assert.Contains(t, out, "targets: none; they are stated for the built-in upstream's scenario")
+	for _, builtIn := range []string{"outage", "brownout", "recovery", "early", "dup POST", "met ", "NOT MET"} {
+		assert.NotContains(t, out, builtIn)
+	}
+	raw, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	var f Figures
+	require.NoError(t, json.Unmarshal(raw, &f))
+	assert.Empty(t, f.Targets, "no target with -url")
+	for _, cl := range f.Clients {
+		require.Len(t, cl.Phases, 1)
+		assert.Equal(t, urlSpan, cl.Phases[0].Phase)
+		assert.Equal(t, 35, cl.Total.Requests, "%s: 2 callers at 50 req/s for 700ms", cl.Name)
+		assert.Equal(t, 35, cl.Total.Planned)
+		assert.Nil(t, cl.Total.Server)
+		assert.Nil(t, cl.AfterOpen)
+		assert.Nil(t, cl.RecoveryLagMs)
+	}
 	s := up.Stats().Total
 	assert.Equal(t, 2*35, s.Received, "two clients, 35 requests each, each sent once")
 }
 
+// lineAfter returns the line after the first line that starts with prefix.
+func lineAfter(t *testing.T, out, prefix string) string {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l+"\n", prefix) && i+1 < len(lines) {
+			return lines[i+1]
+		}
+	}
+	require.Failf(t, "no such line", "%q in %s", prefix, out)
+	return ""
+}
+
+func TestURLRefusesWhatCannotApply(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"outage", []string{"-outage", "503"}, "-outage applies to the built-in upstream only"},
+		{"outage at its default", []string{"-outage", "refuse"}, "-outage applies to the built-in upstream only"},
+		{"phases", []string{"-phases", "healthy=1s"}, "-phases is the built-in upstream's timeline; with -url there are no phases"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := run(context.Background(), append([]string{"-url", "http://127.0.0.1:1"}, tt.args...), &stdout, &stderr, false)
+			assert.Equal(t, 2, code)
+			assert.Contains(t, stderr.String(), tt.want)
+			assert.Empty(t, stdout.String())
+		})
+	}
+}
+
+// TestHTTP2AgainstAServerWithout: -http2 against a server that speaks only
+// HTTP/1.1 says so before the run, instead of failing every request.
+func TestHTTP2AgainstAServerWithout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	var stdout, stderr strings.Builder
+	start := time.Now()
+	code := run(context.Background(), []string{"-url", srv.URL, "-http2", "-duration", "5s", "-quiet"}, &stdout, &stderr, false)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr.String(), "resilient-demo: -http2: "+srv.URL+" does not answer over HTTP/2")
+	assert.Contains(t, stderr.String(), "run without -http2")
+	assert.Empty(t, stdout.String(), "nothing ran")
+	assert.Less(t, time.Since(start), 5*time.Second, "refused before the run")
+}
+
+// TestHTTP2AgainstAServerWith: an upstream that speaks h2c passes the
+// probe, and the run speaks HTTP/2 to it.
+func TestHTTP2AgainstAServerWith(t *testing.T) {
+	c := chaos.DefaultConfig(1)
+	c.Timeline = chaos.Timeline{{Kind: chaos.Healthy, Duration: time.Hour}}
+	c.HTTP2 = true
+	up, err := chaos.New(c)
+	require.NoError(t, err)
+	require.NoError(t, up.Start())
+	defer up.Close()
+	var stdout, stderr strings.Builder
+	code := run(context.Background(), []string{"-url", up.URL(), "-http2", "-duration", "300ms", "-clients", "plain",
+		"-rate", "20", "-callers", "1", "-quiet"}, &stdout, &stderr, false)
+	require.Equal(t, 0, code, stderr.String())
+	assert.Contains(t, stdout.String(), "(shared; counted on the client side); HTTP/2\n")
+	assert.Contains(t, stdout.String(), "client  success")
+	assert.Contains(t, stdout.String(), "  plain  100.00%")
+}
+
 func TestProgressLine(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := &config{timeline: chaos.Timeline{{Kind: chaos.Healthy, Duration: time.Second}, {Kind: chaos.Outage, Duration: time.Second}}}
+		sp := spans{{"healthy", time.Second}, {"outage", time.Second}}
 		rec := newRecorder(time.Now())
 		rec.record(call{OK: true})
 		rec.record(call{})
@@ -103,17 +195,36 @@ func TestProgressLine(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
-			progress(ctx, &b, true, cfg, []string{"plain"}, []*recorder{rec}, rec.start)
+			progress(ctx, &b, true, sp, []string{"plain"}, []*recorder{rec}, newSchedProbe(), rec.start)
 			close(done)
 		}()
 		time.Sleep(1100 * time.Millisecond)
 		cancel()
-		<-done
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			require.Fail(t, "progress did not stop with its context")
+		}
 		out := b.String()
-		assert.Contains(t, out, "healthy      0.2s/2s | plain 2 req   50%")
-		assert.Contains(t, out, "outage       1.0s/2s | plain 2 req     -", "no request in the last period")
+		assert.Contains(t, out, "  0.2s/2s  now: healthy    |  last 0.2s (healthy), requests ended, ok: plain 2  50%",
+			"the phase now, then the last window's figures, labelled")
+		assert.Contains(t, out, "  1.0s/2s  now: outage     |  last 0.2s (healthy), requests ended, ok: plain 0    -",
+			"the window that just ended was in the healthy phase; nothing ended in it")
+		assert.NotContains(t, out, "BEHIND")
 		assert.True(t, strings.HasSuffix(out, "\r\033[K"), "the line is erased at the end")
 	})
+}
+
+func TestProgressLineSpansPhasesAndWarns(t *testing.T) {
+	sp := spans{{"healthy", time.Second}, {"outage", 2 * time.Second}}
+	rec := newRecorder(time.Now())
+	rec.record(call{OK: true, Sched: 100 * time.Millisecond, At: 180 * time.Millisecond})
+	line := progressLine(sp, []string{"plain"}, []*recorder{rec}, newSchedProbe(), 0, 2*time.Second)
+	assert.Equal(t, "  2.0s/3s  now: outage     |  last 2.0s (healthy→outage), requests ended, ok: plain 1 100%"+
+		"  |  LAB BEHIND SCHEDULE by up to 80ms (tolerance 50ms)", line)
+	line = progressLine(sp, []string{"plain"}, []*recorder{rec}, newSchedProbe(), 2*time.Second, 3*time.Second)
+	assert.NotContains(t, line, "BEHIND", "the window's lag was taken")
 }
 
 func TestInterrupted(t *testing.T) {

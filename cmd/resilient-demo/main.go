@@ -2,8 +2,10 @@
 // several HTTP clients, side by side, against a misbehaving upstream, and
 // shows what each one did to the upstream and to its callers.
 //
-//	go run ./cmd/resilient-demo                     # 23s, no network needed
+//	go run ./cmd/resilient-demo                     # about 25s, no network needed
 //	go run ./cmd/resilient-demo -report report.html -json figures.json
+//	go run ./cmd/resilient-demo -json - | jq .fidelity
+//	go run ./cmd/resilient-demo -check              # exit 1 if a target is not met, 3 if the run is invalid
 //	go run ./cmd/resilient-demo -url http://localhost:8080 -duration 1m
 //	go run ./cmd/resilient-demo -metrics :9090      # Prometheus metrics while it runs
 //
@@ -14,8 +16,7 @@
 // By default each client gets its own instance of the built-in upstream
 // (package chaos), all started together with the same seed: the clients
 // run at the same time, meet the same fault schedule, and each upstream
-// counts exactly what one client did to it. With -url the clients share
-// the real upstream, and what is counted is counted on the client side.
+// counts exactly what one client did to it.
 //
 // The upstream runs a timeline of phases: healthy; brownout (503s, latency
 // spikes, slow headers, connection resets mid-body); throttling (429 with
@@ -25,16 +26,39 @@
 // POSTs without one), each with its own deadline (-timeout).
 //
 // At the end it prints, per client and phase: the success rate, the
-// p50/p99/max latency, the requests the upstream received per logical
-// request (amplification), requests that came back sooner than a
-// Retry-After allowed, duplicate executions of POSTs, breaker transitions;
-// then a summary per client. -report writes the same as an HTML page with
-// a chart per client, -json the raw figures. Bad flags exit with status 2.
+// p50/p99/max latency, the requests sent per logical request
+// (amplification), connections opened, requests that came back sooner than
+// a Retry-After allowed, duplicate executions of POSTs, breaker
+// transitions; then a summary per client with what each figure means, and
+// the library's targets, each met or not with its figure. -report writes
+// an HTML page (a verdict, the summary, one chart per metric with every
+// client overlaid on the phases, the breaker's states), -json the figures
+// (-json - writes them alone to standard output; the tables then go to
+// standard error).
+//
+// The lab checks itself. It runs in one process with its upstreams, and a
+// busy machine can make it fall behind its schedule: requests sent late,
+// in bursts, into the wrong phase, with the scheduler's delays in every
+// latency. It measures how late each request started, how late the
+// scheduler runs a goroutine whose timer is due, and how many requests
+// each client started per phase against the plan; beyond the tolerance
+// (fidelity.go) the run is invalid: a warning opens and closes the output
+// and the report, and no target is judged on its figures.
+//
+// With -url the clients share a real upstream instead: what is counted is
+// counted on the client side, the figures cover the run as a whole, and
+// there are no targets (they are stated for the built-in scenario);
+// -phases and -outage are refused.
 //
 // Clients and upstream speak HTTP/1.1 by default, where a request
 // cancelled in flight (a hedge that lost, a timeout) closes its connection;
-// -http2 runs the same scenario over unencrypted HTTP/2, where it resets
-// only its stream.
+// -http2 runs the same scenario over HTTP/2 (prior knowledge for http://
+// URLs), where it resets only its stream.
+//
+// Exit status: 0 done; 1 failed, or with -check a target not met; 2 bad
+// flags or an output that cannot be written (checked before the run);
+// 3 with -check, an invalid run; 130 interrupted (the figures of the part
+// that ran are still written).
 package main
 
 import (
@@ -67,17 +91,63 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// run is the whole command: it returns the exit status (0 done, 1 failed,
-// 2 bad flags, 130 interrupted: the figures of the part that ran are still
-// written).
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // the run failed; with -check, a target not met
+	exitUsage       = 2 // bad flags, or an output that cannot be written
+	exitInvalid     = 3 // with -check: the lab fell behind its schedule
+	exitInterrupted = 130
+)
+
+// run is the whole command: it returns the exit status (see the Exit
+// statuses; an interrupted run still writes the figures of the part that
+// ran).
+//
+// With -json -, standard output carries the JSON alone; the tables go to
+// stderr, with the progress line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool) int {
 	cfg, err := parseFlags(args, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		return 0
+		return exitOK
 	case err != nil:
 		fmt.Fprintf(stderr, "resilient-demo: %v\n", err)
-		return 2
+		return exitUsage
+	}
+	return execute(ctx, cfg, stdout, stderr, tty)
+}
+
+// execute runs the scenario cfg describes and writes its outputs; it
+// returns the exit status.
+func execute(ctx context.Context, cfg *config, stdout, stderr io.Writer, tty bool) int {
+	var err error
+	// Outputs are opened before the run, so that a path that cannot be
+	// written fails now rather than after it.
+	var report, figures *output
+	if cfg.report != "" {
+		if report, err = createOutput(cfg.report); err != nil {
+			fmt.Fprintf(stderr, "resilient-demo: -report: %v\n", err)
+			return exitUsage
+		}
+		defer report.discard()
+	}
+	if cfg.jsonPath != "" && cfg.jsonPath != "-" {
+		if figures, err = createOutput(cfg.jsonPath); err != nil {
+			fmt.Fprintf(stderr, "resilient-demo: -json: %v\n", err)
+			return exitUsage
+		}
+		defer figures.discard()
+	}
+	tables := stdout
+	if cfg.jsonPath == "-" {
+		tables = stderr
+	}
+	if cfg.url != "" && cfg.http2 {
+		if err := probeHTTP2(ctx, cfg.url); err != nil {
+			fmt.Fprintf(stderr, "resilient-demo: -http2: %v\n", err)
+			return exitUsage
+		}
 	}
 	var live io.Writer = stderr
 	if cfg.quiet {
@@ -87,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		stop, addr, err := serveMetrics(cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "resilient-demo: -metrics: %v\n", err)
-			return 2
+			return exitUsage
 		}
 		defer stop()
 		fmt.Fprintf(stderr, "metrics: http://%s/metrics\n", addr)
@@ -95,15 +165,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	figs, err := scenario(ctx, cfg, live, tty)
 	if err != nil {
 		fmt.Fprintf(stderr, "resilient-demo: %v\n", err)
-		return 1
+		return exitFailed
 	}
-	writeTables(stdout, cfg, figs)
-	if cfg.report != "" {
-		if err := writeFile(cfg.report, func(w io.Writer) error { return writeHTML(w, figs) }); err != nil {
+	writeTables(tables, cfg, figs)
+	if report != nil {
+		if err := report.commit(func(w io.Writer) error { return writeHTML(w, figs) }); err != nil {
 			fmt.Fprintf(stderr, "resilient-demo: -report: %v\n", err)
-			return 1
+			return exitFailed
 		}
-		fmt.Fprintf(stdout, "\nHTML report: %s\n", cfg.report)
+		fmt.Fprintf(tables, "\nHTML report: %s\n", cfg.report)
 	}
 	if cfg.jsonPath != "" {
 		write := func(w io.Writer) error {
@@ -111,20 +181,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 			enc.SetIndent("", "  ")
 			return enc.Encode(figs)
 		}
-		if cfg.jsonPath == "-" {
+		if figures == nil {
 			err = write(stdout)
 		} else {
-			err = writeFile(cfg.jsonPath, write)
+			err = figures.commit(write)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "resilient-demo: -json: %v\n", err)
-			return 1
+			return exitFailed
 		}
 	}
-	if figs.Interrupts {
-		return 130
+	switch {
+	case figs.Interrupts:
+		return exitInterrupted
+	case !cfg.check:
+		return exitOK
+	case !figs.Fidelity.Valid:
+		fmt.Fprintln(stderr, "resilient-demo: -check: the run is invalid: the lab fell behind its schedule")
+		return exitInvalid
 	}
-	return 0
+	code := exitOK
+	for _, t := range figs.Targets {
+		if t.Status == statusNotMet {
+			fmt.Fprintf(stderr, "resilient-demo: -check: %s: target not met: %s\n", t.Client, t.Want)
+			code = exitFailed
+		}
+	}
+	return code
 }
 
 // serveMetrics serves cfg.metrics at /metrics on cfg.metricsAddr until stop
@@ -149,24 +232,13 @@ func serveMetrics(cfg *config) (stop func(), addr string, err error) {
 	return func() { _ = srv.Close(); <-done }, ln.Addr().String(), nil
 }
 
-func writeFile(path string, write func(io.Writer) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // scenario runs every client's load at the same time and returns the
-// figures. live, if not nil, gets the progress line.
+// figures, with the lab's fidelity and the targets judged. live, if not
+// nil, gets the progress line.
 func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figures, error) {
 	figs := &Figures{
 		Seed: cfg.seed, Callers: cfg.callers, Rate: cfg.rate, TimeoutMs: ms(cfg.timeout),
-		Timeline: cfg.timeline.String(), Upstream: "built-in", Protocol: "HTTP/1.1",
+		Timeline: cfg.spans.String(), Upstream: "built-in", Protocol: "HTTP/1.1",
 	}
 	if cfg.http2 {
 		figs.Protocol = "HTTP/2"
@@ -175,6 +247,9 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 	ups := make([]*chaos.Upstream, n)
 	recs := make([]*recorder, n)
 	bases := make([]string, n)
+	for i := range recs {
+		recs[i] = newRecorder(time.Time{}) // started below
+	}
 	if cfg.url == "" {
 		figs.Outage = cfg.outage.String()
 		cc := chaos.DefaultConfig(cfg.seed)
@@ -193,28 +268,9 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 				up.Close()
 			}
 		}()
-		// Started together: each client's clock is its upstream's.
-		for i, up := range ups {
-			if cfg.network != nil {
-				recs[i] = newRecorder(up.Started())
-				bases[i] = "http://upstream.test"
-				continue
-			}
-			if err := up.Start(); err != nil {
-				return nil, fmt.Errorf("built-in upstream: %w", err)
-			}
-			recs[i] = newRecorder(up.Started())
-			bases[i] = up.URL()
-		}
-	} else {
-		figs.Upstream = cfg.url
-		start := time.Now()
-		for i := range recs {
-			recs[i] = newRecorder(start)
-			bases[i] = cfg.url
-		}
 	}
-
+	// The clients are built before the upstreams start, so that the time
+	// they take does not count as the load's lag.
 	dos := make([]doFunc, n)
 	for i, name := range cfg.clients {
 		base, tr := newBase(recs[i], cfg.http2)
@@ -228,21 +284,53 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 		}
 		dos[i] = do
 	}
-
-	pctx, stopProgress := context.WithCancel(ctx)
-	var pwg sync.WaitGroup
-	if live != nil {
-		pwg.Go(func() { progress(pctx, live, tty, cfg, cfg.clients, recs, recs[0].start) })
+	if cfg.url == "" {
+		// Started together: each client's clock is its upstream's. In
+		// memory (tests), an upstream's clock started when it was built.
+		for i, up := range ups {
+			bases[i] = "http://upstream.test"
+			if cfg.network == nil {
+				if err := up.Start(); err != nil {
+					return nil, fmt.Errorf("built-in upstream: %w", err)
+				}
+				bases[i] = up.URL()
+			}
+			recs[i].start = up.Started()
+		}
+	} else {
+		figs.Upstream = cfg.url
+		start := time.Now()
+		for i := range recs {
+			recs[i].start = start
+			bases[i] = cfg.url
+		}
 	}
+
+	start := recs[0].start
+	probe := newSchedProbe()
+	pctx, stopProbes := context.WithCancel(ctx)
+	var pwg sync.WaitGroup
+	pwg.Go(func() { probe.run(pctx, start) })
+	if live != nil {
+		pwg.Go(func() { progress(pctx, live, tty, cfg.spans, cfg.clients, recs, probe, start) })
+	}
+	// An interrupted run is judged on what it was to do until then.
+	cancelled := make(chan time.Duration, 1)
+	stopCutoff := context.AfterFunc(ctx, func() { cancelled <- time.Since(start) })
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { runLoad(ctx, cfg, bases[i], dos[i], recs[i]) })
 	}
 	wg.Wait()
-	stopProgress()
+	cutoff := cfg.duration
+	if !stopCutoff() {
+		cutoff = min(cutoff, <-cancelled)
+	}
+	stopProbes()
 	pwg.Wait()
 	figs.Interrupts = ctx.Err() != nil
 
+	plan := planned(cfg, cfg.spans, cutoff)
 	for i, name := range cfg.clients {
 		var st *chaos.Stats
 		if ups[i] != nil {
@@ -250,7 +338,9 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 			s := ups[i].Stats()
 			st = &s
 		}
-		figs.Clients = append(figs.Clients, summarize(name, kindOf(name).desc, cfg.timeline, recs[i], st))
+		figs.Clients = append(figs.Clients, summarize(kindOf(name), cfg.spans, recs[i], st, plan))
 	}
+	judgeFidelity(figs, probe.delays())
+	judgeTargets(figs, cfg.openFor)
 	return figs, nil
 }

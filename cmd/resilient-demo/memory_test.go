@@ -120,6 +120,26 @@ func TestDefaultScenarioInMemory(t *testing.T) {
 		require.NotNil(t, tuned.RecoveryLagMs)
 		assert.LessOrEqual(t, *tuned.RecoveryLagMs, 1000.0, "recovery noticed within one open duration")
 		t.Logf("tuned: after open %.3f, recovery %.0fms, transitions %d", tuned.AfterOpen.Amplification, *tuned.RecoveryLagMs, len(tuned.Transitions))
+
+		// On fake time the lab never falls behind: the run is valid, every
+		// request started on schedule and as planned, and every target a
+		// user sees is met.
+		assert.True(t, f.Fidelity.Valid, "%v", f.Fidelity.Problems)
+		assert.GreaterOrEqual(t, f.Fidelity.Scheduler.Samples, 23*100-1, "a probe every 10ms")
+		assert.Zero(t, f.Fidelity.Scheduler.MaxMs)
+		for _, c := range f.Clients {
+			assert.Zero(t, c.Lag.MaxMs, c.Name)
+			for _, p := range c.Phases {
+				assert.Equal(t, p.Planned, p.Requests, "%s %s", c.Name, p.Phase)
+			}
+		}
+		require.Len(t, f.Targets, 2*len(targetIDs), "every target, for httpx and tuned")
+		for _, tg := range f.Targets {
+			assert.Contains(t, []string{statusMet, statusNA}, tg.Status, "%s %s: %s %s", tg.Client, tg.ID, tg.Figure, tg.Note)
+			if tg.Client == "tuned" {
+				assert.Equal(t, statusMet, tg.Status, "%s %s", tg.Client, tg.ID)
+			}
+		}
 	})
 }
 

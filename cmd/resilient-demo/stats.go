@@ -11,24 +11,41 @@ import (
 
 // Figures is everything the demo measured: what -json writes.
 type Figures struct {
-	Seed       uint64          `json:"seed"`
-	Callers    int             `json:"callers"`
-	Rate       float64         `json:"rate_per_client"`
-	TimeoutMs  float64         `json:"timeout_ms"`
-	Timeline   string          `json:"timeline"`
-	Upstream   string          `json:"upstream"` // "built-in" or the -url
-	Protocol   string          `json:"protocol"` // "HTTP/1.1" or "HTTP/2" (-http2)
-	Outage     string          `json:"outage_mode,omitempty"`
-	Interrupts bool            `json:"interrupted,omitempty"`
-	Clients    []ClientFigures `json:"clients"`
+	Seed      uint64  `json:"seed"`
+	Callers   int     `json:"callers"`
+	Rate      float64 `json:"rate_per_client"`
+	TimeoutMs float64 `json:"timeout_ms"`
+	// Timeline is the built-in upstream's phases, or with -url the one span
+	// the figures cover ("run=23s").
+	Timeline   string `json:"timeline"`
+	Upstream   string `json:"upstream"` // "built-in" or the -url
+	Protocol   string `json:"protocol"` // "HTTP/1.1" or "HTTP/2" (-http2)
+	Outage     string `json:"outage_mode,omitempty"`
+	Interrupts bool   `json:"interrupted,omitempty"`
+	// Fidelity says whether the lab kept to its schedule: when it did
+	// not, the figures describe the machine, and Targets are not judged.
+	Fidelity Fidelity        `json:"fidelity"`
+	Clients  []ClientFigures `json:"clients"`
+	// Targets are the library's promises checked on this run, for the
+	// built-in upstream only (none with -url).
+	Targets []Target `json:"targets,omitempty"`
 }
+
+// builtIn reports whether the figures are of the built-in upstream.
+func (f *Figures) builtIn() bool { return f.Upstream == "built-in" }
 
 // ClientFigures are one client's figures.
 type ClientFigures struct {
-	Name        string         `json:"name"`
-	Description string         `json:"description"`
-	Phases      []PhaseFigures `json:"phases"`
-	Total       PhaseFigures   `json:"total"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Library marks a client built on the library; Breaker, one with a
+	// circuit breaker.
+	Library bool           `json:"library"`
+	Breaker bool           `json:"breaker"`
+	Phases  []PhaseFigures `json:"phases"`
+	Total   PhaseFigures   `json:"total"`
+	// Lag is how late its logical requests started after their schedule.
+	Lag Delays `json:"load_lag"`
 	// Connections is every connection the client's transport opened.
 	Connections int `json:"connections"`
 	// Refused is every request on the wire whose connection was refused.
@@ -37,6 +54,10 @@ type ClientFigures struct {
 	// response came (a hedge that lost, a timeout): over HTTP/1.1 each one
 	// closes its connection, and a later request opens another.
 	Cut int `json:"cancelled_in_flight"`
+	// CutByDeadline are those of them cancelled by the caller's deadline;
+	// the others the client cancelled itself (a hedge that lost, a
+	// per-attempt timeout).
+	CutByDeadline int `json:"cancelled_in_flight_by_deadline"`
 	// OutageUpstream is every request sent on the wire (or connection
 	// tried) during outage phases, and OutageAmplification that per
 	// logical request started in them.
@@ -86,6 +107,9 @@ type PhaseFigures struct {
 	StartS    float64 `json:"start_s"`
 	DurationS float64 `json:"duration_s"`
 
+	// Planned is how many logical requests the schedule starts in the
+	// phase; Requests, how many the client started (see Fidelity).
+	Planned  int     `json:"planned_requests"`
 	Requests int     `json:"requests"`
 	OK       int     `json:"ok"`
 	Success  float64 `json:"success_rate"`
@@ -100,6 +124,12 @@ type PhaseFigures struct {
 	Amplification float64        `json:"amplification"`
 	Transitions   int            `json:"breaker_transitions"`
 	Outcomes      map[string]int `json:"outcomes"`
+	// Dials is every connection the client's transport opened in the
+	// phase; PeakInFlight the most requests it had on the wire at once
+	// (sent, their response not yet read to the end): over HTTP/1.1, one
+	// connection each.
+	Dials        int `json:"connections_opened"`
+	PeakInFlight int `json:"peak_in_flight"`
 
 	// Seen by the built-in upstream (nil with -url).
 	Server *ServerFigures `json:"server,omitempty"`
@@ -123,6 +153,7 @@ type SecondFigure struct {
 	OK       int     `json:"ok"`
 	Success  float64 `json:"success_rate"` // NaN-free: 0 when no request
 	P99Ms    float64 `json:"p99_ms"`
+	Dials    int     `json:"connections_opened"`
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
@@ -151,20 +182,24 @@ func ratio(a, b int) float64 {
 	return float64(a) / float64(b)
 }
 
-// summarize turns a client's records into figures. server is nil with -url.
-func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chaos.Stats) ClientFigures {
+// summarize turns a client's records into figures. plan is the planned
+// requests per span; server is nil with -url.
+func summarize(kind clientKind, sp spans, rec *recorder, server *chaos.Stats, plan []int) ClientFigures {
 	rec.mu.Lock()
 	calls := slices.Clone(rec.calls)
 	attempts := slices.Clone(rec.attempts)
+	ends := slices.Clone(rec.ends)
+	dials := slices.Clone(rec.dials)
 	trans := slices.Clone(rec.transitions)
 	rec.mu.Unlock()
 
-	f := ClientFigures{Name: name, Description: desc, Connections: int(rec.conns.Load()), Refused: int(rec.refused.Load()),
-		Cut: int(rec.cut.Load()), Transitions: trans}
+	f := ClientFigures{Name: kind.name, Description: kind.desc, Library: kind.library, Breaker: kind.breaker,
+		Connections: int(rec.conns.Load()), Refused: int(rec.refused.Load()),
+		Cut: int(rec.cut.Load()), CutByDeadline: int(rec.deadline.Load()), Transitions: trans}
 	if f.Transitions == nil {
 		f.Transitions = []transition{}
 	}
-	phase := func(at time.Duration) int { return tl.Index(at) }
+	phase := sp.index
 
 	type acc struct {
 		lat      []time.Duration
@@ -172,15 +207,18 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 		safe     int
 		safeOK   int
 		trans    int
+		dials    int
+		peak     int
 		outcomes map[string]int
 	}
-	accs := make([]acc, len(tl)+1) // the last one is the total
+	accs := make([]acc, len(sp)+1) // the last one is the total
 	for i := range accs {
 		accs[i].outcomes = map[string]int{}
 	}
-	var throttled, rejected []time.Duration
+	var throttled, rejected, lags []time.Duration
 	for _, c := range calls {
-		for _, a := range []*acc{&accs[phase(c.At)], &accs[len(tl)]} {
+		lags = append(lags, max(0, c.At-c.Sched))
+		for _, a := range []*acc{&accs[phase(c.At)], &accs[len(sp)]} {
 			a.lat = append(a.lat, c.Took)
 			a.outcomes[c.Outcome]++
 			if c.OK {
@@ -204,13 +242,23 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 			rejected = append(rejected, c.Took)
 		}
 	}
+	f.Lag = delaysOf(lags)
 	for _, at := range attempts {
 		accs[phase(at)].up++
-		accs[len(tl)].up++
+		accs[len(sp)].up++
+	}
+	for _, b := range inFlight(attempts, ends) {
+		for _, a := range []*acc{&accs[phase(b.at)], &accs[len(sp)]} {
+			a.peak = max(a.peak, b.n)
+		}
+	}
+	for _, at := range dials {
+		accs[phase(at)].dials++
+		accs[len(sp)].dials++
 	}
 	for _, t := range trans {
 		accs[phase(t.At)].trans++
-		accs[len(tl)].trans++
+		accs[len(sp)].trans++
 	}
 	for i, a := range accs {
 		slices.Sort(a.lat)
@@ -219,17 +267,24 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 			P50Ms: ms(quantile(a.lat, 0.5)), P99Ms: ms(quantile(a.lat, 0.99)), MaxMs: ms(quantile(a.lat, 1)),
 			RetrySafe: a.safe, RetrySafeOK: a.safeOK,
 			Upstream: a.up, Amplification: ratio(a.up, len(a.lat)), Transitions: a.trans, Outcomes: a.outcomes,
+			Dials: a.dials, PeakInFlight: a.peak,
 		}
 		var s chaos.PhaseStats
-		if i < len(tl) {
-			p.Phase = tl[i].Kind.String()
-			p.StartS, p.DurationS = tl.Start(i).Seconds(), tl[i].Duration.Seconds()
+		if i < len(sp) {
+			p.Phase = sp[i].Name
+			p.StartS, p.DurationS = sp.start(i).Seconds(), sp[i].Duration.Seconds()
+			if i < len(plan) {
+				p.Planned = plan[i]
+			}
 			if server != nil {
 				s = server.Phases[i]
 			}
 		} else {
 			p.Phase = "all"
-			p.DurationS = tl.Total().Seconds()
+			p.DurationS = sp.total().Seconds()
+			for _, n := range plan {
+				p.Planned += n
+			}
 			if server != nil {
 				s = server.Total
 			}
@@ -238,7 +293,7 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 			p.Server = &ServerFigures{Received: s.Received, Executed: s.Executed, Replayed: s.Replayed,
 				Duplicates: s.Duplicates, EarlyRetries: s.EarlyRetries, Connections: s.Connections}
 		}
-		if i < len(tl) {
+		if i < len(sp) {
 			f.Phases = append(f.Phases, p)
 		} else {
 			f.Total = p
@@ -249,15 +304,15 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 
 	// The outage, and the breaker in it.
 	outReq := 0
-	for i, p := range tl {
-		if p.Kind == chaos.Outage {
+	for i, p := range sp {
+		if p.Name == chaos.Outage.String() {
 			outReq += len(accs[i].lat)
 			f.OutageUpstream += accs[i].up
 		}
 	}
 	f.OutageAmplification = ratio(f.OutageUpstream, outReq)
-	if i := slices.IndexFunc(tl, func(p chaos.Phase) bool { return p.Kind == chaos.Outage }); i >= 0 {
-		from, to := tl.Start(i), tl.Start(i)+tl[i].Duration
+	if i := sp.find(chaos.Outage.String()); i >= 0 {
+		from, to := sp.start(i), sp.start(i)+sp[i].Duration
 		if j := slices.IndexFunc(trans, func(t transition) bool { return t.To == "open" && t.At >= from && t.At < to }); j >= 0 {
 			open := trans[j].At
 			ao := &AfterOpen{AtS: math.Round(open.Seconds()*1000) / 1000}
@@ -291,7 +346,7 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 	}
 
 	// Per second.
-	n := int(math.Ceil(tl.Total().Seconds()))
+	n := int(math.Ceil(sp.total().Seconds()))
 	secs := make([]acc, n)
 	for _, c := range calls {
 		if s := int(c.At / time.Second); s >= 0 && s < n {
@@ -306,12 +361,46 @@ func summarize(name, desc string, tl chaos.Timeline, rec *recorder, server *chao
 			secs[s].up++
 		}
 	}
+	for _, at := range dials {
+		if s := int(at / time.Second); s >= 0 && s < n {
+			secs[s].dials++
+		}
+	}
 	for s, a := range secs {
 		slices.Sort(a.lat)
 		f.Series = append(f.Series, SecondFigure{Second: s, Upstream: a.up, Requests: len(a.lat), OK: a.ok,
-			Success: ratio(a.ok, len(a.lat)), P99Ms: ms(quantile(a.lat, 0.99))})
+			Success: ratio(a.ok, len(a.lat)), P99Ms: ms(quantile(a.lat, 0.99)), Dials: a.dials})
 	}
 	return f
+}
+
+// busy is how many requests a client had on the wire just after it sent
+// one at at.
+type busy struct {
+	at time.Duration
+	n  int
+}
+
+// inFlight replays the starts and ends of the requests on the wire and
+// returns how many were on it after each start. A request that ended at
+// the very moment another started does not count against it: the order of
+// goroutines within one instant (on fake time, many share one) does not
+// change the figure.
+func inFlight(starts, ends []time.Duration) []busy {
+	starts, ends = slices.Clone(starts), slices.Clone(ends)
+	slices.Sort(starts)
+	slices.Sort(ends)
+	out := make([]busy, 0, len(starts))
+	n, j := 0, 0
+	for _, at := range starts {
+		for j < len(ends) && ends[j] <= at {
+			n--
+			j++
+		}
+		n++
+		out = append(out, busy{at, max(n, 1)})
+	}
+	return out
 }
 
 func sortedKeys(m map[string]int) []string {
