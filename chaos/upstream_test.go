@@ -61,7 +61,7 @@ func TestUpstreamRunsItsTimeline(t *testing.T) {
 			aborted bool
 		}{{200, false}, {503, false}, {429, false}, {0, true}, {200, false}}
 		for i, w := range want {
-			time.Sleep(t0.Add(time.Duration(i)*time.Second + 500*time.Millisecond).Sub(time.Now()))
+			time.Sleep(time.Until(t0.Add(time.Duration(i)*time.Second + 500*time.Millisecond)))
 			idx, p := u.Phase()
 			require.Equal(t, i, idx)
 			rec, aborted := serve(u, "GET", "r"+strconv.Itoa(i), "")
@@ -155,7 +155,7 @@ func TestUpstreamCountsEarlyRetries(t *testing.T) {
 				require.Equal(t, 429, rec.Code)
 				assert.Equal(t, tt.wantHeader, rec.Header().Get("Retry-After"))
 
-				time.Sleep(t0.Add(tt.wantWait - time.Millisecond).Sub(time.Now()))
+				time.Sleep(time.Until(t0.Add(tt.wantWait - time.Millisecond)))
 				rec, _ = serve(u, "GET", "a", "") // too soon: counted, throttled again
 				assert.Equal(t, 1, u.Stats().Total.EarlyRetries)
 				assert.Equal(t, 429, rec.Code)
@@ -169,7 +169,7 @@ func TestUpstreamCountsEarlyRetries(t *testing.T) {
 				require.NoError(t, err)
 				t1 := time.Now()
 				serve(u2, "GET", "a", "")
-				time.Sleep(t1.Add(notBefore(t1, Decision{RetryAfter: tt.hint, HTTPDate: tt.date}).Sub(t1)).Sub(time.Now()))
+				time.Sleep(time.Until(t1.Add(notBefore(t1, Decision{RetryAfter: tt.hint, HTTPDate: tt.date}).Sub(t1))))
 				serve(u2, "GET", "a", "") // exactly on time
 				assert.Zero(t, u2.Stats().Total.EarlyRetries)
 			})
