@@ -375,7 +375,7 @@ func (f figures) log(t *testing.T) {
 // and 2% POSTs without a key).
 func TestChaosDefaultScenario(t *testing.T) {
 	cfg := chaos.DefaultConfig(1)
-	checkTargets(t, cfg, demoLoad, true)
+	checkTargets(t, cfg, demoLoad, targets{allVsNaive: true, safe: 0.99})
 }
 
 // TestChaosIssueScenario is the measurement issue 16 reported: 32 callers
@@ -388,7 +388,10 @@ func TestChaosDefaultScenario(t *testing.T) {
 // is out of reach by design: it retries the 503s of POSTs without a key
 // (2% of the requests, 30% of which fail: 0.6%), which httpx never does
 // (DESIGN 3: such a POST may have run). So here the comparison with it is
-// on the requests safe to retry.
+// on the requests safe to retry. And 4 attempts can rescue at most
+// 1 - 0.3^4 = 99.19% of them on average: with about 2000 of them, runs
+// (whose jitter differs) measured 99.03% to 99.24%, so 99% is checked with
+// a margin for that noise.
 func TestChaosIssueScenario(t *testing.T) {
 	cfg := chaos.DefaultConfig(1)
 	cfg.Outage = chaos.Fail503
@@ -396,13 +399,21 @@ func TestChaosIssueScenario(t *testing.T) {
 	cfg.Profiles[chaos.Throttling] = chaos.Profile{Throttled: 0.5}
 	cfg.RetryAfter = []time.Duration{time.Second}
 	cfg.DateShare = 0
-	checkTargets(t, cfg, load{callers: 32, rate: 400, timeout: 2 * time.Second, posts: 0.38, unkeyed: 0.02, seed: 1}, false)
+	checkTargets(t, cfg, load{callers: 32, rate: 400, timeout: 2 * time.Second, posts: 0.38, unkeyed: 0.02, seed: 1},
+		targets{safe: 0.985})
 }
 
-// checkTargets runs ld through the four clients and checks the targets;
-// allVsNaive: the brownout's success on all requests is compared with the
-// naive loop's, else only that of the requests safe to retry.
-func checkTargets(t *testing.T, cfg chaos.Config, ld load, allVsNaive bool) {
+// targets are what checkTargets checks, where scenarios differ.
+type targets struct {
+	// allVsNaive: the brownout's success on all requests is at least the
+	// naive loop's (that of the requests safe to retry always is).
+	allVsNaive bool
+	// safe is the least brownout success of the requests safe to retry.
+	safe float64
+}
+
+// checkTargets runs ld through the four clients and checks the targets.
+func checkTargets(t *testing.T, cfg chaos.Config, ld load, want targets) {
 	fig := map[string]figures{}
 	for _, c := range []client{plainClient(), naiveClient(), httpxClient(), recommendedClient()} {
 		fig[c.name] = runScenario(t, cfg, ld, c)
@@ -413,9 +424,9 @@ func checkTargets(t *testing.T, cfg chaos.Config, ld load, allVsNaive bool) {
 		f := fig[name]
 		b, th := f.phases[chaos.Brownout], f.phases[chaos.Throttling]
 		assert.LessOrEqual(t, f.outage, 1.2, "%s: outage amplification", name)
-		assert.GreaterOrEqual(t, b.safeSuccess(), 0.99, "%s: brownout success of the requests safe to retry", name)
+		assert.GreaterOrEqual(t, b.safeSuccess(), want.safe, "%s: brownout success of the requests safe to retry", name)
 		nb := naive.phases[chaos.Brownout]
-		if allVsNaive {
+		if want.allVsNaive {
 			assert.GreaterOrEqual(t, b.success(), nb.success(), "%s: brownout success, all requests, against the naive loop", name)
 		}
 		assert.GreaterOrEqual(t, b.safeSuccess(), nb.safeSuccess(), "%s: brownout success, requests safe to retry, against the naive loop", name)

@@ -37,11 +37,17 @@ type hostPolicy struct {
 // A policy of a host is an ordinary policy of its executor: its refusal is
 // a rejection (nothing is sent, no attempt is counted, the call ends at once
 // and [resilient.RejectedBy] names the policy), and a retry gate, a budget,
-// is asked before each wait. f must return new stateful values on each call
-// (a value returned for two hosts is shared by them), must be safe for
-// concurrent use, and must not fail: an option [resilient.New] refuses, or
-// an [*resilient.Executor] among the options, fails every request to that
-// host, without sending it, with an error that names the host. Several
+// is asked before each wait. Any other option applies to the host alone
+// too: hooks or a name per host, to tell hosts apart in metrics. For
+// breakers, prefer [WithHostBreakers]: its set keeps an open breaker when
+// it forgets others, where a host forgotten here starts closed.
+//
+// f must return new stateful values on each call (a value returned for two
+// hosts is shared by them), and must not fail: an option [resilient.New]
+// refuses, or an [*resilient.Executor] among the options, fails every
+// request to that host, without sending it, with an error that names the
+// host. f is called under a lock of the Transport's, one host at a time: it
+// must not send requests through the same Transport. Several
 // WithHostPolicies add up, in order. Nil is invalid.
 //
 // The default policy gives each host an adaptive retry budget

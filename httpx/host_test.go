@@ -469,3 +469,26 @@ func TestHostPoliciesCompose(t *testing.T) {
 		}
 	})
 }
+
+// TestZeroTransportFirstUseRace: many goroutines using a zero Transport
+// for the first time at once all get one configuration.
+func TestZeroTransportFirstUseRace(t *testing.T) {
+	h := newHosts(map[string]func(int) (*http.Response, error){"a.test": always(200)})
+	tr := &Transport{Base: h}
+	cfgs := make([]*config, 64)
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		wg.Go(func() {
+			cfgs[i] = tr.config()
+			resp, err := tr.RoundTrip(get(t, context.Background(), "http://a.test/"))
+			if assert.NoError(t, err) {
+				_ = resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range cfgs {
+		assert.Same(t, cfgs[0], c)
+	}
+	assert.Equal(t, 1, cfgs[0].hosts.Len())
+}
