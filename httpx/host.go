@@ -13,6 +13,15 @@ const DefaultMaxHosts = 1000
 
 // hostPolicy is one host's executors: the Transport's, with the host's own
 // policies added. It is immutable.
+//
+// Decision: a host's policies are policies of a copy of the executor made
+// for that host, not guards inside the attempt function (as
+// WithHostBreakers' breakers are), because a policy is told nothing of the
+// request. With a copy per host, each is an ordinary policy with nothing of
+// ours around it: its refusal is a rejection, a retry gate is asked before
+// the wait, a hedge that lost counts as Ignore, hooks see it all. The price
+// is one lookup per request (resilient.Keyed: no lock, no allocation) and
+// about 900 bytes per host.
 type hostPolicy struct {
 	ex   *resilient.Executor
 	once *resilient.Executor // ex without hedging
@@ -98,6 +107,11 @@ func WithMaxHosts(n int) Option {
 }
 
 // hostBudget reports whether each host gets the default adaptive budget.
+//
+// Decision: an executor of the caller's (WithExecutor) is the whole policy,
+// and gets no default budget per host: it often has a budget of its own,
+// and a second one would refuse retries the caller's allows, unasked.
+// WithExecutorOptions, which adds to the default policy, keeps it.
 func (c *config) hostBudget() bool { return !c.custom && !c.noHostBudget }
 
 // policy returns the executors for a request to host.

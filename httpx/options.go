@@ -33,7 +33,8 @@ var defaultExecutor = resilient.MustNew(
 	resilient.WithMaxDelay(DefaultMaxRetryAfter),
 )
 
-// config is a Transport's immutable configuration.
+// config is a Transport's configuration, immutable once built but for the
+// per-host state in hosts.
 type config struct {
 	ex             *resilient.Executor // derived from the caller's, once
 	once           *resilient.Executor // ex without hedging, for requests not safe to repeat
@@ -287,7 +288,8 @@ func newIdempotencyKey() string {
 // back while its host's breaker is no longer closed, the call ends with it
 // at once, without waiting for a refusal. In a hedged round, a hedge the
 // breaker refuses leaves the round to the attempts in flight (a half-open
-// breaker's probe among them). Default: no breakers. Nil is invalid.
+// breaker's probe among them). Default: no breakers ([Recommended] builds a
+// set). Nil is invalid.
 //
 // Decision: these breakers are separate from the executor's policies
 // because a policy is told nothing of the request, so it cannot tell one

@@ -54,7 +54,8 @@ const (
 // opts are added to the breakers' options: a name ([resilient.WithBreakerName]
 // names the set), a state listener, or a change of any number above. An
 // invalid one is an error of [NewTransport] that names it. Each Transport
-// built with the returned option gets breakers of its own. A later
+// built with the returned option gets breakers of its own, for up to
+// [DefaultMaxHosts] hosts, forgetting one unused for 5 minutes. A later
 // [WithHostBreakers] replaces them; with [WithExecutor], the executor's
 // policy replaces the rest of the default policy, per-host budgets included.
 func Recommended(opts ...resilient.BreakerOption) Option {
