@@ -492,3 +492,43 @@ func TestZeroTransportFirstUseRace(t *testing.T) {
 	}
 	assert.Equal(t, 1, cfgs[0].hosts.Len())
 }
+
+// TestHostPoliciesHammer: many goroutines over more hosts than the bound,
+// with retries: every request gets its answer, the bound holds, and each
+// host's budget is its own throughout (-race checks the rest).
+func TestHostPoliciesHammer(t *testing.T) {
+	const maxHosts = 8
+	var sent atomic.Int64
+	base := rtFunc(func(req *http.Request) (*http.Response, error) {
+		n := sent.Add(1)
+		code := 200
+		if n%3 == 0 {
+			code = 503
+		}
+		r := respond(code, "")
+		r.Request = req
+		return r, nil
+	})
+	tr := newTransport(t, base, WithMaxHosts(maxHosts), WithExecutorOptions(resilient.WithBackoff(resilient.Constant(0))))
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 100 {
+				host := "h" + strings.Repeat("x", (g*7+i)%50) + ".test" // 50 hosts
+				resp, err := tr.RoundTrip(get(t, context.Background(), "http://"+host+"/"))
+				if !assert.NoError(t, err) {
+					return
+				}
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				}
+				_ = resp.Body.Close()
+				assert.LessOrEqual(t, tr.cfg.hosts.Len(), maxHosts)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, maxHosts, tr.cfg.hosts.Len())
+	assert.Greater(t, ok.Load(), int64(32*100*9/10), "a third of attempts fail: retries rescue nearly every request")
+}
