@@ -25,6 +25,15 @@ func TestTransportSuccessPathAllocations(t *testing.T) {
 		{"default policy", nil, 2},
 		{"prebuilt executor", []Option{WithExecutor(resilient.MustNew(resilient.WithAttempts(3)))}, 2},
 		{"host breakers", []Option{WithHostBreakers(resilient.MustNewBreakers(8, 1<<40))}, 2},
+		// The default policy finds its host's budget (resilient.Keyed):
+		// no allocation more than without it.
+		{"no host budget", []Option{WithoutHostBudget()}, 2},
+		{"recommended", []Option{Recommended()}, 2},
+		{"host concurrency limiter", []Option{WithHostPolicies(func(string) []resilient.Option {
+			return []resilient.Option{resilient.WithConcurrencyLimit(resilient.MustNewConcurrencyLimiter())}
+		})}, 2},
+		{"executor options", []Option{WithExecutorOptions(resilient.WithName("api"),
+			resilient.WithHooks(resilient.Hooks{OnDone: func(resilient.DoneEvent) {}}))}, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

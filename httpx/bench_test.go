@@ -1,9 +1,11 @@
 package httpx
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -94,7 +96,9 @@ func BenchmarkTransportOverhead(b *testing.B) {
 	}{
 		{"base", base},
 		{"httpx", &Transport{Base: base}},
+		{"httpx-no-host-budget", mustTransport(WithBase(base), WithoutHostBudget())},
 		{"httpx-host-breakers", mustTransport(WithBase(base), WithHostBreakers(resilient.MustNewBreakers(8, 1<<40)))},
+		{"httpx-recommended", mustTransport(WithBase(base), Recommended())},
 	} {
 		b.Run("rt="+c.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -113,4 +117,47 @@ func mustTransport(opts ...Option) *Transport {
 		panic(err)
 	}
 	return t
+}
+
+// BenchmarkHosts measures the per-host policies (the default budget) as the
+// hosts grow: requests cycle through hosts distinct hosts. Within the bound
+// (DefaultMaxHosts) each request finds its host's policies; beyond it, a
+// request to a host forgotten meanwhile builds them again. B/host is the
+// memory one host's policies take.
+func BenchmarkHosts(b *testing.B) {
+	base := &staticRT{resp: http.Response{StatusCode: 200, Body: http.NoBody}}
+	for _, hosts := range []int{1, 100, DefaultMaxHosts, 2 * DefaultMaxHosts} {
+		b.Run(fmt.Sprintf("hosts=%d", hosts), func(b *testing.B) {
+			reqs := make([]*http.Request, hosts)
+			for i := range reqs {
+				var err error
+				if reqs[i], err = http.NewRequest(http.MethodGet, fmt.Sprintf("http://host-%d.test/x", i), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tr := mustTransport(WithBase(base))
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for _, req := range reqs[:min(hosts, DefaultMaxHosts)] {
+				if _, err := tr.RoundTrip(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			perHost := float64(after.HeapAlloc-before.HeapAlloc) / float64(min(hosts, DefaultMaxHosts))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := tr.RoundTrip(reqs[i]); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i == hosts {
+					i = 0
+				}
+			}
+			b.ReportMetric(perHost, "B/host")
+		})
+	}
 }

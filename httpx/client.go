@@ -30,13 +30,16 @@ func checkRedirect(_ *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// defaultClient serves Get and Do. It is never modified.
+// defaultClient serves Get and Do. Its configuration is never modified;
+// its per-host budgets are shared by every caller of Get and Do.
 var defaultClient = NewClient()
 
 // Get sends a GET request for url with the default policy (see the package
 // doc) over http.DefaultTransport. Like [http.Get], it returns the response
 // whatever its status (after retries of the retryable ones); the caller
-// must close its body.
+// must close its body. Get and [Do] share one client, as http.Get and
+// http.Post share http.DefaultClient: a host's retry budget is spent and
+// earned by every call of either in the process.
 func Get(ctx context.Context, url string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

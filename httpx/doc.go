@@ -10,7 +10,7 @@
 //	}
 //	defer resp.Body.Close() // the last response, whatever its status
 //
-//	client := httpx.NewClient(httpx.WithExecutor(usersAPI)) // a plain *http.Client
+//	client := httpx.NewClient(httpx.Recommended()) // a plain *http.Client, for a service
 //
 // # Defaults
 //
@@ -36,10 +36,30 @@
 //	| request bodies         | replayed through GetBody; a stream teed into a buffer |
 //	|                        | of up to 1 MiB (WithReplayLimit), beyond: sent once   |
 //	| per-attempt timeout    | none (WithAttemptTimeout; the context bounds the call)|
+//	| retry budget           | adaptive, one per host: retries go on while they      |
+//	|                        | succeed and stop when they fail (burst 10, then half  |
+//	|                        | a retry per success at once, floor 1/s; see below)    |
+//	| hosts remembered       | 1000 (DefaultMaxHosts, WithMaxHosts), least recently  |
+//	|                        | used forgotten                                        |
 //	| redirects              | 10 (MaxRedirects), then ErrTooManyRedirects           |
 //	| base transport         | http.DefaultTransport                                 |
-//	| per-host breakers      | none (WithHostBreakers)                               |
+//	| per-host breakers      | none (WithHostBreakers, or Recommended)               |
 //	| deduplication          | none (WithDedup)                                      |
+//
+// The default policy protects the upstream with no tuning. Each host has
+// its own adaptive retry budget ([resilient.NewAdaptiveBudget]): every
+// call that succeeds at once earns half a retry, every retry that fails
+// spends one, so retries go on through a brownout, where they succeed,
+// and stop in an outage, where they fail: an outage then costs the
+// upstream about one request per call, not four. One host's outage spends
+// only its own budget.
+//
+// Adding to the policy keeps the rest of it: [WithExecutorOptions] adds
+// hooks, a name, a breaker or a budget (any [resilient.Option]) to the
+// default policy, and [WithHostPolicies] adds policies per host (a
+// concurrency or rate limiter, a breaker). [WithExecutor] replaces the
+// policy wholesale, per-host budgets included. [Recommended] is the setup
+// we recommend for a service: these defaults and a breaker per host.
 //
 // # Classification
 //
@@ -99,18 +119,29 @@
 //
 // [WithExecutor] takes any [resilient.Executor]: its attempts, backoff,
 // classifier, breaker, budget and hooks apply to every request; the
-// breaker counts every attempt. An executor that hedges
+// breaker counts every attempt. [WithExecutorOptions] adds options to the
+// Transport's executor, the default one or WithExecutor's, and keeps the
+// rest. An executor that hedges
 // ([resilient.WithHedge]) races slow attempts of requests that are safe to
 // repeat, and the losers' responses are set aside as above, never holding
 // the winner's return; a request that is not safe to repeat is never
 // hedged.
 //
+// A policy of the executor is told nothing of the request, so it guards
+// every host together. [WithHostPolicies] gives each host a copy of the
+// executor with policies of its own, built on the host's first request and
+// found again without a lock or an allocation: the default budget, and any
+// budget, limiter or breaker the caller adds. Their refusals are
+// rejections, as the executor's are, and a budget is asked before each
+// wait.
+//
 // # Circuit breaking
 //
 // A breaker given to the executor guards every host together.
 // [WithHostBreakers] gives each host its own, from a
-// [resilient.Breakers] set: a failing host is cut off while the others are
-// served, and with [resilient.WithOpenFromHint] a 503's or 429's
+// [resilient.Breakers] set ([Recommended] builds one): a failing host is
+// cut off while the others are served, and with
+// [resilient.WithOpenFromHint] a 503's or 429's
 // Retry-After sets how long its breaker stays open. A 429, and a response
 // with Retry-After, is the upstream asking for less traffic, not failing
 // ([resilient.Throttled]): without WithOpenFromHint no breaker counts it.

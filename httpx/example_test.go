@@ -180,3 +180,53 @@ func ExampleWithReplayLimit() {
 	// attempt 2: PUT /users/42 -> 200
 	// 200
 }
+
+// gated holds every request to slow.example until release is closed,
+// telling arrived when one is in; other hosts answer at once.
+type gated struct{ arrived, release chan struct{} }
+
+func (g *gated) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host == "slow.example" {
+		g.arrived <- struct{}{}
+		<-g.release
+	}
+	return &http.Response{StatusCode: 200, Status: "200 OK", Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+}
+
+// Each host gets its own concurrency limiter (here a fixed limit of one
+// attempt in flight), on top of the default policy: a host at its limit
+// refuses more at once, as a rejection, while the other hosts are served.
+func ExampleWithHostPolicies() {
+	g := &gated{arrived: make(chan struct{}), release: make(chan struct{})}
+	client := httpx.NewClient(
+		httpx.WithBase(g),
+		httpx.WithHostPolicies(func(host string) []resilient.Option {
+			limiter := resilient.MustNewConcurrencyLimiter(resilient.WithLimitBounds(1, 1))
+			return []resilient.Option{resilient.WithConcurrencyLimit(limiter)}
+		}),
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := client.Get("http://slow.example/a")
+		if err == nil {
+			resp.Body.Close()
+			fmt.Println("first to slow.example:", resp.Status)
+		}
+	}()
+	<-g.arrived // the first request holds slow.example's only slot
+
+	_, err := client.Get("http://slow.example/b")
+	fmt.Println("second to slow.example:", resilient.RejectedBy(err), errors.Is(err, resilient.ErrConcurrencyLimit))
+	resp, err := client.Get("http://fast.example/c")
+	if err == nil {
+		resp.Body.Close()
+		fmt.Println("fast.example:", resp.Status)
+	}
+	close(g.release)
+	<-done
+	// Output:
+	// second to slow.example: concurrency true
+	// fast.example: 200 OK
+	// first to slow.example: 200 OK
+}

@@ -14,6 +14,7 @@ import (
 // without [WithExecutor], and by [Get] and [Do]. The wait before retry n is
 // drawn uniformly (full jitter) from [0, min(DefaultMaxBackoff,
 // DefaultBaseDelay·2^(n-1))], and never below the response's Retry-After.
+// Each host also has its own adaptive retry budget (see [WithHostPolicies]).
 const (
 	DefaultAttempts   = 4
 	DefaultBaseDelay  = 100 * time.Millisecond
@@ -24,25 +25,16 @@ const (
 // before they stop with [ErrTooManyRedirects], as net/http's default does.
 const MaxRedirects = 10
 
-// defaultExecutor is the default policy. It is immutable.
+// defaultExecutor is the default policy, but for its per-host budgets. It
+// is immutable.
 var defaultExecutor = resilient.MustNew(
 	resilient.WithAttempts(DefaultAttempts),
 	resilient.WithBackoff(resilient.Exponential(DefaultBaseDelay, DefaultMaxBackoff)),
 	resilient.WithMaxDelay(DefaultMaxRetryAfter),
 )
 
-// defaultConfig serves the zero Transport. It is immutable.
-var defaultConfig = mustConfig()
-
-func mustConfig() *config {
-	cfg, err := newConfig(nil)
-	if err != nil {
-		panic(err)
-	}
-	return cfg
-}
-
-// config is a Transport's immutable configuration.
+// config is a Transport's configuration, immutable once built but for the
+// per-host state in hosts.
 type config struct {
 	ex             *resilient.Executor // derived from the caller's, once
 	once           *resilient.Executor // ex without hedging, for requests not safe to repeat
@@ -55,6 +47,17 @@ type config struct {
 	breakers       *resilient.Breakers
 	dedup          *dedup
 	err            error // an invalid option, for clients made by NewClient
+
+	// Before the build: what the options asked for.
+	custom       bool                                   // WithExecutor: no default host budget
+	exOpts       []resilient.Option                     // WithExecutorOptions, on top of ex
+	noHostBudget bool                                   // WithoutHostBudget
+	hostOpts     []func(host string) []resilient.Option // WithHostPolicies
+	maxHosts     int                                    // WithMaxHosts
+
+	// hosts holds each host's policy; nil when there is none (then every
+	// host uses ex and once).
+	hosts *resilient.Keyed[*hostPolicy]
 }
 
 // Option configures a [Transport] (see [NewTransport] and [NewClient]).
@@ -66,8 +69,17 @@ type optionFunc func(*config) error
 
 func (f optionFunc) apply(c *config) error { return f(c) }
 
+// own are the settings the Transport gives every executor it derives, after
+// the caller's: a value check of the caller's is removed (the Transport
+// classifies responses itself, see WithStatusClassifier), and the release
+// of discarded responses is the Transport's (see DrainLimit).
+var own = []resilient.Option{
+	resilient.CheckValue[*http.Response](nil),
+	resilient.OnDiscard(discard),
+}
+
 func newConfig(opts []Option) (*config, error) {
-	cfg := &config{ex: defaultExecutor, replayLimit: DefaultReplayLimit}
+	cfg := &config{ex: defaultExecutor, replayLimit: DefaultReplayLimit, maxHosts: DefaultMaxHosts}
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("resilient/httpx: NewTransport: nil option")
@@ -76,17 +88,15 @@ func newConfig(opts []Option) (*config, error) {
 			return nil, err
 		}
 	}
-	// The Transport's own executor, derived once from the caller's: it
-	// keeps every setting of it (attempts, backoff, cap, classifier,
-	// policies, hooks) and adds the release of discarded responses. A
-	// value check of the caller's executor is removed: the Transport
-	// classifies responses itself (see WithStatusClassifier).
-	ex, err := resilient.New(cfg.ex,
-		resilient.CheckValue[*http.Response](nil),
-		resilient.OnDiscard(discard),
-	)
+	// The Transport's own executor, derived once from the caller's (or the
+	// default one): it keeps every setting of it (attempts, backoff, cap,
+	// classifier, policies, hooks), then takes WithExecutorOptions' on top,
+	// then the Transport's own.
+	eopts := make([]resilient.Option, 0, 1+len(cfg.exOpts)+len(own))
+	eopts = append(append(append(eopts, cfg.ex), cfg.exOpts...), own...)
+	ex, err := resilient.New(eopts...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("resilient/httpx: WithExecutorOptions: %w", err)
 	}
 	cfg.ex = ex
 	// Decision: a request that may not be sent twice is never hedged, so
@@ -96,18 +106,29 @@ func newConfig(opts []Option) (*config, error) {
 	if cfg.once, err = resilient.New(ex, resilient.WithoutHedging()); err != nil {
 		return nil, err
 	}
+	if cfg.hostBudget() || len(cfg.hostOpts) > 0 {
+		if cfg.hosts, err = resilient.NewKeyed(cfg.maxHosts, cfg.buildHost); err != nil {
+			return nil, err
+		}
+	}
 	return cfg, nil
 }
 
-// WithExecutor sets the retry policy: attempts, backoff and jitter, the cap
-// on waits and Retry-After hints ([resilient.WithMaxDelay]), time limits,
-// classifier, policies (a breaker, a budget) and hooks. The Transport
-// derives its own executor from ex once, when it is built, keeping all of
-// ex's settings and shared state but two: a [resilient.CheckValue] check
-// (responses are classified by status, see [WithStatusClassifier]) and an
-// [resilient.OnDiscard] hook (the Transport closes what it discards, see
-// [DrainLimit]). The executor's classifier sees every transport error and
-// [*StatusError] that the Transport does not already mark permanent.
+// WithExecutor replaces the retry policy, wholesale: attempts, backoff and
+// jitter, the cap on waits and Retry-After hints
+// ([resilient.WithMaxDelay]), time limits, classifier, policies (a breaker,
+// a budget) and hooks are ex's, and the default policy's per-host retry
+// budgets are gone with the rest (add them back, or any per-host policy,
+// with [WithHostPolicies]). To keep the default policy and add to it (hooks,
+// a name, a breaker, a budget), use [WithExecutorOptions] instead.
+//
+// The Transport derives its own executor from ex once, when it is built,
+// keeping all of ex's settings and shared state but two: a
+// [resilient.CheckValue] check (responses are classified by status, see
+// [WithStatusClassifier]) and an [resilient.OnDiscard] hook (the Transport
+// closes what it discards, see [DrainLimit]). The executor's classifier sees
+// every transport error and [*StatusError] that the Transport does not
+// already mark permanent.
 //
 // An executor that hedges ([resilient.WithHedge]) races slow attempts of
 // requests that are safe to repeat (see the package doc); the attempts of
@@ -122,9 +143,49 @@ func WithExecutor(ex *resilient.Executor) Option {
 		if ex == nil {
 			return errors.New("resilient/httpx: WithExecutor: nil executor")
 		}
-		c.ex = ex
+		c.ex, c.custom = ex, true
 		return nil
 	})
+}
+
+// WithExecutorOptions adds opts to the Transport's policy and keeps
+// everything else of it: NewClient(WithExecutorOptions(resilient.WithHooks(h)))
+// is the default policy with hooks, its 4 attempts, its Retry-After cap of
+// 30s and its per-host budgets included. opts are applied, in order, on top
+// of the default policy or of [WithExecutor]'s executor, wherever they stand
+// among the Transport's options; several WithExecutorOptions add up in the
+// order given. Like any options after an executor (see [resilient.New]),
+// they derive a copy that shares its state (breaker, budget) and add
+// policies after its own.
+//
+// Hooks, a name ([resilient.WithName]), a breaker or budget for every host
+// together, a classifier, hedging, a time limit: any [resilient.Option] but
+// an [*resilient.Executor], which would replace the policy (that is what
+// WithExecutor is for) and is refused, as are nil options. An option
+// [resilient.New] refuses is an error of [NewTransport] that names it. A
+// [resilient.CheckValue] or [resilient.OnDiscard] among opts has no effect
+// (see WithExecutor).
+func WithExecutorOptions(opts ...resilient.Option) Option {
+	return optionFunc(func(c *config) error {
+		if err := noExecutor("WithExecutorOptions", opts); err != nil {
+			return err
+		}
+		c.exOpts = append(c.exOpts[:len(c.exOpts):len(c.exOpts)], opts...)
+		return nil
+	})
+}
+
+// noExecutor refuses nil options and executors among opts, for option fn.
+func noExecutor(fn string, opts []resilient.Option) error {
+	for _, o := range opts {
+		switch o.(type) {
+		case nil:
+			return fmt.Errorf("resilient/httpx: %s: nil option", fn)
+		case *resilient.Executor:
+			return fmt.Errorf("resilient/httpx: %s: an *Executor would replace the policy: give options, or use WithExecutor", fn)
+		}
+	}
+	return nil
 }
 
 // WithBase sets the RoundTripper that sends each attempt (the Transport's
@@ -227,7 +288,8 @@ func newIdempotencyKey() string {
 // back while its host's breaker is no longer closed, the call ends with it
 // at once, without waiting for a refusal. In a hedged round, a hedge the
 // breaker refuses leaves the round to the attempts in flight (a half-open
-// breaker's probe among them). Default: no breakers. Nil is invalid.
+// breaker's probe among them). Default: no breakers ([Recommended] builds a
+// set). Nil is invalid.
 //
 // Decision: these breakers are separate from the executor's policies
 // because a policy is told nothing of the request, so it cannot tell one

@@ -10,8 +10,9 @@ import (
 // DefaultMaxRetryAfter is the longest Retry-After the default policy
 // honours: a response that asks for a longer wait ends the call at once
 // with that response, rather than sleeping for it or retrying sooner than
-// the server asked. It is the default policy's [resilient.WithMaxDelay];
-// with your own executor ([WithExecutor]) the cap is that executor's
+// the server asked. It is the default policy's [resilient.WithMaxDelay],
+// kept by [WithExecutorOptions] unless they set another; with your own
+// executor ([WithExecutor]) the cap is that executor's
 // resilient.WithMaxDelay (whose own default is [resilient.DefaultMaxDelay]).
 const DefaultMaxRetryAfter = 30 * time.Second
 

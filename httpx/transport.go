@@ -23,14 +23,19 @@ import (
 // http.Client would) when the retries run out.
 //
 // The zero Transport is ready to use, with the default policy and
-// [http.DefaultTransport]; [NewTransport] builds one with options. A
-// Transport is safe for concurrent use; do not change Base once it is in
+// [http.DefaultTransport]; [NewTransport] builds one with options. Each
+// Transport keeps per-host state of its own (the default policy's retry
+// budgets, see [WithHostPolicies]), so it must not be copied once in use.
+// A Transport is safe for concurrent use; do not change Base once it is in
 // use. It never modifies the caller's request and always closes its body.
 type Transport struct {
 	// Base sends each attempt. Nil means http.DefaultTransport.
 	Base http.RoundTripper
 
-	cfg *config // nil: defaultConfig
+	cfg *config // nil: the zero Transport's, in lazy
+	// lazy is the zero Transport's configuration, built on its first use:
+	// each Transport has per-host state (budgets) of its own.
+	lazy atomic.Pointer[config]
 }
 
 // NewTransport builds a Transport. Without options it uses the default
@@ -45,10 +50,20 @@ func NewTransport(opts ...Option) (*Transport, error) {
 }
 
 func (t *Transport) config() *config {
-	if t.cfg == nil {
-		return defaultConfig
+	if t.cfg != nil {
+		return t.cfg
 	}
-	return t.cfg
+	if c := t.lazy.Load(); c != nil {
+		return c
+	}
+	c, err := newConfig(nil)
+	if err != nil {
+		c = &config{err: err} // not reached: the defaults are valid
+	}
+	if t.lazy.CompareAndSwap(nil, c) {
+		return c
+	}
+	return t.lazy.Load()
 }
 
 func (t *Transport) base() http.RoundTripper {
@@ -107,15 +122,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // roundTrip sends one request with retries.
 func (t *Transport) roundTrip(req *http.Request, cfg *config) (*http.Response, error) {
+	ex, once, err := cfg.policy(req.URL.Host)
+	if err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
 	c := &roundTrip{cfg: cfg, base: t.base(), req: req, tmpl: req}
 	c.plan()
 	// DoHedged is Do for an executor that does not hedge; with one that
 	// does, it races slow attempts (see the hedging notes in attempt).
-	ex := cfg.ex
 	if !c.retry || c.body != nil {
 		// Never hedged: not safe to repeat, or a stream that can feed one
 		// attempt at a time.
-		ex = cfg.once
+		ex = once
 	}
 	resp, err := resilient.DoHedged(req.Context(), c.attempt, ex)
 	switch {
