@@ -212,7 +212,11 @@ func htmlVerdict(w io.Writer, f *Figures) {
 	}
 	fmt.Fprint(w, "<div class=\"scroll\"><table>\n<tr><th>target</th>")
 	for _, c := range clients {
-		fmt.Fprintf(w, "<th>%s</th>", e(c))
+		fmt.Fprintf(w, "<th>%s", e(c))
+		if d := departure(f, c); d != "" {
+			fmt.Fprintf(w, "<div class=\"legend\">%s</div>", e(d))
+		}
+		fmt.Fprint(w, "</th>")
 	}
 	fmt.Fprint(w, "</tr>\n")
 	for _, id := range targetIDs {

@@ -139,6 +139,7 @@ func TestURLRefusesWhatCannotApply(t *testing.T) {
 		{"outage", []string{"-outage", "503"}, "-outage applies to the built-in upstream only"},
 		{"outage at its default", []string{"-outage", "refuse"}, "-outage applies to the built-in upstream only"},
 		{"phases", []string{"-phases", "healthy=1s"}, "-phases is the built-in upstream's timeline; with -url there are no phases"},
+		{"brownout", []string{"-brownout", "0.3"}, "-brownout applies to the built-in upstream only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

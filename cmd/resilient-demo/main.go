@@ -239,6 +239,11 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 	figs := &Figures{
 		Seed: cfg.seed, Callers: cfg.callers, Rate: cfg.rate, TimeoutMs: ms(cfg.timeout),
 		Timeline: cfg.spans.String(), Upstream: "built-in", Protocol: "HTTP/1.1",
+		Setup: Setup{Budget: cfg.budget, OpenMs: ms(recommendedOpen), HedgeMs: ms(cfg.hedgeWait), Limit: cfg.limit,
+			Recommended: cfg.recommended()},
+	}
+	if cfg.openFor > 0 {
+		figs.Setup.OpenMs = ms(cfg.openFor)
 	}
 	if cfg.http2 {
 		figs.Protocol = "HTTP/2"
@@ -255,6 +260,7 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 		cc := chaos.DefaultConfig(cfg.seed)
 		cc.Timeline = cfg.timeline
 		cc.Outage = cfg.outage
+		cc.Profiles[chaos.Brownout].Unavailable = cfg.brownout
 		cc.HTTP2 = cfg.http2
 		for i := range ups {
 			up, err := chaos.New(cc)
@@ -338,9 +344,11 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 			s := ups[i].Stats()
 			st = &s
 		}
-		figs.Clients = append(figs.Clients, summarize(kindOf(name), cfg.spans, recs[i], st, plan))
+		c := summarize(kindOf(name), cfg.spans, recs[i], st, plan)
+		c.Description = kindOf(name).desc(cfg)
+		figs.Clients = append(figs.Clients, c)
 	}
 	judgeFidelity(figs, probe.delays())
-	judgeTargets(figs, cfg.openFor)
+	judgeTargets(figs)
 	return figs, nil
 }
