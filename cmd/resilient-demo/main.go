@@ -8,10 +8,15 @@
 //	go run ./cmd/resilient-demo -check              # exit 1 if a target is not met, 3 if the run is invalid
 //	go run ./cmd/resilient-demo -url http://localhost:8080 -duration 1m
 //	go run ./cmd/resilient-demo -metrics :9090      # Prometheus metrics while it runs
+//	go run ./cmd/resilient-demo -budget ratio -brownout 0.3
 //
 // The clients: a plain http.Client; the retry loop people write by hand
 // (4 attempts 100ms apart, no jitter, no Retry-After, no breaker, no
-// budget); and the library's clients (see -h for the list).
+// budget); and the library's two, as a user gets them: httpx is
+// httpx.NewClient() and tuned httpx.Recommended(), the README's
+// recommended production setup. To compare, -budget puts another retry
+// budget in httpx's place, and -hedge, -limit and -open add to tuned; the
+// output then says the column is no longer what it stands for.
 //
 // By default each client gets its own instance of the built-in upstream
 // (package chaos), all started together with the same seed: the clients

@@ -262,6 +262,9 @@ func TestHedgeFlag(t *testing.T) {
 	f := inMemoryScenario(t, "-clients", "plain,tuned", "-hedge", "500ms")
 	hedged := client(t, f, "tuned")
 
+	t.Logf("tuned brownout p99: %s, with -hedge 500ms %s; requests cut %d, of them by the deadline %d; success %s, with -hedge %s",
+		msStr(phase(t, plainTuned, "brownout").P99Ms), msStr(phase(t, hedged, "brownout").P99Ms), hedged.Cut, hedged.CutByDeadline,
+		pct(plainTuned.Total.Success, plainTuned.Total.Requests), pct(hedged.Total.Success, hedged.Total.Requests))
 	assert.Equal(t, Setup{Budget: "adaptive", OpenMs: 1000, HedgeMs: 500, Limit: "none"}, f.Setup)
 	assert.Contains(t, hedged.Description, "hedging after 500ms (-hedge)")
 	assert.Contains(t, plainTuned.Description, "no hedging")
