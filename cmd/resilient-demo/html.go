@@ -107,7 +107,7 @@ func writeHTML(w io.Writer, f *Figures) error {
 <h1>resilient-demo</h1>
 `, css)
 	htmlBanner(bw, f)
-	up := "the built-in upstream, one instance per client, same seed; outage: " + f.Outage
+	up := "the built-in upstream, one instance per client, same seed; " + upstreamFaults(f)
 	if !f.builtIn() {
 		up = "the upstream at " + f.Upstream + " (shared by the clients; every figure counted on the client side)"
 	}

@@ -262,6 +262,7 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 	}
 	if cfg.url == "" {
 		figs.Outage = cfg.outage.String()
+		figs.Brownout = cfg.brownout
 		cc := chaos.DefaultConfig(cfg.seed)
 		cc.Timeline = cfg.timeline
 		cc.Outage = cfg.outage

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/resilient-go/resilient/chaos"
 	"github.com/stretchr/testify/assert"
@@ -234,6 +235,19 @@ func TestBudgetFlag(t *testing.T) {
 					}
 				}
 			}
+			// The output says which budget and which brownout it ran with.
+			var out, page bytes.Buffer
+			writeTables(&out, &config{timeout: 2 * time.Second}, harsh)
+			assert.Contains(t, out.String(), "upstream: built-in, one instance per client, same seed; brownout: 30% 503s; outage: refuse; HTTP/1.1\n")
+			assert.Contains(t, out.String(), "\nhttpx: "+h.Description+"\n")
+			require.NoError(t, writeHTML(&page, harsh))
+			if tt.budget == budgetAdaptive {
+				assert.Contains(t, out.String(), "\ntargets, httpx:\n")
+				assert.Contains(t, page.String(), "<th>httpx</th>")
+			} else {
+				assert.Contains(t, out.String(), "\ntargets, httpx: (-budget "+tt.budget+": not httpx's default budget)\n")
+				assert.Contains(t, page.String(), `<th>httpx<div class="legend">-budget `+tt.budget+`: not httpx&#39;s default budget</div></th>`)
+			}
 			if tt.budget == budgetAdaptive {
 				// Issue 16's brownout targets in its brownout: 99% of the
 				// requests safe to retry; all requests trail the naive loop,
@@ -275,6 +289,9 @@ func TestHedgeFlag(t *testing.T) {
 	assert.LessOrEqual(t, hedged.Cut, hedged.Total.Requests/100, "at most one request in 100 cut")
 	assert.Zero(t, hedged.Total.Server.Duplicates)
 	assert.Zero(t, hedged.Total.Server.EarlyRetries)
+	var page bytes.Buffer
+	require.NoError(t, writeHTML(&page, f))
+	assert.Contains(t, page.String(), `<th>tuned<div class="legend">-hedge 500ms: not the recommended setup as it is</div></th>`)
 	for _, tg := range f.Targets {
 		if tg.ID == "connections" {
 			assert.Contains(t, tg.Figure, fmt.Sprintf(" + %d cut + ", hedged.Cut), "one connection allowed per request cut")

@@ -17,11 +17,14 @@ type Figures struct {
 	TimeoutMs float64 `json:"timeout_ms"`
 	// Timeline is the built-in upstream's phases, or with -url the one span
 	// the figures cover ("run=23s").
-	Timeline   string `json:"timeline"`
-	Upstream   string `json:"upstream"` // "built-in" or the -url
-	Protocol   string `json:"protocol"` // "HTTP/1.1" or "HTTP/2" (-http2)
-	Outage     string `json:"outage_mode,omitempty"`
-	Interrupts bool   `json:"interrupted,omitempty"`
+	Timeline string `json:"timeline"`
+	Upstream string `json:"upstream"` // "built-in" or the -url
+	Protocol string `json:"protocol"` // "HTTP/1.1" or "HTTP/2" (-http2)
+	Outage   string `json:"outage_mode,omitempty"`
+	// Brownout is the share of the brownout's requests the built-in
+	// upstream answers 503 (-brownout); 0 with -url.
+	Brownout   float64 `json:"brownout_503_share,omitempty"`
+	Interrupts bool    `json:"interrupted,omitempty"`
 	// Setup is how the flags set up the library's clients.
 	Setup Setup `json:"setup"`
 	// Fidelity says whether the lab kept to its schedule: when it did

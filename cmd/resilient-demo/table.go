@@ -14,7 +14,7 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 	writeBanner(w, f)
 	fmt.Fprintf(w, "resilient-demo: seed %d, %d callers at %g req/s per client, %v deadline per request\n",
 		f.Seed, f.Callers, f.Rate, cfg.timeout)
-	up := "built-in, one instance per client, same seed; outage: " + f.Outage
+	up := "built-in, one instance per client, same seed; " + upstreamFaults(f)
 	if !f.builtIn() {
 		up = f.Upstream + " (shared; counted on the client side)"
 	}
@@ -76,6 +76,11 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 		fmt.Fprintln(w)
 		writeBanner(w, f)
 	}
+}
+
+// upstreamFaults says what the flags set of the built-in upstream's faults.
+func upstreamFaults(f *Figures) string {
+	return fmt.Sprintf("brownout: %.4g%% 503s; outage: %s", 100*f.Brownout, f.Outage)
 }
 
 // retryAfterNote says why the library's clients are slower than plain in
