@@ -26,9 +26,9 @@ import (
 // TestTunedProbesAfterRecommendedOpen checks the two agree.
 const recommendedOpen = time.Second
 
-// library returns the options every library client starts from: its base,
+// libraryOptions returns the options every library client starts from: its base,
 // and with -metrics its name and hooks (and in tests a seeded jitter).
-func library(cfg *config, name string, base http.RoundTripper) []httpx.Option {
+func libraryOptions(cfg *config, name string, base http.RoundTripper) []httpx.Option {
 	opts := []httpx.Option{httpx.WithBase(base)}
 	var ex []resilient.Option
 	if cfg.metrics != nil {
@@ -49,7 +49,7 @@ func library(cfg *config, name string, base http.RoundTripper) []httpx.Option {
 // budget per host. -budget swaps that budget for another kind (see
 // budget.go) and keeps the rest.
 func httpxDefaults(cfg *config, base http.RoundTripper, _ *recorder) (doFunc, error) {
-	opts := append(library(cfg, "httpx", base), budgetOptions(cfg.budget)...)
+	opts := append(libraryOptions(cfg, "httpx", base), budgetOptions(cfg.budget)...)
 	return newClient(opts)
 }
 
@@ -80,7 +80,7 @@ func tuned(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error) {
 	if cfg.openFor > 0 {
 		bopts = append(bopts, resilient.WithOpenDuration(cfg.openFor))
 	}
-	opts := append(library(cfg, "tuned", base), httpx.Recommended(bopts...))
+	opts := append(libraryOptions(cfg, "tuned", base), httpx.Recommended(bopts...))
 	if cfg.hedgeWait > 0 {
 		opts = append(opts, httpx.WithExecutorOptions(resilient.WithHedge(cfg.hedgeWait, 2)))
 	}
