@@ -20,8 +20,9 @@ type doFunc func(*http.Request) (*http.Response, error)
 
 // clientKind is one of the clients the demo compares.
 type clientKind struct {
-	name, desc string
-	build      func(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error)
+	name  string
+	desc  func(cfg *config) string // what it is, flags included
+	build func(cfg *config, base http.RoundTripper, rec *recorder) (doFunc, error)
 	// library marks the clients built on the library: the targets are
 	// theirs. breaker marks those with a breaker: the outage targets apply.
 	library, breaker bool
@@ -221,11 +222,23 @@ func naive(_ *config, base http.RoundTripper, _ *recorder) (doFunc, error) {
 //
 // The library's two columns are defined in library.go: httpx is whatever
 // httpx.NewClient() does with no options, tuned the setup the README
-// recommends for a shared upstream. When either changes, change its
-// function and its description here; the targets follow the flags below.
+// recommends for a service (httpx.Recommended). When either changes,
+// change its function and its description; the targets follow the flags
+// below.
 var clientKinds = []clientKind{
-	{name: "plain", desc: "net/http Client: one attempt per request", build: plain},
-	{name: "naive", desc: "hand-written loop: 4 attempts 100ms apart, 1s client timeout, any method, no jitter, no Retry-After, no breaker, no budget", build: naive},
-	{name: "httpx", desc: "the library's httpx client with its defaults: 4 attempts, exponential backoff with full jitter, Retry-After honoured", build: httpxDefaults, library: true},
-	{name: "tuned", desc: "httpx with a breaker, a retry budget (30%) and hedging (see -hedge)", build: tuned, library: true, breaker: true},
+	{name: "plain", desc: fixed("net/http Client: one attempt per request"), build: plain},
+	{name: "naive", desc: fixed("hand-written loop: 4 attempts 100ms apart, 1s client timeout, any method, no jitter, no Retry-After, no breaker, no budget"), build: naive},
+	{name: "httpx", desc: describeHTTPX, build: httpxDefaults, library: true},
+	{name: "tuned", desc: describeTuned, build: tuned, library: true, breaker: true},
+}
+
+func fixed(desc string) func(*config) string { return func(*config) string { return desc } }
+
+// describeHTTPX says what the httpx client is, -budget included.
+func describeHTTPX(cfg *config) string {
+	d := "httpx.NewClient(): 4 attempts, exponential backoff from 100ms with full jitter, Retry-After honoured up to 30s, "
+	if cfg.budget == budgetAdaptive {
+		return d + budgetDescriptions[budgetAdaptive]
+	}
+	return d + "and " + budgetDescriptions[cfg.budget]
 }

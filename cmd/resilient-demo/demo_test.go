@@ -45,7 +45,19 @@ func TestBadFlagsAreRejected(t *testing.T) {
 		{"client twice", []string{"-clients", "plain,plain"}, `-clients: "plain" given twice`},
 		{"no client", []string{"-clients", ","}, "-clients: name at least one client"},
 		{"open", []string{"-open", "0s"}, "-open must be > 0, got 0s"},
+		{"open negative", []string{"-open", "-1s"}, "-open must be > 0, got -1s"},
 		{"hedge", []string{"-hedge", "-1ms"}, "-hedge must be >= 0 (0: no hedging), got -1ms"},
+		{"budget", []string{"-budget", "fixed"}, `-budget must be one of adaptive, ratio, grpc, none, got "fixed"`},
+		{"budget empty", []string{"-budget", ""}, `-budget must be one of adaptive, ratio, grpc, none, got ""`},
+		{"limit", []string{"-limit", "vegas"}, `-limit must be one of none, gradient2, aimd, got "vegas"`},
+		{"brownout", []string{"-brownout", "1"}, "-brownout must be in [0, 0.9], got 1"},
+		{"brownout negative", []string{"-brownout", "-0.1"}, "-brownout must be in [0, 0.9], got -0.1"},
+		{"brownout NaN", []string{"-brownout", "NaN"}, "-brownout must be in [0, 0.9], got NaN"},
+		{"budget without httpx", []string{"-clients", "plain,tuned", "-budget", "none"}, "-budget applies to the httpx client, which -clients leaves out"},
+		{"budget at its default without httpx", []string{"-clients", "tuned", "-budget", "adaptive"}, "-budget applies to the httpx client"},
+		{"hedge without tuned", []string{"-clients", "plain,httpx", "-hedge", "500ms"}, "-hedge applies to the tuned client, which -clients leaves out"},
+		{"limit without tuned", []string{"-clients", "httpx", "-limit", "aimd"}, "-limit applies to the tuned client, which -clients leaves out"},
+		{"open without tuned", []string{"-clients", "httpx", "-open", "2s"}, "-open applies to the tuned client, which -clients leaves out"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -289,7 +301,7 @@ func TestSummarize(t *testing.T) {
 	rec.dials = []time.Duration{100 * ms, 1100 * ms, 3500 * ms}
 	rec.conns.Store(3)
 
-	f := summarize(clientKind{name: "x", desc: "desc", breaker: true}, spansOf(tl), rec, nil, nil)
+	f := summarize(clientKind{name: "x", breaker: true}, spansOf(tl), rec, nil, nil)
 	require.Len(t, f.Phases, 3)
 	h, o, r := f.Phases[0], f.Phases[1], f.Phases[2]
 	assert.Equal(t, PhaseFigures{Phase: "healthy", StartS: 0, DurationS: 1, Requests: 4, OK: 2, Success: 0.5, RetrySafe: 3, RetrySafeOK: 2,

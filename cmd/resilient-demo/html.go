@@ -107,7 +107,7 @@ func writeHTML(w io.Writer, f *Figures) error {
 <h1>resilient-demo</h1>
 `, css)
 	htmlBanner(bw, f)
-	up := "the built-in upstream, one instance per client, same seed; outage: " + f.Outage
+	up := "the built-in upstream, one instance per client, same seed; " + upstreamFaults(f)
 	if !f.builtIn() {
 		up = "the upstream at " + f.Upstream + " (shared by the clients; every figure counted on the client side)"
 	}
@@ -212,7 +212,11 @@ func htmlVerdict(w io.Writer, f *Figures) {
 	}
 	fmt.Fprint(w, "<div class=\"scroll\"><table>\n<tr><th>target</th>")
 	for _, c := range clients {
-		fmt.Fprintf(w, "<th>%s</th>", e(c))
+		fmt.Fprintf(w, "<th>%s", e(c))
+		if d := departure(f, c); d != "" {
+			fmt.Fprintf(w, "<div class=\"legend\">%s</div>", e(d))
+		}
+		fmt.Fprint(w, "</th>")
 	}
 	fmt.Fprint(w, "</tr>\n")
 	for _, id := range targetIDs {

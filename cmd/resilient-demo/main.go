@@ -8,10 +8,15 @@
 //	go run ./cmd/resilient-demo -check              # exit 1 if a target is not met, 3 if the run is invalid
 //	go run ./cmd/resilient-demo -url http://localhost:8080 -duration 1m
 //	go run ./cmd/resilient-demo -metrics :9090      # Prometheus metrics while it runs
+//	go run ./cmd/resilient-demo -budget ratio -brownout 0.3
 //
 // The clients: a plain http.Client; the retry loop people write by hand
 // (4 attempts 100ms apart, no jitter, no Retry-After, no breaker, no
-// budget); and the library's clients (see -h for the list).
+// budget); and the library's two, as a user gets them: httpx is
+// httpx.NewClient() and tuned httpx.Recommended(), the README's
+// recommended production setup. To compare, -budget puts another retry
+// budget in httpx's place, and -hedge, -limit and -open add to tuned; the
+// output then says the column is no longer what it stands for.
 //
 // By default each client gets its own instance of the built-in upstream
 // (package chaos), all started together with the same seed: the clients
@@ -239,6 +244,11 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 	figs := &Figures{
 		Seed: cfg.seed, Callers: cfg.callers, Rate: cfg.rate, TimeoutMs: ms(cfg.timeout),
 		Timeline: cfg.spans.String(), Upstream: "built-in", Protocol: "HTTP/1.1",
+		Setup: Setup{Budget: cfg.budget, OpenMs: ms(recommendedOpen), HedgeMs: ms(cfg.hedgeWait), Limit: cfg.limit,
+			Recommended: cfg.recommended()},
+	}
+	if cfg.openFor > 0 {
+		figs.Setup.OpenMs = ms(cfg.openFor)
 	}
 	if cfg.http2 {
 		figs.Protocol = "HTTP/2"
@@ -252,9 +262,11 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 	}
 	if cfg.url == "" {
 		figs.Outage = cfg.outage.String()
+		figs.Brownout = cfg.brownout
 		cc := chaos.DefaultConfig(cfg.seed)
 		cc.Timeline = cfg.timeline
 		cc.Outage = cfg.outage
+		cc.Profiles[chaos.Brownout].Unavailable = cfg.brownout
 		cc.HTTP2 = cfg.http2
 		for i := range ups {
 			up, err := chaos.New(cc)
@@ -338,9 +350,11 @@ func scenario(ctx context.Context, cfg *config, live io.Writer, tty bool) (*Figu
 			s := ups[i].Stats()
 			st = &s
 		}
-		figs.Clients = append(figs.Clients, summarize(kindOf(name), cfg.spans, recs[i], st, plan))
+		c := summarize(kindOf(name), cfg.spans, recs[i], st, plan)
+		c.Description = kindOf(name).desc(cfg)
+		figs.Clients = append(figs.Clients, c)
 	}
 	judgeFidelity(figs, probe.delays())
-	judgeTargets(figs, cfg.openFor)
+	judgeTargets(figs)
 	return figs, nil
 }

@@ -17,11 +17,16 @@ type Figures struct {
 	TimeoutMs float64 `json:"timeout_ms"`
 	// Timeline is the built-in upstream's phases, or with -url the one span
 	// the figures cover ("run=23s").
-	Timeline   string `json:"timeline"`
-	Upstream   string `json:"upstream"` // "built-in" or the -url
-	Protocol   string `json:"protocol"` // "HTTP/1.1" or "HTTP/2" (-http2)
-	Outage     string `json:"outage_mode,omitempty"`
-	Interrupts bool   `json:"interrupted,omitempty"`
+	Timeline string `json:"timeline"`
+	Upstream string `json:"upstream"` // "built-in" or the -url
+	Protocol string `json:"protocol"` // "HTTP/1.1" or "HTTP/2" (-http2)
+	Outage   string `json:"outage_mode,omitempty"`
+	// Brownout is the share of the brownout's requests the built-in
+	// upstream answers 503 (-brownout); 0 with -url.
+	Brownout   float64 `json:"brownout_503_share,omitempty"`
+	Interrupts bool    `json:"interrupted,omitempty"`
+	// Setup is how the flags set up the library's clients.
+	Setup Setup `json:"setup"`
 	// Fidelity says whether the lab kept to its schedule: when it did
 	// not, the figures describe the machine, and Targets are not judged.
 	Fidelity Fidelity        `json:"fidelity"`
@@ -29,6 +34,23 @@ type Figures struct {
 	// Targets are the library's promises checked on this run, for the
 	// built-in upstream only (none with -url).
 	Targets []Target `json:"targets,omitempty"`
+}
+
+// Setup is how the flags set up the library's clients: by default httpx is
+// httpx.NewClient() and tuned httpx.Recommended(), as they are.
+type Setup struct {
+	// Budget is the httpx client's retry budget per host (-budget):
+	// "adaptive" is httpx's default.
+	Budget string `json:"httpx_budget"`
+	// OpenMs is how long tuned's breakers stay open before a probe (-open).
+	OpenMs float64 `json:"tuned_open_ms"`
+	// HedgeMs is tuned's hedging delay (-hedge); 0: no hedging.
+	HedgeMs float64 `json:"tuned_hedge_ms"`
+	// Limit is tuned's concurrency limiter per host (-limit): "none",
+	// "gradient2" or "aimd".
+	Limit string `json:"tuned_limit"`
+	// Recommended reports whether tuned is the recommended setup as it is.
+	Recommended bool `json:"tuned_recommended"`
 }
 
 // builtIn reports whether the figures are of the built-in upstream.
@@ -182,8 +204,8 @@ func ratio(a, b int) float64 {
 	return float64(a) / float64(b)
 }
 
-// summarize turns a client's records into figures. plan is the planned
-// requests per span; server is nil with -url.
+// summarize turns a client's records into figures (but its description).
+// plan is the planned requests per span; server is nil with -url.
 func summarize(kind clientKind, sp spans, rec *recorder, server *chaos.Stats, plan []int) ClientFigures {
 	rec.mu.Lock()
 	calls := slices.Clone(rec.calls)
@@ -193,7 +215,7 @@ func summarize(kind clientKind, sp spans, rec *recorder, server *chaos.Stats, pl
 	trans := slices.Clone(rec.transitions)
 	rec.mu.Unlock()
 
-	f := ClientFigures{Name: kind.name, Description: kind.desc, Library: kind.library, Breaker: kind.breaker,
+	f := ClientFigures{Name: kind.name, Library: kind.library, Breaker: kind.breaker,
 		Connections: int(rec.conns.Load()), Refused: int(rec.refused.Load()),
 		Cut: int(rec.cut.Load()), CutByDeadline: int(rec.deadline.Load()), Transitions: trans}
 	if f.Transitions == nil {

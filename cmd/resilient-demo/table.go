@@ -14,7 +14,7 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 	writeBanner(w, f)
 	fmt.Fprintf(w, "resilient-demo: seed %d, %d callers at %g req/s per client, %v deadline per request\n",
 		f.Seed, f.Callers, f.Rate, cfg.timeout)
-	up := "built-in, one instance per client, same seed; outage: " + f.Outage
+	up := "built-in, one instance per client, same seed; " + upstreamFaults(f)
 	if !f.builtIn() {
 		up = f.Upstream + " (shared; counted on the client side)"
 	}
@@ -78,6 +78,11 @@ func writeTables(w io.Writer, cfg *config, f *Figures) {
 	}
 }
 
+// upstreamFaults says what the flags set of the built-in upstream's faults.
+func upstreamFaults(f *Figures) string {
+	return fmt.Sprintf("brownout: %.4g%% 503s; outage: %s", 100*f.Brownout, f.Outage)
+}
+
 // retryAfterNote says why the library's clients are slower than plain in
 // the throttling phase.
 const retryAfterNote = `Throttling latency: a client that honours Retry-After waits the hint (1s, 2s) before its retry
@@ -137,7 +142,7 @@ func summaryColumns(f *Figures) []column {
 			column{"p50", "median latency of a logical request, retries included", func(c ClientFigures) string { return msStr(c.Total.P50Ms) }},
 			column{"p99", "99th percentile of that latency", func(c ClientFigures) string { return msStr(c.Total.P99Ms) }},
 			column{"ampl", "requests sent on the wire (or connections tried) per logical request", func(c ClientFigures) string { return fmt.Sprintf("%.2f", c.Total.Amplification) }},
-			column{"refused", "logical requests the client refused itself (open breaker, empty budget)", func(c ClientFigures) string { return fmt.Sprint(c.Rejected.Count) }},
+			column{"refused", "logical requests the client refused itself (open breaker, empty budget, concurrency limit)", func(c ClientFigures) string { return fmt.Sprint(c.Rejected.Count) }},
 		)
 	} else {
 		cols = append(cols,
@@ -158,7 +163,7 @@ func summaryColumns(f *Figures) []column {
 				}
 				return fmt.Sprintf("%.3f", c.AfterOpen.Amplification)
 			}},
-			column{"open p50", "median latency of the requests the client refused itself (breaker open, budget empty)", func(c ClientFigures) string {
+			column{"open p50", "median latency of the requests the client refused itself (breaker open, budget empty, concurrency limit)", func(c ClientFigures) string {
 				if c.Rejected.Count == 0 {
 					return "-"
 				}
@@ -244,7 +249,7 @@ func notes(c ClientFigures) []string {
 	}
 	out = append(out, fmt.Sprintf("connections opened %d", c.Connections))
 	if c.Cut > 0 {
-		out = append(out, fmt.Sprintf("requests cancelled on the wire %d", c.Cut))
+		out = append(out, fmt.Sprintf("requests cancelled on the wire %d (by the caller's deadline %d)", c.Cut, c.CutByDeadline))
 	}
 	if len(c.Transitions) > 0 {
 		var ts []string
@@ -268,6 +273,9 @@ func writeTargets(w io.Writer, f *Figures) {
 		if t.Client != client {
 			client = t.Client
 			fmt.Fprintf(w, "\ntargets, %s:", client)
+			if d := departure(f, client); d != "" {
+				fmt.Fprintf(w, " (%s)", d)
+			}
 			if !f.Fidelity.Valid {
 				fmt.Fprint(w, " not judged: the run is invalid (see the top)")
 			}
