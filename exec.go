@@ -792,7 +792,7 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	}
 	c.last = stripMarkers(err)
 	if err != nil {
-		c.hint = hintOf(err)
+		c.hint = hintOf(err) // once: finding it asserts interfaces, tens of ns
 	}
 	switch o {
 	case Success:
@@ -815,7 +815,7 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
-	delay, src, r, cause := c.plan(err)
+	delay, src, r, cause := c.plan()
 	if r != ReasonSuccess {
 		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(r, cause), r, true
@@ -1025,9 +1025,9 @@ func releaseAll(policies []Policy, permits []Permit, r Report) {
 	}
 }
 
-// plan computes the wait before the next attempt, or the reason to stop now
-// instead of waiting.
-func (c *call) plan(err error) (time.Duration, DelaySource, Reason, error) {
+// plan computes the wait before the next attempt (after the attempt whose
+// hint is c.hint), or the reason to stop now instead of waiting.
+func (c *call) plan() (time.Duration, DelaySource, Reason, error) {
 	ex := c.ex
 	u := 0.0
 	if ex.jitter.kind != jitterNone {
@@ -1048,7 +1048,7 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason, error) {
 	// Decision (DESIGN 1, 2): a server's hint is a floor that jitter never
 	// lowers; a hint beyond the cap ends the call rather than being clamped
 	// into a retry the upstream asked us not to make.
-	if hint := hintOf(err); hint > 0 {
+	if hint := c.hint; hint > 0 {
 		if hint > ex.maxDelay {
 			return 0, FromHint, ReasonHintTooLong, nil
 		}
