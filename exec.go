@@ -414,7 +414,7 @@ func resolve(opts []Option) (*Executor, error) {
 }
 
 // build is resolve's slow path: every case but one prebuilt executor. It is
-// kept out of line, so that Do stays small.
+// kept out of line, so that run, which resolves for Do, stays lean.
 //
 //go:noinline
 func build(opts []Option) (*Executor, error) {
