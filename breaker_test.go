@@ -868,9 +868,9 @@ func TestBreakerStaleSuccessIgnored(t *testing.T) {
 			synctest.Wait()
 			brCall(b, nil) // the probe closes it
 			require.Equal(t, StateClosed, b.State())
-			b.succeeded(old)
+			b.closedSuccess(old)
 			assert.Equal(t, 0, b.Metrics().Calls)
-			b.succeeded(wordGen(b.word.Load()) << 1)
+			b.closedSuccess(wordGen(b.word.Load()) << 1)
 			assert.Equal(t, 1, b.Metrics().Calls)
 			b.Reset()
 		})

@@ -165,9 +165,19 @@
 // attempts were made and why the call stopped, and matches the [Reason]'s
 // sentinel: [ErrExhausted], [ErrPermanent], [ErrDeadline], [ErrMaxElapsed],
 // [ErrHintTooLong], [ErrRejected]. A call ended by its context also matches
-// the context's error and cause. [DoResult] returns the same as data, with a
-// record per attempt; [Hooks] report each attempt, retry and end as they
-// happen.
+// the context's error and cause. The hint the last attempt's error carried
+// is kept ([Error.Hint]), also when it ended the call, so that a caller can
+// pass it on. [DoResult] returns the same as data, with a record per
+// attempt; [Hooks] report each attempt (with the wait that follows it),
+// retry and end as they happen. When a retry is refused, after its wait
+// too, the caller gets the last attempt's value and error, with the refusal
+// as the cause.
+//
+// An invalid option is an [*OptionError] that names it (matching
+// [ErrInvalidOption]); a constructor given several reports every one. A
+// context the library cancels because nobody wants the work's result any
+// more (a hedge that lost, a shared execution every caller left) has the
+// cause [ErrAbandoned].
 //
 // # Testing
 //

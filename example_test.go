@@ -230,3 +230,72 @@ func ExampleDoHedged() {
 	fmt.Println(replica, err, calls.Load())
 	// Output: second replica <nil> 2
 }
+
+// A guard inside the function, which the executor cannot see (here a
+// breaker per host), refuses an attempt with Reject: the call is a
+// rejection, as a policy's refusal is, and no attempt is counted.
+func ExampleReject() {
+	hosts := resilient.MustNewBreakers(100, time.Minute)
+	hosts.Get("api.example.com").ForceOpen()
+	_, err := resilient.Do(context.Background(), func(ctx context.Context) (string, error) {
+		p, err := hosts.Get("api.example.com").Allow()
+		if err != nil {
+			return "", resilient.Reject(err) // nothing was sent
+		}
+		defer hosts.Get("api.example.com").Record(p, nil)
+		return "sent", nil
+	})
+	var rerr *resilient.Error
+	errors.As(err, &rerr)
+	fmt.Println(rerr.Attempts, rerr.Reason, resilient.RejectedBy(err), errors.Is(err, resilient.ErrOpen))
+	fmt.Println(err)
+	// Output:
+	// 0 rejected breaker true
+	// resilient: no attempt made (rejected): resilient: breaker "api.example.com": forced-open
+}
+
+// A 429 is the upstream asking for less traffic, not failing: marked
+// Throttled it is retried as usual, and a breaker does not count it.
+func ExampleThrottled() {
+	br := resilient.MustNewBreaker(resilient.WithConsecutiveFailures(1))
+	calls := 0
+	v, err := resilient.Do(context.Background(), func(ctx context.Context) (string, error) {
+		calls++
+		if calls == 1 {
+			return "", resilient.Throttled(errors.New("status 429"))
+		}
+		return "ok", nil
+	}, resilient.WithBreaker(br), resilient.WithBackoff(resilient.Constant(0)))
+	fmt.Println(v, err, calls, br.State(), br.Metrics().Failures)
+	// Output: ok <nil> 2 closed 0
+}
+
+// Every invalid option is reported, each an *OptionError that names it.
+func ExampleOptionError() {
+	_, err := resilient.New(resilient.WithAttempts(0), resilient.WithMaxDelay(-time.Second))
+	fmt.Println(errors.Is(err, resilient.ErrInvalidOption))
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var oe *resilient.OptionError
+		errors.As(e, &oe)
+		fmt.Printf("%s: %v\n", oe.Option, oe.Err)
+	}
+	// Output:
+	// true
+	// WithAttempts: n must be >= 1 or Unlimited, got 0
+	// WithMaxDelay: d must be > 0, got -1s
+}
+
+// A hint beyond the cap ends the call at once; the error keeps it, so that
+// the caller can pass it on.
+func ExampleError_hint() {
+	_, err := resilient.Do(context.Background(), func(ctx context.Context) (string, error) {
+		return "", resilient.RetryAfter(errUnavailable, 30*time.Minute)
+	}, resilient.WithMaxDelay(time.Minute))
+	var rerr *resilient.Error
+	errors.As(err, &rerr)
+	fmt.Println(rerr.Reason, rerr.Hint)
+	fmt.Println(err)
+	// Output:
+	// retry-after too long 30m0s
+	// resilient: stopped after 1 attempt (retry-after too long: 30m0s): unavailable
+}

@@ -75,10 +75,9 @@ type Executor struct {
 	fallback       any          // a func(context.Context, error) (T, error); see WithFallback
 
 	timed bool // read the clock per attempt: hooks or a DurationPolicy
-	fast  bool // the first attempt can take the fast path (see fast)
-	bare  bool // fast, with no policy: Do makes the first attempt itself
+	fast  bool // run makes the first attempt itself (see run)
 	// breaker is the executor's only policy when that is a *Breaker and
-	// the executor is fast: Do then reads its state directly (see guarded).
+	// the executor is fast: run then reads its state directly.
 	breaker *Breaker
 }
 
@@ -187,7 +186,6 @@ func New(opts ...Option) (*Executor, error) {
 	e.rejects = &a.rejects // this executor's own, not a base's
 	e.fast = !e.timed && e.maxElapsed == 0 && e.attemptTimeout == 0 && e.check == nil &&
 		e.hedge == nil && len(e.policies) <= maxFastPolicies
-	e.bare = e.fast && len(e.policies) == 0
 	e.breaker = nil
 	if e.fast && len(e.policies) == 1 {
 		e.breaker, _ = e.policies[0].(*Breaker)
@@ -416,7 +414,7 @@ func resolve(opts []Option) (*Executor, error) {
 }
 
 // build is resolve's slow path: every case but one prebuilt executor. It is
-// kept out of line, so that Do stays small.
+// kept out of line, so that run, which resolves for Do, stays lean.
 //
 //go:noinline
 func build(opts []Option) (*Executor, error) {
@@ -451,120 +449,7 @@ func build(opts []Option) (*Executor, error) {
 // Do refuses an executor built [WithHedge] with [ErrHedgeNeedsDoHedged];
 // hedged calls go through [DoHedged].
 func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) (T, error) {
-	var ex *Executor
-	if len(opts) == 1 { // resolve, written out: it is too big to inline
-		ex, _ = opts[0].(*Executor)
-	}
-	if ex == nil {
-		var err error
-		if ex, err = build(opts); err != nil {
-			var zero T
-			return zero, err
-		}
-	}
-	// The first attempt of an executor with nothing to do around it is made
-	// here, without a further call frame: the success path of most calls.
-	if ex.bare && ctx != nil && fn != nil && ctx.Err() == nil {
-		v, err := fn(ctx)
-		if err == nil {
-			return v, nil
-		}
-		return failed(ctx, ex, fn, v, err)
-	}
-	if ex.breaker != nil && ctx != nil && fn != nil {
-		return guarded(ctx, ex, fn)
-	}
-	return run(ctx, ex, fn, nil)
-}
-
-// guarded is fast for an executor whose only policy is a [Breaker], which
-// it reads directly rather than through the Policy interface: a closed
-// breaker's state is one atomic load; a success in a calm count window (see
-// window.calm) is not recorded at all, and any other goes to
-// [Breaker.succeeded].
-func guarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
-	br := ex.breaker
-	if ctx.Err() != nil {
-		return run(ctx, ex, fn, nil)
-	}
-	w := br.word.Load()
-	if s := wordState(w); s != StateClosed {
-		// An open breaker refuses every call with one *OpenError, so its
-		// cached rejection is handed back as it is.
-		if (s == StateOpen || s == StateForcedOpen) && ex.fallback == nil {
-			if e := ex.rejects.last.Load(); e != nil {
-				if oe, ok := e.Cause.(*OpenError); ok && oe == br.refusal.Load() {
-					br.totals.reject()
-					return *new(T), e
-				}
-			}
-		}
-		return unguarded(ctx, ex, fn)
-	}
-	tok := wordGen(w) << 1
-	finished := false
-	defer func() {
-		if !finished { // fn panicked: see attempt
-			br.Done(Permit{Token: tok}, Report{Attempt: 1, Outcome: Fail, Err: ErrPanicked})
-		}
-	}()
-	v, err := fn(ctx)
-	finished = true
-	if err == nil {
-		if br.win.Load().calm() { // a calm window is left as it is
-			br.totals.call(false)
-		} else {
-			br.succeeded(tok)
-		}
-		return v, nil
-	}
-	o := ex.classify(ctx, err)
-	br.Done(Permit{Token: tok}, Report{Attempt: 1, Outcome: o, Err: err})
-	if o == Success {
-		return v, stripMarkers(err)
-	}
-	return failed1(ctx, ex, fn, v, err, o)
-}
-
-// unguarded is guarded for a breaker that is not closed: a refusal, a
-// probe, or a disabled breaker's call.
-func unguarded[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
-	br := ex.breaker
-	p, err := br.Allow()
-	if err != nil {
-		if ex.fallback != nil {
-			return fallback(ctx, ex, *new(T), error(ex.rejection(err)))
-		}
-		return *new(T), ex.rejection(err)
-	}
-	finished := false
-	defer func() {
-		if !finished { // fn panicked: see attempt
-			br.Done(p, Report{Attempt: 1, Outcome: Fail, Err: ErrPanicked})
-		}
-	}()
-	v, err := fn(ctx)
-	finished = true
-	o := ex.classify(ctx, err)
-	br.Done(p, Report{Attempt: 1, Outcome: o, Err: err})
-	if o == Success {
-		return v, stripMarkers(err)
-	}
-	return failed1(ctx, ex, fn, v, err, o)
-}
-
-// failed1 is failed for a first attempt already classified and reported.
-func failed1[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), v T, err error, o Outcome) (T, error) {
-	v, err = slow(ctx, ex, nil, &first[T]{v: v, err: err, o: o}, fn)
-	if err != nil && ex.fallback != nil {
-		return fallback(ctx, ex, v, err)
-	}
-	return v, err
-}
-
-// failed goes on with a call whose first attempt, made by Do, failed.
-func failed[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), v T, err error) (T, error) {
-	return failed1(ctx, ex, fn, v, err, ex.classify(ctx, err))
+	return run(ctx, nil, opts, fn, nil) // small enough to inline: one call frame to the attempt
 }
 
 // DoResult is [Do] returning the whole story: value, error, attempts, the
@@ -578,12 +463,9 @@ func DoResult[T any](ctx context.Context, fn func(context.Context) (T, error), o
 	var r Result[T]
 	if ex.hedge != nil && ctx != nil && fn != nil {
 		r.Value, r.Err = slowHedged(ctx, ex, &r, fn)
-		if r.Err != nil && ex.fallback != nil {
-			r.Value, r.Err = fallback(ctx, ex, r.Value, r.Err)
-		}
 		return r
 	}
-	r.Value, r.Err = run(ctx, ex, fn, &r)
+	r.Value, r.Err = run(ctx, ex, nil, fn, &r)
 	return r
 }
 
@@ -596,7 +478,7 @@ func (e *Executor) Run(ctx context.Context, fn func(context.Context) error) erro
 	if fn == nil {
 		return ErrNilFunc
 	}
-	_, err := run(ctx, e, func(ctx context.Context) (struct{}, error) {
+	_, err := run(ctx, e, nil, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
 	}, nil)
 	return err
@@ -631,80 +513,100 @@ type pending struct {
 	done   bool // already recorded
 }
 
-// first is an attempt already made by the fast path.
+// first is a first attempt already made by run, which slow goes on from.
 type first[T any] struct {
 	v   T
 	err error
 	o   Outcome
 }
 
-func run[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error), res *Result[T]) (T, error) {
+// run is every call, in one story: the executor is resolved (Do resolves
+// here, so that it stays small enough to inline), the arguments checked,
+// and the first attempt of a fast executor made here: one with no time
+// limit, value check or hooks, the common case, which needs no allocation,
+// no lock and no clock. When that attempt settles the call, run returns at
+// once; otherwise slow goes on from it, attempt by attempt, as it does from
+// the start for every other executor.
+//
+// The first attempt is written out here rather than made by attempt, which
+// every later attempt goes through: attempt needs the call's whole state,
+// and building it cost a fast executor with policies 5 to 10ns a call.
+// admit and releaseAll are shared.
+func run[T any](ctx context.Context, ex *Executor, opts []Option, fn func(context.Context) (T, error), res *Result[T]) (T, error) {
 	var zero T
-	if ctx == nil {
+	if ex == nil { // resolve, written out: one prebuilt executor costs nothing
+		if len(opts) == 1 {
+			ex, _ = opts[0].(*Executor)
+		}
+		if ex == nil {
+			var err error
+			if ex, err = build(opts); err != nil {
+				return zero, err
+			}
+		}
+	}
+	switch {
+	case ctx == nil:
 		return zero, ErrNilContext
-	}
-	if fn == nil {
+	case fn == nil:
 		return zero, ErrNilFunc
-	}
-	if ex.hedge != nil {
+	case ex.hedge != nil:
 		return zero, ErrHedgeNeedsDoHedged
+	case !ex.fast || res != nil || ctx.Err() != nil:
+		return slow(ctx, ex, res, nil, fn)
 	}
 	var (
 		v   T
 		err error
 	)
-	if res == nil && ex.fast {
-		v, err = fast(ctx, ex, fn)
-	} else {
-		v, err = slow(ctx, ex, res, nil, fn)
-	}
-	if err != nil && ex.fallback != nil {
-		return fallback(ctx, ex, v, err)
-	}
-	return v, err
-}
-
-// fast makes the first attempt of an executor that needs no clock, no
-// derived context and no value check, and returns at once if it succeeds:
-// the common case, kept free of allocations, locks and clock reads. Anything
-// else goes on in slow, with the attempt already made.
-func fast[T any](ctx context.Context, ex *Executor, fn func(context.Context) (T, error)) (T, error) {
-	if ctx.Err() != nil {
-		return slow(ctx, ex, nil, nil, fn)
-	}
-	if len(ex.policies) == 0 {
-		v, err := fn(ctx)
-		if err == nil {
+	if len(ex.policies) == 0 { // nothing admits it or is told of it
+		if v, err = fn(ctx); err == nil {
 			return v, nil
 		}
 		return slow(ctx, ex, nil, &first[T]{v: v, err: err, o: ex.classify(ctx, err)}, fn)
 	}
-	var permits [maxFastPolicies]Permit
-	for i, p := range ex.policies {
-		pm, err := p.Admit(ctx, 1)
-		if err != nil {
-			releaseAll(ex.policies, permits[:i], Report{Attempt: 1, Outcome: Ignore})
-			if ctx.Err() != nil { // the policy waited and the context ended: say so
-				return slow(ctx, ex, nil, nil, fn)
-			}
-			return *new(T), ex.rejection(err)
+	var buf [maxFastPolicies]Permit
+	permits, lone, rejected := admit(ex, ctx, 1, &buf)
+	if rejected != nil {
+		// A policy that waits (a bulkhead, a limiter) may have been ended by
+		// the context: say so. A lone breaker never waits.
+		if ex.breaker == nil && ctx.Err() != nil {
+			return slow(ctx, ex, nil, nil, fn)
 		}
-		permits[i] = pm
+		if ex.fallback == nil { // the refusal, cached: no allocation
+			return v, ex.rejection(rejected)
+		}
+		return finish(ctx, ex, v, error(ex.rejection(rejected)))
 	}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: see attempt
-			releaseAll(ex.policies, permits[:len(ex.policies)], Report{Attempt: 1, Outcome: Fail, Err: ErrPanicked})
+			releaseAll(ex.policies, permits, Report{Attempt: 1, Outcome: Fail, Err: ErrPanicked})
 		}
 	}()
-	v, err := fn(ctx)
+	v, err = fn(ctx)
 	finished = true
-	o := ex.classify(ctx, err)
-	releaseAll(ex.policies, permits[:len(ex.policies)], Report{Attempt: 1, Outcome: o, Err: err})
+	o := Success
+	if err != nil {
+		o = ex.classify(ctx, err)
+	} else if lone != nil {
+		lone.closedSuccess(permits[0].Token)
+		return v, nil
+	}
+	releaseAll(ex.policies, permits, Report{Attempt: 1, Outcome: o, Err: err})
 	if o == Success {
 		return v, stripMarkers(err)
 	}
 	return slow(ctx, ex, nil, &first[T]{v: v, err: err, o: o}, fn)
+}
+
+// finish applies the executor's fallback to a call that ends with an
+// error: the last step of every call.
+func finish[T any](ctx context.Context, ex *Executor, v T, err error) (T, error) {
+	if err != nil && ex.fallback != nil {
+		return fallback(ctx, ex, v, err)
+	}
+	return v, err
 }
 
 // rejectCache keeps the error of the last refusal of a first attempt, so
@@ -737,12 +639,12 @@ func equalErrors(a, b error) (same bool) {
 	return a == b
 }
 
-// maxFastPolicies bounds the policies the fast path serves; executors with
-// more take the general path.
+// maxFastPolicies bounds the policies of a fast executor (see run), and
+// the permits admit keeps without allocating.
 const maxFastPolicies = 4
 
-// slow runs a call from its start or, given f, on from the fast path's
-// first attempt. (slowHedged is its twin for hedged rounds: the loop is kept
+// slow runs a call from its start or, given f, on from the first attempt
+// run made. (slowHedged is its twin for hedged rounds: the loop is kept
 // free of function values so that the call's state stays on the stack.)
 func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T], fn func(context.Context) (T, error)) (T, error) {
 	var c call
@@ -772,6 +674,7 @@ func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T],
 					v, err = *new(T), nil
 				}
 			}
+			c.rec = pending{n: c.n}
 		case c.ctx.Err() != nil:
 			r, cause := c.ctxReason()
 			h.drop(ex)
@@ -849,11 +752,12 @@ func (c *call) init(ctx context.Context, ex *Executor, recorded bool) context.Ca
 	return nil
 }
 
-// done ends a call: it fills in the result, if one is kept, and tells the
-// hooks.
+// done ends a call: it fills in the result, if one is kept, tells the
+// hooks, and applies the fallback (after the hooks: they see the call's
+// own error).
 func done[T any](c *call, res *Result[T], v T, err error, reason Reason) (T, error) {
 	if res == nil && c.ex.hooks.OnDone == nil {
-		return v, err
+		return finish(c.parent, c.ex, v, err)
 	}
 	elapsed := c.elapsed()
 	if res != nil {
@@ -862,7 +766,7 @@ func done[T any](c *call, res *Result[T], v T, err error, reason Reason) (T, err
 	if h := c.ex.hooks.OnDone; h != nil {
 		h(DoneEvent{Name: c.ex.name, Attempts: c.n, Reason: reason, Err: err, Elapsed: elapsed})
 	}
-	return v, err
+	return finish(c.parent, c.ex, v, err)
 }
 
 // after decides what follows an attempt: the end of the call (stop, with
@@ -888,7 +792,7 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	}
 	c.last = stripMarkers(err)
 	if err != nil {
-		c.hint = hintOf(err)
+		c.hint = hintOf(err) // once: finding it asserts interfaces, tens of ns
 	}
 	switch o {
 	case Success:
@@ -911,7 +815,7 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 		r, cause := c.ctxReason()
 		return v, c.fail(r, cause), r, true
 	}
-	delay, src, r, cause := c.plan(err)
+	delay, src, r, cause := c.plan()
 	if r != ReasonSuccess {
 		c.observe(err, o, 0, FromBackoff)
 		return v, c.fail(r, cause), r, true
@@ -935,21 +839,20 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	return v, nil, ReasonSuccess, false // v is held through the wait: see held
 }
 
-// attempt runs one attempt under the executor's policies. rejected is a
-// policy's refusal, in which case fn was not called.
+// attempt makes attempt c.n+1 of a call: admission by every policy, the
+// function on its context (with a per-attempt timeout, its own), the
+// value check, classification, and the reports to the policies. rejected
+// is a refusal (a policy's, or the function's own Reject), in which case
+// the attempt does not count.
 func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err error, o Outcome, rejected error) {
 	ex := c.ex
 	c.n++
-	var buf [4]Permit
-	permits := buf[:0]
-	for _, p := range ex.policies {
-		pm, perr := p.Admit(c.ctx, c.n)
-		if perr != nil {
-			c.releasePermits(permits, Report{Attempt: c.n, Outcome: Ignore})
-			c.n--
-			return v, nil, Ignore, perr
-		}
-		permits = append(permits, pm)
+	n := c.n
+	var buf [maxFastPolicies]Permit
+	permits, lone, rejected := admit(ex, c.ctx, n, &buf)
+	if rejected != nil {
+		c.n--
+		return v, nil, Ignore, rejected
 	}
 	actx := c.ctx
 	if ex.attemptTimeout > 0 {
@@ -967,13 +870,18 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 		finished := false
 		defer func() {
 			if !finished {
-				c.releasePermits(permits, Report{Attempt: c.n, Outcome: Fail, Err: ErrPanicked, Duration: since(c.timed, t0)})
+				releaseAll(ex.policies, permits, Report{Attempt: n, Outcome: Fail, Err: ErrPanicked, Duration: c.since(t0)})
 			}
 		}()
 		v, err = fn(actx)
 		finished = true
 	} else {
 		v, err = fn(actx)
+	}
+	if err == nil && lone != nil {
+		lone.closedSuccess(permits[0].Token)
+		c.rec = pending{n: n}
+		return v, nil, Success, nil
 	}
 	if err == nil && ex.check != nil {
 		err = ex.check(v)
@@ -983,16 +891,59 @@ func attempt[T any](c *call, fn func(context.Context) (T, error)) (v T, err erro
 	if c.timed {
 		d = c.clock(false).Sub(t0)
 	}
-	c.releasePermits(permits, Report{Attempt: c.n, Outcome: o, Err: err, Duration: d})
+	releaseAll(ex.policies, permits, Report{Attempt: n, Outcome: o, Err: err, Duration: d})
 	if o == Ignore {
 		if r := refusal(err); r != nil { // see Reject
 			c.n--
-			release(c.ex, v)
+			release(ex, v)
 			return *new(T), nil, Ignore, r
 		}
 	}
-	c.rec = pending{n: c.n, d: d}
+	c.rec = pending{n: n, d: d}
 	return v, err, o, nil
+}
+
+// admit asks the executor's policies, in order, to admit attempt n, and
+// returns their permits (in buf, unless there are more than it holds), or
+// the first refusal, once the permits already given have been released.
+// An executor whose only policy is a Breaker has it read directly, not
+// through the Policy interface: closed, the permit is the generation, lone
+// is the breaker, and the caller tells a success with closedSuccess (see
+// there for what this coupling buys); in any other state (a refusal, a
+// probe, a disabled breaker) admit asks Allow, and the report goes through
+// Done as any policy's does.
+func admit(ex *Executor, ctx context.Context, n int, buf *[maxFastPolicies]Permit) (permits []Permit, lone *Breaker, rejected error) {
+	if lone = ex.breaker; lone != nil {
+		w := lone.word.Load()
+		switch wordState(w) {
+		case StateClosed:
+			buf[0] = Permit{Token: wordGen(w) << 1}
+			return buf[:1], lone, nil
+		case StateOpen, StateForcedOpen: // as Allow refuses
+			lone.totals.reject()
+			return nil, nil, lone.refusal.Load()
+		}
+		p, err := lone.Allow() // a probe, a disabled breaker
+		if err != nil {
+			return nil, nil, err
+		}
+		buf[0] = p
+		return buf[:1], nil, nil
+	}
+	if np := len(ex.policies); np <= len(buf) {
+		permits = buf[:np]
+	} else {
+		permits = make([]Permit, np) // an executor that is not fast
+	}
+	for i, p := range ex.policies {
+		pm, err := p.Admit(ctx, n)
+		if err != nil {
+			releaseAll(ex.policies, permits[:i], Report{Attempt: n, Outcome: Ignore})
+			return nil, nil, err
+		}
+		permits[i] = pm
+	}
+	return permits, nil, nil
 }
 
 // observe records the attempt c.rec, which ended with err and o and is
@@ -1049,16 +1000,12 @@ func (c *call) elapsed() time.Duration {
 	return c.clock(true).Sub(c.start)
 }
 
-func since(timed bool, t0 time.Time) time.Duration {
-	if !timed {
+// since is the time since t0, when the call is timed; 0 otherwise.
+func (c *call) since(t0 time.Time) time.Duration {
+	if !c.timed {
 		return 0
 	}
 	return time.Since(t0)
-}
-
-// releasePermits tells policies, in reverse order, how the attempt ended.
-func (c *call) releasePermits(permits []Permit, r Report) {
-	releaseAll(c.ex.policies, permits, r)
 }
 
 // release hands a value the caller will not get to the OnDiscard hook. It
@@ -1072,14 +1019,15 @@ func release[T any](ex *Executor, v T) {
 // releaseAll tells policies[:len(permits)], in reverse order, how the attempt
 // ended.
 func releaseAll(policies []Policy, permits []Permit, r Report) {
-	for i := len(permits) - 1; i >= 0; i-- {
+	for i := len(permits); i > 0; {
+		i--
 		policies[i].Done(permits[i], r)
 	}
 }
 
-// plan computes the wait before the next attempt, or the reason to stop now
-// instead of waiting.
-func (c *call) plan(err error) (time.Duration, DelaySource, Reason, error) {
+// plan computes the wait before the next attempt (after the attempt whose
+// hint is c.hint), or the reason to stop now instead of waiting.
+func (c *call) plan() (time.Duration, DelaySource, Reason, error) {
 	ex := c.ex
 	u := 0.0
 	if ex.jitter.kind != jitterNone {
@@ -1100,7 +1048,7 @@ func (c *call) plan(err error) (time.Duration, DelaySource, Reason, error) {
 	// Decision (DESIGN 1, 2): a server's hint is a floor that jitter never
 	// lowers; a hint beyond the cap ends the call rather than being clamped
 	// into a retry the upstream asked us not to make.
-	if hint := hintOf(err); hint > 0 {
+	if hint := c.hint; hint > 0 {
 		if hint > ex.maxDelay {
 			return 0, FromHint, ReasonHintTooLong, nil
 		}

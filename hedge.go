@@ -30,13 +30,9 @@ func DoHedged[T any](ctx context.Context, fn func(context.Context) (T, error), o
 	case fn == nil:
 		return zero, ErrNilFunc
 	case ex.hedge == nil:
-		return run(ctx, ex, fn, nil)
+		return run(ctx, ex, nil, fn, nil)
 	}
-	v, err := slowHedged(ctx, ex, nil, fn)
-	if err != nil && ex.fallback != nil {
-		return fallback(ctx, ex, v, err)
-	}
-	return v, err
+	return slowHedged(ctx, ex, nil, fn)
 }
 
 // slowHedged is slow with a hedged round for each attempt.
@@ -321,17 +317,12 @@ func (r *hedgeResult[T]) pending() pending { return pending{n: r.n, d: r.d, hedg
 func hedgeAttempt[T any](ctx context.Context, c *call, fn func(context.Context) (T, error), n int, hedged bool, out chan<- hedgeResult[T]) {
 	ex := c.ex
 	r := hedgeResult[T]{n: n, hedged: hedged}
-	var permits [maxFastPolicies]Permit
-	ps := permits[:0]
-	for _, p := range ex.policies {
-		pm, err := p.Admit(ctx, n)
-		if err != nil {
-			releaseAll(ex.policies, ps, Report{Attempt: n, Outcome: Ignore})
-			r.rejected = err
-			out <- r
-			return
-		}
-		ps = append(ps, pm)
+	var buf [maxFastPolicies]Permit
+	ps, _, err := admit(ex, ctx, n, &buf) // a hedging executor has no lone breaker
+	if err != nil {
+		r.rejected = err
+		out <- r
+		return
 	}
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	if ex.attemptTimeout > 0 {

@@ -121,6 +121,13 @@ func phase(t *testing.T, c ClientFigures, name string) PhaseFigures {
 	return PhaseFigures{}
 }
 
+// TestShortScenario runs a short scenario over real loopback connections,
+// on a machine that may be busy (-race, other tests), and checks only what
+// the code guarantees there: the figures' accounting, and what each client
+// does by construction. Figures that depend on how fast the machine is
+// (success rates, amplification and latency, where a slow machine moves
+// requests across phase boundaries and past deadlines) are checked exactly
+// by TestDefaultScenarioInMemory, on fake time.
 func TestShortScenario(t *testing.T) {
 	f, table, page := shortScenario(t)
 	require.Len(t, f.Clients, len(clientKinds))
@@ -134,66 +141,58 @@ func TestShortScenario(t *testing.T) {
 				up += p.Upstream
 				require.NotNil(t, p.Server)
 			}
-			// Every request sent arrives, unless its connection was
-			// refused or it was cancelled before it left (a hedge that
-			// lost, a deadline); net/http's own retries on a dead
-			// keep-alive connection arrive without being seen.
-			sent := float64(c.Total.Upstream - c.Refused)
-			assert.LessOrEqual(t, float64(c.Total.Server.Received), sent*1.03+3)
-			assert.GreaterOrEqual(t, float64(c.Total.Server.Received), sent*0.9)
 			assert.Equal(t, sum, c.Total.Requests)
 			assert.Equal(t, up, c.Total.Upstream)
-			// The healthy phase serves everything, but for a request sent
-			// just before the brownout that arrives just after it.
-			assert.GreaterOrEqual(t, phase(t, c, "healthy").Success, 0.9)
+			// Every request sent on a connection that was not refused
+			// arrives, but for two kinds, each of which is a cut or costs a
+			// connection: a request cancelled on the wire before it left,
+			// or lost with a connection the upstream reset (at the outage's
+			// start); and net/http's own retry of a request after its
+			// reused connection died, which arrives without being counted
+			// as sent. So what was sent and what arrived differ by no more
+			// than the cuts and the connections, whatever the load.
+			sent := c.Total.Upstream - c.Refused
+			received := c.Total.Server.Received
+			assert.LessOrEqual(t, received, sent+c.Connections)
+			assert.GreaterOrEqual(t, received, sent-c.Cut-c.Connections)
+			assert.Zero(t, c.Total.Server.Duplicates, "no client sends a POST without a key twice")
 		})
 	}
 
 	plain, naive := client(t, f, "plain"), client(t, f, "naive")
-	assert.InDelta(t, 1.0, plain.OutageAmplification, 0.01, "plain sends each request once")
-	assert.Greater(t, naive.OutageAmplification, 2.0, "the naive loop sends each request up to 4 times into the outage")
-	assert.Positive(t, naive.Total.Server.EarlyRetries, "the naive loop ignores Retry-After")
-	assert.Zero(t, plain.Total.Server.EarlyRetries)
-	assert.Less(t, phase(t, plain, "outage").Success, 0.05, "nothing succeeds against a refusing upstream")
+	assert.Equal(t, plain.Total.Requests, plain.Total.Upstream, "plain sends each request once")
+	assert.Zero(t, plain.Total.Server.EarlyRetries, "plain never retries")
+	// Refusals are instant and the naive loop pauses 100ms between its 4
+	// attempts: a machine would have to stall for most of the 1.5s
+	// deadline to leave it one attempt per request.
+	assert.Greater(t, naive.OutageAmplification, 1.5, "the naive loop retries into the outage")
 
-	for _, name := range libraryClients() {
-		t.Run(name+" is safe", func(t *testing.T) {
-			lib := client(t, f, name)
-			assert.Zero(t, lib.Total.Server.Duplicates, "no POST executed twice")
-			// Hedging adds no attempt to a round once a response with a
-			// Retry-After came, so no hedge comes back early either.
-			assert.Zero(t, lib.Total.Server.EarlyRetries, "no retry sooner than Retry-After")
-			assert.GreaterOrEqual(t, phase(t, lib, "brownout").Success, phase(t, plain, "brownout").Success)
-			if name == "httpx" {
-				// Every client meets the same fate per request; only the
-				// library waits out a Retry-After that fits the deadline,
-				// where the naive loop's early retries are throttled again.
-				// (The tuned client's breaker may also refuse some.)
-				assert.GreaterOrEqual(t, phase(t, lib, "throttling").Success, phase(t, naive, "throttling").Success)
-			}
-		})
-	}
+	// httpx retries a throttled request only once the Retry-After it
+	// received has passed, so no retry arrives early. (The tuned client's
+	// hedge, started while a 429 is still on its way back, can arrive
+	// before that 429's Retry-After is over: it cannot wait for an answer
+	// it has not received. On fake time, where answers arrive at once,
+	// TestDefaultScenarioInMemory finds none for either, and the naive
+	// loop's early retries.)
+	assert.Zero(t, client(t, f, "httpx").Total.Server.EarlyRetries, "no retry sooner than Retry-After")
 
-	t.Run("tuned beats the naive loop in the outage", func(t *testing.T) {
+	t.Run("tuned's breaker opens in the outage", func(t *testing.T) {
 		tuned := client(t, f, "tuned")
-		assert.Less(t, tuned.OutageAmplification, naive.OutageAmplification/4)
+		// 1.2s of refused connections fail far more than the 20 attempts
+		// its window needs; when it opens, and whether it closes again
+		// before the load ends, depends on the machine's speed.
 		require.NotNil(t, tuned.AfterOpen, "the breaker opened in the outage")
-		assert.LessOrEqual(t, tuned.AfterOpen.Amplification, 0.1)
-		// Under -race on a busy machine a refusal takes longer than the
-		// microseconds it takes in the demo; it never waits for anything.
-		assert.Less(t, tuned.Rejected.P50Ms, 10.0, "open: callers fail fast")
-		assert.Less(t, phase(t, tuned, "outage").P50Ms, phase(t, naive, "outage").P50Ms/10)
-		// Nothing succeeds against a refusing upstream; what the breaker
-		// saves is load: successes per request sent.
-		assert.Greater(t, ratio(tuned.Total.OK, tuned.Total.Upstream), ratio(naive.Total.OK, naive.Total.Upstream))
-		require.NotNil(t, tuned.RecoveryLagMs)
-		assert.LessOrEqual(t, *tuned.RecoveryLagMs, 300.0+500, "recovery noticed within one open duration (and some slack for a busy machine)")
-		var opened, closed bool
-		for _, tr := range tuned.Transitions {
-			opened = opened || tr.To == "open"
-			closed = closed || (opened && tr.To == "closed")
+		assert.Positive(t, tuned.Rejected.Count, "open, it refuses")
+		legal := map[[2]string]bool{
+			{"closed", "open"}: true, {"open", "half-open"}: true,
+			{"half-open", "open"}: true, {"half-open", "closed"}: true,
 		}
-		assert.True(t, opened && closed, "opened, then closed again: %v", tuned.Transitions)
+		state := "closed"
+		for _, tr := range tuned.Transitions {
+			assert.Equal(t, state, tr.From, "transitions follow one another: %v", tuned.Transitions)
+			assert.True(t, legal[[2]string{tr.From, tr.To}], "a legal edge: %v", tr)
+			state = tr.To
+		}
 	})
 
 	for _, c := range f.Clients {
