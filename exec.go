@@ -683,7 +683,7 @@ func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T],
 			v, err, o, rejected = attempt(&c, fn)
 		}
 		v = h.next(ex, v, rejected)
-		v, err, r, stop := after(&c, v, err, o, rejected)
+		v, r, stop, err := after(&c, v, err, o, rejected)
 		if stop {
 			return done(&c, res, v, err, r)
 		}
@@ -772,7 +772,7 @@ func done[T any](c *call, res *Result[T], v T, err error, reason Reason) (T, err
 // after decides what follows an attempt: the end of the call (stop, with
 // what to return and why), or another attempt, after the wait it has
 // already made.
-func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error, Reason, bool) {
+func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, Reason, bool, error) {
 	var zero T
 	ex := c.ex
 	if rejected != nil {
@@ -783,12 +783,12 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 				release(ex, v)
 			}
 			r, cause := c.ctxReason()
-			return zero, c.fail(r, cause), r, true
+			return zero, r, true, c.fail(r, cause)
 		}
 		if c.n == 0 {
-			return zero, ex.rejection(rejected), ReasonRejected, true
+			return zero, ReasonRejected, true, ex.rejection(rejected)
 		}
-		return v, c.fail(ReasonRejected, rejected), ReasonRejected, true
+		return v, ReasonRejected, true, c.fail(ReasonRejected, rejected)
 	}
 	c.last = stripMarkers(err)
 	if err != nil {
@@ -797,34 +797,34 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	switch o {
 	case Success:
 		c.observe(err, o, 0, FromBackoff)
-		return v, c.last, ReasonSuccess, true
+		return v, ReasonSuccess, true, c.last
 	case Fail:
 		c.observe(err, o, 0, FromBackoff)
-		return v, c.fail(ReasonPermanent, nil), ReasonPermanent, true
+		return v, ReasonPermanent, true, c.fail(ReasonPermanent, nil)
 	case Ignore:
 		c.observe(err, o, 0, FromBackoff)
 		r, cause := c.ctxReason()
-		return v, c.fail(r, cause), r, true
+		return v, r, true, c.fail(r, cause)
 	}
 	if c.n >= ex.attempts {
 		c.observe(err, o, 0, FromBackoff)
-		return v, c.fail(ReasonExhausted, nil), ReasonExhausted, true
+		return v, ReasonExhausted, true, c.fail(ReasonExhausted, nil)
 	}
 	if c.ctx.Err() != nil { // our own time limit ended the attempt
 		c.observe(err, o, 0, FromBackoff)
 		r, cause := c.ctxReason()
-		return v, c.fail(r, cause), r, true
+		return v, r, true, c.fail(r, cause)
 	}
 	delay, src, r, cause := c.plan()
 	if r != ReasonSuccess {
 		c.observe(err, o, 0, FromBackoff)
-		return v, c.fail(r, cause), r, true
+		return v, r, true, c.fail(r, cause)
 	}
 	// Gates are asked last, once the wait is settled, so that a budget's
 	// token is only taken for a retry that will really be waited for.
 	if gerr := c.allowRetry(); gerr != nil {
 		c.observe(err, o, 0, FromBackoff)
-		return v, c.fail(ReasonRejected, gerr), ReasonRejected, true
+		return v, ReasonRejected, true, c.fail(ReasonRejected, gerr)
 	}
 	// The attempt is told of with the wait that follows it.
 	c.observe(err, o, delay, src)
@@ -834,9 +834,9 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, error,
 	if !c.wait(delay) {
 		release(ex, v)
 		r, cause := c.ctxReason()
-		return zero, c.fail(r, cause), r, true
+		return zero, r, true, c.fail(r, cause)
 	}
-	return v, nil, ReasonSuccess, false // v is held through the wait: see held
+	return v, ReasonSuccess, false, nil // v is held through the wait: see held
 }
 
 // attempt makes attempt c.n+1 of a call: admission by every policy, the

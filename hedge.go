@@ -54,7 +54,7 @@ func slowHedged[T any](ctx context.Context, ex *Executor, res *Result[T], fn fun
 		}
 		v, err, o, rejected := hedged(&c, fn)
 		v = h.next(ex, v, rejected)
-		v, err, r, stop := after(&c, v, err, o, rejected)
+		v, r, stop, err := after(&c, v, err, o, rejected)
 		if stop {
 			return done(&c, res, v, err, r)
 		}

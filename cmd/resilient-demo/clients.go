@@ -36,17 +36,6 @@ func clientNames() []string {
 	return names
 }
 
-// libraryClients lists the clients built on the library, in order.
-func libraryClients() []string {
-	var names []string
-	for _, k := range clientKinds {
-		if k.library {
-			names = append(names, k.name)
-		}
-	}
-	return names
-}
-
 func kindOf(name string) clientKind {
 	for _, k := range clientKinds {
 		if k.name == name {
