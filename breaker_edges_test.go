@@ -245,7 +245,7 @@ func TestBreakerTotals(t *testing.T) {
 	for _, via := range brVias {
 		t.Run(via.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				b := MustNewBreaker(WithConsecutiveFailures(3), WithOpenDuration(time.Second))
+				b := MustNewBreaker(WithConsecutiveFailures(3), WithOpenDuration(time.Second), WithTotals())
 				brRunSteps(t, b, via.call, []brStep{
 					{ok: 5, fail: 3, want: StateOpen},         // 8 calls, 3 failures
 					{ok: 4, want: StateOpen, rejected: 4},     // 4 refusals
@@ -265,7 +265,7 @@ func TestBreakerTotals(t *testing.T) {
 		})
 	}
 	t.Run("parallel", func(t *testing.T) {
-		b := MustNewBreaker(WithCountWindow(1000), WithMinCalls(1000), WithFailureRate(1))
+		b := MustNewBreaker(WithCountWindow(1000), WithMinCalls(1000), WithFailureRate(1), WithTotals())
 		const goroutines, each = 32, 2000
 		var wg sync.WaitGroup
 		for g := range goroutines {
@@ -284,5 +284,14 @@ func TestBreakerTotals(t *testing.T) {
 		assert.Equal(t, uint64(goroutines*each), m.TotalCalls)
 		assert.Equal(t, uint64(goroutines*each/4), m.TotalFailures)
 		assert.Zero(t, m.TotalRejections)
+	})
+	t.Run("off by default", func(t *testing.T) {
+		b := MustNewBreaker(WithConsecutiveFailures(1))
+		brCall(b, nil)
+		brCall(b, errBrBoom)
+		_, err := b.Allow()
+		require.ErrorIs(t, err, ErrOpen)
+		m := b.Metrics()
+		assert.Zero(t, m.TotalCalls+m.TotalFailures+m.TotalRejections)
 	})
 }

@@ -155,7 +155,7 @@ func runBreakerModel(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	m := &brModel{window: 8, minCalls: 4, consecutive: 5, openDur: 3 * time.Second,
 		maxWait: 4 * time.Second, probes: 2, successes: 3}
-	b, err := NewBreaker(WithCountWindow(m.window), WithMinCalls(m.minCalls), WithFailureRate(0.5),
+	b, err := NewBreaker(WithCountWindow(m.window), WithMinCalls(m.minCalls), WithFailureRate(0.5), WithTotals(),
 		WithConsecutiveFailures(m.consecutive), WithOpenDuration(m.openDur), WithHalfOpenMaxWait(m.maxWait),
 		WithHalfOpenProbes(m.probes), WithHalfOpenSuccesses(m.successes))
 	require.NoError(t, err)

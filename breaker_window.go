@@ -308,7 +308,12 @@ type totalStripe struct {
 	_                     [104]byte // with the counters, two cache lines
 }
 
+// call, reject and sum do nothing on a nil *totals (a breaker built
+// without WithTotals).
 func (t *totals) call(fail bool) {
+	if t == nil {
+		return
+	}
 	s := &t.stripes[stripeOf()]
 	s.calls.Add(1)
 	if fail {
@@ -316,9 +321,16 @@ func (t *totals) call(fail bool) {
 	}
 }
 
-func (t *totals) reject() { t.stripes[stripeOf()].rejects.Add(1) }
+func (t *totals) reject() {
+	if t != nil {
+		t.stripes[stripeOf()].rejects.Add(1)
+	}
+}
 
 func (t *totals) sum() (calls, fails, rejects uint64) {
+	if t == nil {
+		return 0, 0, 0
+	}
 	for i := range t.stripes {
 		s := &t.stripes[i]
 		calls += s.calls.Load()
