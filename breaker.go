@@ -253,6 +253,9 @@ type Breaker struct {
 	win atomic.Pointer[window]
 	// refusal is the error handed to refused calls in the current state.
 	refusal atomic.Pointer[OpenError]
+	// change, when set, is closed at the next change of state (see
+	// changed); made only when a waiting call asks for it.
+	change atomic.Pointer[chan struct{}]
 
 	cfg *breakerConfig
 
@@ -841,6 +844,22 @@ func (b *Breaker) AllowRetry(int) error {
 	return nil
 }
 
+// changed returns a channel closed at the breaker's next change of state,
+// so that an executor waiting to retry through this breaker learns at once
+// that it opened (see watcher). The channel is made on demand, once per
+// change, and shared by every waiting call.
+func (b *Breaker) changed() <-chan struct{} {
+	for {
+		if ch := b.change.Load(); ch != nil {
+			return *ch
+		}
+		ch := make(chan struct{})
+		if b.change.CompareAndSwap(nil, &ch) {
+			return ch
+		}
+	}
+}
+
 // NeedsDuration implements [DurationPolicy]: the executor measures
 // attempts for the breaker only when slow calls are counted
 // ([WithSlowCalls]).
@@ -1148,6 +1167,9 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 		b.timer = nil
 	}
 	b.maxWaitID = 0
+	if ch := b.change.Swap(nil); ch != nil {
+		close(*ch) // wakes the calls waiting to retry (see changed)
+	}
 	gen := (wordGen(w) + 1) & wordGenMask
 	b.since, b.until = now, time.Time{}
 	switch to {

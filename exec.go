@@ -70,6 +70,7 @@ type Executor struct {
 	hooks          Hooks
 	policies       []Policy
 	gates          []RetryGate
+	watch          []watcher // the gates that can tell when their answer may change
 	hedge          *hedge
 	rejects        *rejectCache // this executor's own, never a base's
 	fallback       any          // a func(context.Context, error) (T, error); see WithFallback
@@ -174,13 +175,16 @@ func New(opts ...Option) (*Executor, error) {
 		e.maxDelay = max(DefaultMaxDelay, e.backoff.max)
 	}
 	e.timed = e.hooks.OnAttempt != nil || e.hooks.OnRetry != nil || e.hooks.OnDone != nil
-	e.gates = e.gates[:0:0]
+	e.gates, e.watch = e.gates[:0:0], nil
 	for _, p := range e.policies {
 		if d, ok := p.(DurationPolicy); ok && d.NeedsDuration() {
 			e.timed = true
 		}
 		if g, ok := p.(RetryGate); ok {
 			e.gates = append(e.gates, g)
+			if w, ok := g.(watcher); ok {
+				e.watch = append(e.watch, w)
+			}
 		}
 	}
 	e.rejects = &a.rejects // this executor's own, not a base's
@@ -831,7 +835,21 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, Reason
 	if h := ex.hooks.OnRetry; h != nil {
 		h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
 	}
-	if !c.wait(delay) {
+	refused, ok := c.wait(delay)
+	switch {
+	case refused != nil:
+		// A breaker opened during the wait: the retry would be refused,
+		// so the call ends now, with the result it has, rather than at
+		// the end of a wait that can no longer lead anywhere.
+		return v, ReasonRejected, true, c.fail(ReasonRejected, refused)
+	case !ok && c.parent.Err() == nil:
+		// Decision: our own time limit (WithMaxElapsed) ended the wait,
+		// which plan only lets happen when the timer fires late. The
+		// caller's context is alive and wants an answer: it gets the
+		// result it would have had, had the wait been refused up front.
+		r, cause := c.ctxReason()
+		return v, r, true, c.fail(r, cause)
+	case !ok:
 		release(ex, v)
 		r, cause := c.ctxReason()
 		return zero, r, true, c.fail(r, cause)
@@ -1071,23 +1089,40 @@ func (c *call) plan() (time.Duration, DelaySource, Reason, error) {
 	return delay, src, ReasonSuccess, nil
 }
 
-// wait sleeps d, or less if the call's context ends first (then false). No
-// timer is created for a zero wait; one timer serves every wait of a call.
-func (c *call) wait(d time.Duration) bool {
+// wait waits d before the next attempt. It returns ok false when the
+// call's context ended first, and the refusal when a watched gate (see
+// watcher: a breaker that opened meanwhile) would refuse the retry, so
+// that the call need not sit out a wait that can only end in a refusal.
+func (c *call) wait(d time.Duration) (refused error, ok bool) {
 	c.fresh = false
 	if d <= 0 {
-		return c.ctx.Err() == nil
+		return nil, c.ctx.Err() == nil
 	}
 	if c.timer == nil {
 		c.timer = time.NewTimer(d)
 	} else {
 		c.timer.Reset(d)
 	}
-	select {
-	case <-c.timer.C:
-		return true
-	case <-c.ctx.Done():
-		return false
+	for {
+		// The channels are taken before the gates are asked, so that a
+		// change between the two still wakes the wait. Two are watched;
+		// a gate beyond them is asked when the next attempt is admitted,
+		// as every policy is: later, but as truthfully.
+		var changed [2]<-chan struct{}
+		for i, w := range c.ex.watch[:min(len(c.ex.watch), len(changed))] {
+			changed[i] = w.changed()
+			if err := w.AllowRetry(c.n + 1); err != nil {
+				return err, true
+			}
+		}
+		select {
+		case <-c.timer.C:
+			return nil, true
+		case <-c.ctx.Done():
+			return nil, false
+		case <-changed[0]:
+		case <-changed[1]:
+		}
 	}
 }
 

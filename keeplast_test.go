@@ -74,6 +74,9 @@ func TestRefusedRetryKeepsLastValue(t *testing.T) {
 		reject bool // fn refuses attempt 2 itself
 		do     func(context.Context, func(context.Context) (*response, error), ...Option) (*response, error)
 		cause  func(br *Breaker) error
+		// took is how long the call takes: the whole wait, or, when the
+		// executor's breaker opens during it, until that moment.
+		took time.Duration
 	}{
 		"policy": {
 			opts: func(*Breaker) []Option {
@@ -85,30 +88,36 @@ func TestRefusedRetryKeepsLastValue(t *testing.T) {
 				}})}
 			},
 			cause: func(*Breaker) error { return refusal },
+			took:  time.Second,
 		},
 		"breaker opened during the wait": {
 			opts:  func(br *Breaker) []Option { return []Option{WithBreaker(br)} },
 			cause: func(br *Breaker) error { return br.refusal.Load() },
+			took:  500 * time.Millisecond,
 		},
 		"breaker and another policy": {
 			opts:  func(br *Breaker) []Option { return []Option{WithBreaker(br), WithPolicy(&recorder{})} },
 			cause: func(br *Breaker) error { return br.refusal.Load() },
+			took:  500 * time.Millisecond,
 		},
 		"Reject": {
 			opts:   func(*Breaker) []Option { return nil },
 			reject: true,
 			cause:  func(*Breaker) error { return hostRefusal },
+			took:   time.Second,
 		},
 		"hedged, breaker": {
 			opts:  func(br *Breaker) []Option { return []Option{WithBreaker(br), WithHedge(time.Hour, 2)} },
 			do:    DoHedged[*response],
 			cause: func(br *Breaker) error { return br.refusal.Load() },
+			took:  500 * time.Millisecond,
 		},
 		"hedged, Reject": {
 			opts:   func(*Breaker) []Option { return []Option{WithHedge(time.Hour, 2)} },
 			reject: true,
 			do:     DoHedged[*response],
 			cause:  func(*Breaker) error { return hostRefusal },
+			took:   time.Second,
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -134,7 +143,7 @@ func TestRefusedRetryKeepsLastValue(t *testing.T) {
 				}
 				start := time.Now()
 				v, err := do(t.Context(), fn, ex)
-				assert.Equal(t, time.Second, time.Since(start), "one wait, and no more")
+				assert.Equal(t, tc.took, time.Since(start), "one wait at most, and none past an opening")
 				require.Len(t, l.made, 1)
 				assert.Same(t, l.made[0], v, "the last response is handed back")
 				l.check(t, v)
@@ -286,4 +295,77 @@ func TestNothingLostOrReleasedTwice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWaitEndsWhenBreakerOpens: a call waiting out a server's hint ends
+// the moment a breaker it retries through opens, with the response it
+// has, instead of sitting out a wait that can only end in a refusal; any
+// other change of the breaker's state (a Reset, half-open) leaves the wait
+// as it was. Two breakers are watched at once.
+func TestWaitEndsWhenBreakerOpens(t *testing.T) {
+	for name, tc := range map[string]struct {
+		change func(a, b *Breaker)
+		took   time.Duration
+		opened bool
+	}{
+		"the first breaker opens":  {change: func(a, _ *Breaker) { a.ForceOpen() }, took: 300 * time.Millisecond, opened: true},
+		"the second breaker opens": {change: func(_, b *Breaker) { b.ForceOpen() }, took: 300 * time.Millisecond, opened: true},
+		"a reset changes nothing":  {change: func(a, b *Breaker) { a.Reset(); b.Reset() }, took: 2 * time.Second},
+		"disabled changes nothing": {change: func(a, _ *Breaker) { a.Disable() }, took: 2 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer goleak.VerifyNone(t)
+			synctest.Test(t, func(t *testing.T) {
+				a, b := MustNewBreaker(), MustNewBreaker()
+				l := &ledger{}
+				ex := MustNew(WithBreaker(a), WithBreaker(b), WithAttempts(2), WithJitter(NoJitter),
+					WithBackoff(Constant(0)), OnDiscard(l.release))
+				time.AfterFunc(300*time.Millisecond, func() { tc.change(a, b) })
+				start := time.Now()
+				v, err := Do(t.Context(), func(context.Context) (*response, error) {
+					return l.make(429), RetryAfter(err503, 2*time.Second)
+				}, ex)
+				assert.Equal(t, tc.took, time.Since(start))
+				var rerr *Error
+				require.ErrorAs(t, err, &rerr)
+				if tc.opened {
+					assert.Equal(t, ReasonRejected, rerr.Reason)
+					assert.ErrorIs(t, err, ErrOpen)
+					assert.Equal(t, 1, rerr.Attempts)
+					require.Len(t, l.made, 1)
+				} else {
+					assert.Equal(t, ReasonExhausted, rerr.Reason)
+					assert.Equal(t, 2, rerr.Attempts)
+					require.Len(t, l.made, 2)
+				}
+				assert.Same(t, l.made[len(l.made)-1], v, "the last response is handed back")
+				l.check(t, v)
+			})
+		})
+	}
+}
+
+// TestWaitEndsWhenBreakerOpensManyCallers: many calls waiting through one
+// breaker all end when it opens, none before, under -race.
+func TestWaitEndsWhenBreakerOpensManyCallers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		br := MustNewBreaker(WithCountWindow(1000), WithMinCalls(1000)) // opens by hand only
+		ex := MustNew(WithBreaker(br), WithJitter(NoJitter), WithBackoff(Constant(time.Second)))
+		const callers = 64
+		var wg sync.WaitGroup
+		var early atomic.Int32
+		for range callers {
+			wg.Go(func() {
+				start := time.Now()
+				_, err := Do(t.Context(), func(context.Context) (int, error) { return 0, err503 }, ex)
+				if time.Since(start) != 700*time.Millisecond || !errors.Is(err, ErrOpen) {
+					early.Add(1)
+				}
+			})
+		}
+		time.Sleep(700 * time.Millisecond)
+		br.ForceOpen()
+		wg.Wait()
+		assert.Zero(t, early.Load(), "every caller ends when the breaker opens, with ErrOpen")
+	})
 }

@@ -69,3 +69,12 @@ type DurationPolicy interface {
 type RetryGate interface {
 	AllowRetry(attempt int) error
 }
+
+// watcher is implemented by retry gates whose answer can change while a
+// call waits to retry: a [Breaker], which may open. changed returns a
+// channel closed at the gate's next change of state; the executor's wait
+// then asks the gate again, and ends at once if it now refuses.
+type watcher interface {
+	RetryGate
+	changed() <-chan struct{}
+}
