@@ -1167,9 +1167,6 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 		b.timer = nil
 	}
 	b.maxWaitID = 0
-	if ch := b.change.Swap(nil); ch != nil {
-		close(*ch) // wakes the calls waiting to retry (see changed)
-	}
 	gen := (wordGen(w) + 1) & wordGenMask
 	b.since, b.until = now, time.Time{}
 	switch to {
@@ -1211,6 +1208,10 @@ func (b *Breaker) enterLocked(to State, cause error, now time.Time, open time.Du
 			break
 		}
 		w = b.word.Load() // only probe counts change outside b.mu
+	}
+	// Once the new state is visible: a call woken here reads it.
+	if ch := b.change.Swap(nil); ch != nil {
+		close(*ch) // wakes the calls waiting to retry (see changed)
 	}
 	b.pending = append(b.pending, pendingEvent{ev: ev, snap: b.snapshotLocked(), save: save && b.cfg.store != nil})
 }
