@@ -208,8 +208,10 @@ func TestHostBreakerTrippedMidCallReturnsTheResponse(t *testing.T) {
 		assert.Equal(t, 503, resp.StatusCode)
 		assert.Equal(t, "xx", readAll(t, resp.Body), "the response of the attempt that tripped the breaker")
 		assert.Equal(t, 2, f.calls())
+		// Both were set aside as they came (read whole into memory, their
+		// connections released), and the second is what the caller reads.
 		assert.EqualValues(t, 1, f.bodies[0].closes.Load())
-		assert.EqualValues(t, 0, f.bodies[1].closes.Load())
+		assert.EqualValues(t, 1, f.bodies[1].closes.Load())
 	})
 }
 
@@ -330,8 +332,8 @@ func TestHostBreakerRefusalIsARejection(t *testing.T) {
 // Regression: a host breaker that opened while a call waited out a
 // Retry-After still cost the caller the whole wait, then handed back
 // ErrOpen and lost the 429. The call now ends with the 429 (body as kept)
-// as soon as the next attempt is refused, and at once when the breaker is
-// already open as the response comes back.
+// the moment the breaker opens, and at once when the breaker is already
+// open as the response comes back.
 func TestHostBreakerOpenedDuringTheWaitKeepsTheResponse(t *testing.T) {
 	t.Run("opened during the wait", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
@@ -349,7 +351,7 @@ func TestHostBreakerOpenedDuringTheWaitKeepsTheResponse(t *testing.T) {
 			require.NoError(t, err, "the 429 that came, not ErrOpen")
 			assert.Equal(t, 429, resp.StatusCode)
 			assert.Equal(t, "slow down", readAll(t, resp.Body))
-			assert.GreaterOrEqual(t, time.Since(start), 10*time.Second, "the wait the server asked for")
+			assert.Equal(t, 3*time.Second, time.Since(start), "the wait ends when the breaker opens")
 			assert.Equal(t, 1, f.calls())
 			require.Len(t, done, 1)
 			assert.Equal(t, resilient.ReasonRejected, done[0].Reason)
@@ -412,5 +414,31 @@ func TestHostBreakerHalfOpenUnderHedgedTraffic(t *testing.T) {
 			require.NoError(t, resp.Body.Close())
 		}
 		assert.Equal(t, resilient.StateClosed, br.State())
+	})
+}
+
+// TestHostBreakerFollowsTheSet: a host's requests always count on the
+// breaker its set holds for it now. When the set forgets a host's breaker
+// (here to make room for another host) and makes a new one, the host's
+// next requests go through the new one, as anyone reading the set sees.
+func TestHostBreakerFollowsTheSet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := resilient.MustNewBreakers(1, time.Hour, resilient.WithConsecutiveFailures(100))
+		f := &fakeRT{fn: statuses(503, 503, 503, 503, 503, 503)}
+		tr := newTransport(t, f, WithExecutor(resilient.MustNew(resilient.WithAttempts(1))), WithHostBreakers(set))
+		send := func(host string) {
+			resp, err := tr.RoundTrip(get(t, t.Context(), "http://"+host+"/x"))
+			require.NoError(t, err)
+			readAll(t, resp.Body)
+		}
+		send("a.test")
+		first := set.Get("a.test")
+		assert.Equal(t, 1, first.Metrics().Failures)
+		send("b.test") // the set, of one, forgets a.test's breaker
+		send("a.test")
+		second := set.Get("a.test")
+		require.NotSame(t, first, second, "the set made a new breaker for a.test")
+		assert.Equal(t, 1, second.Metrics().Failures, "the request counted on the breaker the set holds")
+		assert.Equal(t, 1, first.Metrics().Failures, "and not on the forgotten one")
 	})
 }

@@ -3,6 +3,7 @@ package httpx
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/resilient-go/resilient"
 )
@@ -11,21 +12,27 @@ import (
 // (see [WithHostPolicies] and [WithMaxHosts]).
 const DefaultMaxHosts = 1000
 
-// hostPolicy is one host's executors: the Transport's, with the host's own
-// policies added. It is immutable.
+// hostPolicy is one host's executors: the Transport's, with the host's
+// own policies added (its breaker, budget, limiters).
 //
 // Decision: a host's policies are policies of a copy of the executor made
-// for that host, not guards inside the attempt function (as
-// WithHostBreakers' breakers are), because a policy is told nothing of the
-// request. With a copy per host, each is an ordinary policy with nothing of
-// ours around it: its refusal is a rejection, a retry gate is asked before
-// the wait, a hedge that lost counts as Ignore, hooks see it all. The price
-// is one lookup per request (resilient.Keyed: no lock, no allocation) and
-// about 900 bytes per host.
+// for that host, not guards inside the attempt function, because a policy
+// is told nothing of the request. With a copy per host, each is an
+// ordinary policy with nothing of ours around it: its refusal is a
+// rejection, a retry gate is asked before the wait (and a breaker that
+// opens during the wait ends it at once), a hedge that lost counts as
+// Ignore, hooks see it all. The price is one lookup per request
+// (resilient.Keyed: no lock, no allocation) and about 900 bytes per host.
 type hostPolicy struct {
-	ex   *resilient.Executor
-	once *resilient.Executor // ex without hedging
-	err  error               // the host's options were invalid: its requests fail with it
+	cur atomic.Pointer[hostExecutors]
+}
+
+// hostExecutors is what a host's requests run on. It is immutable.
+type hostExecutors struct {
+	ex      *resilient.Executor
+	once    *resilient.Executor // ex without hedging
+	breaker *resilient.Breaker  // the host's breaker from WithHostBreakers' set, or nil
+	err     error               // the host's options were invalid: its requests fail with it
 }
 
 // WithHostPolicies gives each host its own policies: f is called with a
@@ -120,14 +127,55 @@ func (c *config) policy(host string) (ex, once *resilient.Executor, err error) {
 		return c.ex, c.once, nil
 	}
 	p := c.hosts.Get(host)
-	return p.ex, p.once, p.err
+	e := p.cur.Load()
+	if c.breakers != nil {
+		if br := c.breakers.Get(host); br != e.breaker {
+			e = c.replaceBreaker(p, e, host, br)
+		}
+	}
+	return e.ex, e.once, e.err
 }
 
-// buildHost builds host's executors: the Transport's, with the host's
-// budget and policies, then the Transport's own settings again, which no
-// host option may undo.
+// replaceBreaker rebuilds a host's executors around br, the breaker its
+// set now holds for it.
+//
+// Decision: the set of WithHostBreakers stays the one truth about a host's
+// breaker. When it has forgotten one (unused, or to make room) and made a
+// new one, the host's executors take the new one, rather than keep
+// counting on a breaker the set, and whoever reads it, no longer sees.
+// This is rare, and costs a rebuild under c.mu; the host's other
+// policies are built anew with it, as for a host the Transport forgot.
+func (c *config) replaceBreaker(p *hostPolicy, e *hostExecutors, host string, br *resilient.Breaker) *hostExecutors {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur := p.cur.Load(); cur != e {
+		return cur // replaced meanwhile
+	}
+	ne := c.executors(host, br)
+	p.cur.Store(ne)
+	return ne
+}
+
+// buildHost builds host's policy, for c.hosts (under its lock).
 func (c *config) buildHost(host string) *hostPolicy {
+	var br *resilient.Breaker
+	if c.breakers != nil {
+		br = c.breakers.Get(host)
+	}
+	p := new(hostPolicy)
+	p.cur.Store(c.executors(host, br))
+	return p
+}
+
+// executors builds host's executors: the Transport's, with the host's
+// breaker, budget and policies, then the Transport's own settings again,
+// which no host option may undo. The breaker comes first, so that a
+// request it refuses takes nothing from a budget or a limiter.
+func (c *config) executors(host string, br *resilient.Breaker) *hostExecutors {
 	opts := []resilient.Option{c.ex}
+	if br != nil {
+		opts = append(opts, resilient.WithBreaker(br))
+	}
 	if c.hostBudget() {
 		// Cannot fail: no options.
 		b, _ := resilient.NewAdaptiveBudget()
@@ -136,18 +184,18 @@ func (c *config) buildHost(host string) *hostPolicy {
 	for _, f := range c.hostOpts {
 		hopts := f(host)
 		if err := noExecutor("WithHostPolicies", hopts); err != nil {
-			return &hostPolicy{err: fmt.Errorf("%w (host %q)", err, host)}
+			return &hostExecutors{breaker: br, err: fmt.Errorf("%w (host %q)", err, host)}
 		}
 		opts = append(opts, hopts...)
 	}
 	opts = append(opts, own...)
 	ex, err := resilient.New(opts...)
 	if err != nil {
-		return &hostPolicy{err: fmt.Errorf("resilient/httpx: WithHostPolicies: host %q: %w", host, err)}
+		return &hostExecutors{breaker: br, err: fmt.Errorf("resilient/httpx: WithHostPolicies: host %q: %w", host, err)}
 	}
 	once, err := resilient.New(ex, resilient.WithoutHedging())
 	if err != nil {
-		return &hostPolicy{err: fmt.Errorf("resilient/httpx: WithHostPolicies: host %q: %w", host, err)}
+		return &hostExecutors{breaker: br, err: fmt.Errorf("resilient/httpx: WithHostPolicies: host %q: %w", host, err)}
 	}
-	return &hostPolicy{ex: ex, once: once}
+	return &hostExecutors{ex: ex, once: once, breaker: br}
 }

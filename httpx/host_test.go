@@ -461,7 +461,7 @@ func TestHostPoliciesCompose(t *testing.T) {
 		for _, host := range []string{"a.test", "b.test", "c.test"} {
 			assert.Zero(t, tr.cfg.breakers.Get(host).Metrics().Failures, host)
 			assert.Zero(t, limiters[host].InFlight(), host)
-			for _, p := range tr.cfg.hosts.Get(host).ex.Policies() {
+			for _, p := range tr.cfg.hosts.Get(host).cur.Load().ex.Policies() {
 				if b, ok := p.(*resilient.Budget); ok {
 					assert.Equal(t, float64(resilient.DefaultRetryBurst), b.Available(), "%s: the budget is full", host)
 				}

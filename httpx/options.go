@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/resilient-go/resilient"
@@ -58,6 +59,7 @@ type config struct {
 	// hosts holds each host's policy; nil when there is none (then every
 	// host uses ex and once).
 	hosts *resilient.Keyed[*hostPolicy]
+	mu    sync.Mutex // serialises rebuilds of a host's policy (see replaceBreaker)
 }
 
 // Option configures a [Transport] (see [NewTransport] and [NewClient]).
@@ -106,7 +108,7 @@ func newConfig(opts []Option) (*config, error) {
 	if cfg.once, err = resilient.New(ex, resilient.WithoutHedging()); err != nil {
 		return nil, err
 	}
-	if cfg.hostBudget() || len(cfg.hostOpts) > 0 {
+	if cfg.hostBudget() || len(cfg.hostOpts) > 0 || cfg.breakers != nil {
 		if cfg.hosts, err = resilient.NewKeyed(cfg.maxHosts, cfg.buildHost); err != nil {
 			return nil, err
 		}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/resilient-go/resilient"
 )
@@ -280,12 +279,7 @@ func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 		// attempt reach here anyway, it is not sent.
 		return nil, errUnsafeToRepeat
 	}
-	var a try
-	if set := c.cfg.breakers; set != nil {
-		a = c.guarded(ctx, n, set.Get(c.req.URL.Host))
-	} else {
-		a = c.send(ctx, n)
-	}
+	a := c.send(ctx, n)
 	if a.again && c.body != nil {
 		// The attempt has its answer: its transport may read no more of
 		// the stream, which the next attempt will need whole.
@@ -301,64 +295,6 @@ func (c *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 		keep(ctx, a.resp) // see keep: the executor may hold it during a wait
 	}
 	return a.result()
-}
-
-// guarded sends an attempt through the host's breaker, and tells the
-// breaker how it went: a retryable or permanent status or error is a
-// failure, any other response a success, the caller's own cancellation and
-// an attempt the executor abandoned (see [resilient.ErrAbandoned]) neither.
-// The error it is told keeps the Retry-After hint, for
-// [resilient.WithOpenFromHint].
-func (c *roundTrip) guarded(ctx context.Context, n int, br *resilient.Breaker) try {
-	p, err := br.Allow()
-	if err != nil {
-		// Decision (DESIGN 14): a host breaker's refusal is a rejection,
-		// exactly like the executor's own breaker's: nothing was sent, so
-		// it is no attempt (0 attempts for it, no attempt event), it ends
-		// the call at once with resilient.ReasonRejected, RejectedBy names
-		// the breaker, the error matches resilient.ErrOpen, and the
-		// response of an earlier attempt, if any, is what the caller gets.
-		// In a hedged round, a refused hedge leaves the attempts in flight
-		// to finish the round.
-		return try{o: resilient.Ignore, err: err, refused: true}
-	}
-	timed := br.NeedsDuration()
-	var t0 time.Time
-	if timed {
-		t0 = time.Now()
-	}
-	finished := false
-	defer func() {
-		if !finished { // a panic in the base: the probe slot must be freed
-			br.Done(p, resilient.Report{Attempt: n, Outcome: resilient.Fail, Err: resilient.ErrPanicked})
-		}
-	}()
-	a := c.send(ctx, n)
-	finished = true
-	if a.err != nil && errors.Is(context.Cause(ctx), resilient.ErrAbandoned) {
-		// Decision (as the executor's policies): an attempt the executor
-		// abandoned, because another attempt of its hedged round won or
-		// the round ended, did not fail, whatever it returned: its result
-		// was not wanted. Counting it would trip a healthy host's breaker
-		// under hedged traffic, and reopen a half-open one by its probe.
-		a.o = resilient.Ignore
-	}
-	r := resilient.Report{Attempt: n, Outcome: a.o, Err: a.err}
-	if timed {
-		r.Duration = time.Since(t0)
-	}
-	br.Done(p, r)
-	if a.o == resilient.Retry && a.again {
-		// Decision: the breaker is looked at again, after this attempt was
-		// counted and before the executor waits: when it is no longer
-		// closed (this failure, or another call's, opened it), the next
-		// attempt would be refused, so the call ends now with the response
-		// or error that came, rather than after a wait for a refusal.
-		if s := br.State(); s != resilient.StateClosed && s != resilient.StateDisabled {
-			a.again = false
-		}
-	}
-	return a
 }
 
 // send sends one attempt and classifies its result.
@@ -401,7 +337,9 @@ func (c *roundTrip) send(ctx context.Context, n int) try {
 			if cancel != nil {
 				cancel()
 			}
-			return try{o: resilient.Ignore, err: fmt.Errorf("resilient/httpx: GetBody: %w", err)}
+			// Refused, not failed: nothing was sent, and the failure is
+			// the request's, not the upstream's.
+			return try{o: resilient.Ignore, err: fmt.Errorf("resilient/httpx: GetBody: %w", err), refused: true}
 		}
 	}
 	if n > 1 || cancel != nil || body != nil {
