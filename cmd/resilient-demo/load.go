@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/resilient-go/resilient/chaos"
+	"github.com/resilient-go/resilient/httpx"
 )
 
 // call is one logical request, as its caller saw it.
@@ -26,8 +27,11 @@ type call struct {
 	OK        bool
 	Status    int    // final status, 0 when no response came
 	Outcome   string // "ok", "status 503", "refused", "reset", "deadline", "breaker open", …
-	// Held is, for a request answered with a 429, how long the client
-	// kept that 429 before handing it to the caller.
+	// Held is, for a request answered with a 429 whose Retry-After could
+	// not fit before its deadline, how long the client kept that 429
+	// before handing it to the caller. A 429 whose hint fits is not held
+	// but waited out, as the upstream asked: a client may end that wait
+	// early (its breaker opened meanwhile), and hand the 429 over then.
 	Held time.Duration
 }
 
@@ -66,6 +70,17 @@ type recorder struct {
 
 func newRecorder(start time.Time) *recorder {
 	return &recorder{start: start, answered: make(map[string]time.Duration)}
+}
+
+// hintFits reports whether a Retry-After received at answered leaves time
+// for a retry before ctx's deadline.
+func hintFits(ctx context.Context, retryAfter string, answered time.Time) bool {
+	d, ok := httpx.ParseRetryAfter(retryAfter, answered)
+	if !ok {
+		return true // no hint: nothing to wait for, nothing held for it
+	}
+	dl, has := ctx.Deadline()
+	return !has || answered.Add(d).Before(dl)
 }
 
 // answer notes that a response to logical request id came now.
@@ -247,7 +262,10 @@ func one(ctx context.Context, cfg *config, base string, do doFunc, rec *recorder
 	if err == nil {
 		c.Status = resp.StatusCode
 		if c.Status == http.StatusTooManyRequests {
-			c.Held = max(0, time.Since(rec.start)-rec.answeredAt(id))
+			answered := rec.answeredAt(id)
+			if !hintFits(ctx, resp.Header.Get("Retry-After"), rec.start.Add(answered)) {
+				c.Held = max(0, time.Since(rec.start)-answered)
+			}
 		}
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()

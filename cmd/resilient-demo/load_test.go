@@ -237,3 +237,27 @@ func TestInterrupted(t *testing.T) {
 	assert.Equal(t, 130, code)
 	assert.Contains(t, stdout.String(), "interrupted: the figures cover the part that ran")
 }
+
+// TestHintFits: a 429 counts as held only when its Retry-After could not
+// fit before the request's deadline; a hint that fits is waited out, and a
+// client that ends that wait early (its breaker opened) holds nothing.
+func TestHintFits(t *testing.T) {
+	answered := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	ctx, cancel := context.WithDeadline(context.Background(), answered.Add(1500*time.Millisecond))
+	defer cancel()
+	for _, tc := range []struct {
+		header string
+		fits   bool
+	}{
+		{"1", true},
+		{"2", false},
+		{"", true},                      // no hint
+		{"soon", true},                  // not a hint
+		{"99999999999999999999", false}, // saturates
+		{answered.Add(time.Second).Format(http.TimeFormat), true},
+		{answered.Add(3 * time.Second).Format(http.TimeFormat), false},
+	} {
+		assert.Equal(t, tc.fits, hintFits(ctx, tc.header, answered), "Retry-After %q", tc.header)
+	}
+	assert.True(t, hintFits(context.Background(), "3600", answered), "no deadline: any hint fits")
+}

@@ -184,7 +184,7 @@ func summaryColumns(f *Figures) []column {
 			}
 			return msStr(c.Throttled.P50Ms)
 		}},
-		column{"429 held", "of those, how many the client kept 50ms or more before returning the 429 (waiting for a hint that could not fit the deadline)", func(c ClientFigures) string {
+		column{"429 held", "of those whose Retry-After could not fit the deadline, how many the client kept 50ms or more before returning the 429", func(c ClientFigures) string {
 			if c.Throttled.Count == 0 {
 				return "-"
 			}
