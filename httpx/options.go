@@ -286,16 +286,20 @@ func newIdempotencyKey() string {
 // [resilient.ErrOpen] (the [*resilient.OpenError] says when the breaker lets
 // a probe through) and [resilient.RejectedBy] names the breaker. When an
 // earlier attempt of the call got a response, the caller gets that
-// response. The request's body is closed. When a retryable response comes
-// back while its host's breaker is no longer closed, the call ends with it
-// at once, without waiting for a refusal. In a hedged round, a hedge the
+// response. The request's body is closed. A call whose retry its host's
+// breaker would refuse ends at once with the response or error it has:
+// when the breaker is open as that response comes back, and the moment it
+// opens while the call waits to retry. In a hedged round, a hedge the
 // breaker refuses leaves the round to the attempts in flight (a half-open
-// breaker's probe among them). Default: no breakers ([Recommended] builds a
-// set). Nil is invalid.
+// breaker's probe among them). Default: no breakers ([Recommended] builds
+// a set). Nil is invalid.
 //
-// Decision: these breakers are separate from the executor's policies
-// because a policy is told nothing of the request, so it cannot tell one
-// host from another. A breaker given to the executor with
+// Each host's breaker is a policy of that host's copy of the executor (see
+// [WithHostPolicies]), first among the host's policies, so that a request
+// it refuses takes nothing from the host's budget or limiters. The set
+// stays the one truth: when it forgets a host's breaker (unused for its
+// idle time, or to make room) and makes a new one, the host's requests go
+// through the new one. A breaker given to the executor itself with
 // [resilient.WithBreaker] guards every host together.
 func WithHostBreakers(set *resilient.Breakers) Option {
 	return optionFunc(func(c *config) error {
