@@ -361,7 +361,10 @@ func (b *Breaker) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = b.sync(ctx)
+			// Not ctx: a sync under way when Close cancels ctx would be cut
+			// off with its counts taken and not sent. It ends within the
+			// timeout instead.
+			_ = b.sync(context.Background())
 		}
 	}
 }

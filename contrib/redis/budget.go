@@ -180,7 +180,8 @@ func (b *Budget) loop(ctx context.Context) {
 		case <-t.C:
 			// An unused budget makes no call, so its key expires.
 			if b.pending.Load() > 0 || b.h.degraded.Load() {
-				_, _, _ = b.run(ctx, "deposit", false)
+				// Not ctx, as in Breaker.loop.
+				_, _, _ = b.run(context.Background(), "deposit", false)
 			}
 		}
 	}
