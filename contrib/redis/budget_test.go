@@ -46,7 +46,7 @@ func TestTwoReplicasDrainOneBudget(t *testing.T) {
 			})
 		}
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the replicas' retries")
 	assert.Equal(t, int64(burst), allowed.Load())
 	assert.Equal(t, int64(2*8*5-burst), refused.Load())
 	for _, r := range rs {
@@ -90,7 +90,7 @@ func TestSharedBudgetThroughExecutors(t *testing.T) {
 			})
 		}
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the calls")
 	assert.Equal(t, int64(burst), retries.Load(), "retries across both replicas")
 	assert.Equal(t, int64(8), rejected.Load(), "every call ends refused by the budget")
 }
@@ -112,16 +112,17 @@ func TestBudgetFloorIsFleetWide(t *testing.T) {
 	assert.LessOrEqual(t, allowed, 4)
 }
 
+// With a slow hook too: see TestRedisStoppedThenRestarted.
 func TestBudgetFallsBackWhileRedisIsAway(t *testing.T) {
+	for _, slow := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run("hook takes "+slow.String(), func(t *testing.T) { testBudgetFallsBackWhileRedisIsAway(t, slow) })
+	}
+}
+
+func testBudgetFallsBackWhileRedisIsAway(t *testing.T, slow time.Duration) {
 	srv := startRedis(t, false)
-	var mu sync.Mutex
-	var events []Event
-	b := newTestBudget(t, srv.Client(), "geo", WithRetryBurst(2), WithMinRetryRate(0),
-		WithEventHook(func(ev Event) {
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
-		}))
+	log := eventLog{slow: slow}
+	b := newTestBudget(t, srv.Client(), "geo", WithRetryBurst(2), WithMinRetryRate(0), log.hook())
 	require.NoError(t, b.AllowRetry(2))
 	srv.Stop()
 
@@ -135,13 +136,12 @@ func TestBudgetFallsBackWhileRedisIsAway(t *testing.T) {
 	b.Done(resilient.Permit{}, resilient.Report{Attempt: 1, Outcome: resilient.Success})
 
 	srv.Start()
-	eventually(t, 3*time.Second, func() bool { return !b.Degraded() }, "no recovery noticed")
-	mu.Lock()
+	events := log.waitFor(t, 2, 5*time.Second)
+	assert.False(t, b.Degraded())
 	require.Len(t, events, 2)
 	assert.Equal(t, EventDegraded, events[0].Kind)
 	assert.Equal(t, "budget", events[0].Component)
 	assert.Equal(t, EventRecovered, events[1].Kind)
-	mu.Unlock()
 	// Redis came back empty: the shared budget starts full, with the
 	// deposit made while away.
 	got, err := b.Available(context.Background())

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,26 +92,51 @@ func (s *redisServer) Start() {
 }
 
 // Stop stops the server (a clean shutdown, which flushes the append-only
-// file) and waits for it to exit.
+// file) and waits for it to exit. A frozen server is thawed first, since a
+// stopped process does not act on SIGTERM.
 func (s *redisServer) Stop() {
+	s.t.Helper()
 	if s.cmd == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
-		<-s.exited
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+			s.t.Errorf("redis-server on port %d did not exit after SIGKILL", s.port)
+		}
 	}
 	s.cmd = nil
 }
 
+// Freeze stops the server process (SIGSTOP) until Thaw: the kernel still
+// accepts connections and requests, which the server serves once thawed,
+// but nothing answers meanwhile. The test's end thaws it.
+func (s *redisServer) Freeze() {
+	s.t.Helper()
+	require.NotNil(s.t, s.cmd, "the server is not running")
+	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGSTOP))
+}
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *redisServer) Thaw() {
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
 func (s *redisServer) options() *goredis.Options {
 	return &goredis.Options{
-		Addr:                     s.Addr(),
-		ContextTimeoutEnabled:    true,
-		DialTimeout:              200 * time.Millisecond,
+		Addr:                  s.Addr(),
+		ContextTimeoutEnabled: true,
+		// Far above a loopback dial, even on a loaded machine; the
+		// components' own timeouts bound their calls.
+		DialTimeout:              2 * time.Second,
 		MaxRetries:               -1,
 		DialerRetries:            1,
 		DisableIdentity:          true,
@@ -148,7 +174,80 @@ func blackHole(t *testing.T) string {
 	}()
 	t.Cleanup(func() {
 		_ = l.Close()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("the black hole's goroutine did not stop within 10s")
+		}
 	})
 	return l.Addr().String()
+}
+
+// waitGroup waits for wg for at most d, and fails the test loudly if that
+// is not enough: a goroutine of the test is stuck.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not finish within %v", what, d)
+	}
+}
+
+// eventLog records what a component's event hook is told.
+//
+// Tests wait for the events themselves, never infer them from the
+// component's flag: Degraded turns before the hook is told, on another
+// goroutine. And they read the log through copies, never holding its lock
+// while they assert: a failed assertion that held it (a panic, or
+// require's Goexit) would leave the component's goroutine stuck in the
+// hook, and the test's cleanup (Close waits for that goroutine) stuck for
+// ever. Both together hung a CI run for ten minutes.
+type eventLog struct {
+	// slow makes the hook take that long before it records an event: the
+	// window between the flag and the event that a loaded machine opens,
+	// made wide.
+	slow time.Duration
+
+	mu     sync.Mutex
+	events []Event
+}
+
+// hook is the option that feeds the log.
+func (l *eventLog) hook() Option {
+	return WithEventHook(func(ev Event) {
+		time.Sleep(l.slow) // a slow hook, not synchronisation
+		l.mu.Lock()
+		l.events = append(l.events, ev)
+		l.mu.Unlock()
+	})
+}
+
+// all returns a copy of the events so far.
+func (l *eventLog) all() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Event(nil), l.events...)
+}
+
+// kinds returns the kinds of the events so far.
+func (l *eventLog) kinds() []EventKind {
+	var k []EventKind
+	for _, ev := range l.all() {
+		k = append(k, ev.Kind)
+	}
+	return k
+}
+
+// waitFor waits until the log holds n events, for at most d, and returns
+// them.
+func (l *eventLog) waitFor(t *testing.T, n int, d time.Duration) []Event {
+	t.Helper()
+	eventually(t, d, func() bool { return len(l.all()) >= n }, "the hook was not told")
+	return l.all()
 }

@@ -172,7 +172,10 @@ func WithKeyTTL(d time.Duration) Option {
 // falls back to local state) and when it gets it back. It is called once
 // per change, not per failed call, on the goroutine that noticed (a
 // caller's, or the component's own), so it must be safe for concurrent use
-// and should be quick. nil is refused. Default: none.
+// and should be quick; it must not block, since Close waits for a hook
+// under way on the component's goroutine. The component's Degraded
+// reports the change before the hook is told of it. nil is refused.
+// Default: none.
 func WithEventHook(fn func(Event)) Option {
 	return func(c *config) error {
 		if fn == nil {
