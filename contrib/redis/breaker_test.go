@@ -114,6 +114,7 @@ func trip(t *testing.T, b *Breaker) {
 		require.NoError(t, err)
 		b.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: errUpstream})
 	}
+	require.NoError(t, b.sync(context.Background()))
 	eventually(t, 2*time.Second, func() bool { return b.State() == resilient.StateOpen }, "the fleet did not open")
 }
 
@@ -204,11 +205,12 @@ func TestFleetWideProbeLimit(t *testing.T) {
 
 func TestProbePermitOfADeadReplicaExpires(t *testing.T) {
 	srv := startRedis(t, false)
-	opts := fast(WithOpenDuration(50*time.Millisecond), WithProbeTTL(300*time.Millisecond))
+	opts := fast(WithOpenDuration(time.Minute), WithProbeTTL(300*time.Millisecond))
 	dead := newTestBreaker(t, srv.Client(), "pay", opts...)
 	live := newTestBreaker(t, srv.Client(), "pay", opts...)
 	trip(t, dead)
-	eventually(t, 2*time.Second, func() bool { return live.State() == resilient.StateOpen }, "not open")
+	halfOpen(t, dead)
+	eventually(t, 2*time.Second, func() bool { return live.State() == resilient.StateHalfOpen }, "live did not see the half-open state")
 	// The dead replica takes the only probe and never reports it.
 	var grantedAt time.Time
 	eventually(t, 2*time.Second, func() bool {
@@ -238,7 +240,7 @@ func TestProbePermitOfADeadReplicaExpires(t *testing.T) {
 // for an open duration, nor race one.
 func halfOpen(t *testing.T, b *Breaker) {
 	t.Helper()
-	r, err := b.run(context.Background(), "control", controlScript, int(resilient.StateHalfOpen), b.openMS, b.ttlMS)
+	r, err := b.run(context.Background(), "control", controlScript, int(resilient.StateHalfOpen), b.openMS, b.ttlMS, b.cfg.probes)
 	require.NoError(t, err)
 	b.apply(r)
 	eventually(t, 2*time.Second, func() bool {
@@ -373,7 +375,7 @@ func TestSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	var degraded atomic.Int64
 	start := time.Now()
-	b, err := NewBreaker(rdb, "slow", fast(WithTimeout(30*time.Millisecond),
+	b, err := NewBreaker(rdb, "slow", fast(WithTimeout(30*time.Millisecond), WithDegradeAfter(1),
 		WithEventHook(func(Event) { degraded.Add(1) }))...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })

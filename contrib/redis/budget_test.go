@@ -153,7 +153,7 @@ func TestBudgetOnAHungRedisIsBoundedByTheTimeout(t *testing.T) {
 	rdb := goredis.NewClient(&goredis.Options{Addr: blackHole(t), ContextTimeoutEnabled: true, MaxRetries: -1,
 		DisableIdentity: true, Protocol: 2})
 	t.Cleanup(func() { _ = rdb.Close() })
-	b := newTestBudget(t, rdb, "slow", WithTimeout(30*time.Millisecond))
+	b := newTestBudget(t, rdb, "slow", WithTimeout(30*time.Millisecond), WithDegradeAfter(1))
 	start := time.Now()
 	assert.NoError(t, b.AllowRetry(2), "the local budget allows it")
 	assert.Less(t, time.Since(start), 500*time.Millisecond)

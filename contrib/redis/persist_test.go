@@ -39,7 +39,8 @@ func TestOpenStateSurvivesReplicaAndRedisRestarts(t *testing.T) {
 
 func TestStoreKeepsABreakersSnapshot(t *testing.T) {
 	srv := startRedis(t, true)
-	store, err := NewStore(srv.Client(), WithKeyTTL(time.Minute))
+	// A generous timeout: a loaded machine must not look like a Redis failure.
+	store, err := NewStore(srv.Client(), WithKeyTTL(time.Minute), WithTimeout(time.Second))
 	require.NoError(t, err)
 	ctx := context.Background()
 

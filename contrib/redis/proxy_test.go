@@ -20,8 +20,9 @@ type faultProxy struct {
 	target string
 
 	mu      sync.Mutex
-	delay   time.Duration // before each reply is forwarded
-	held    chan struct{} // non-nil: replies wait until it is closed
+	delays  []time.Duration // before each reply is forwarded, in turn
+	replies int             // replies forwarded, or about to be
+	held    chan struct{}   // non-nil: replies wait until it is closed
 	conns   map[net.Conn]struct{}
 	closed  chan struct{}
 	workers sync.WaitGroup
@@ -49,11 +50,19 @@ func (p *faultProxy) Client(s *redisServer) *goredis.Client {
 	return c
 }
 
-// Delay makes every reply wait d before it is forwarded (0: none).
-func (p *faultProxy) Delay(d time.Duration) {
+// Delays makes the replies wait before they are forwarded: the first one
+// ds[0], the next ds[1], and so on, round; none: no delay.
+func (p *faultProxy) Delays(ds ...time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.delay = d
+	p.delays = ds
+}
+
+// Replies returns how many replies the proxy has received from the server.
+func (p *faultProxy) Replies() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.replies
 }
 
 // Hold keeps every reply from now on until Release: the server runs the
@@ -135,7 +144,12 @@ func (p *faultProxy) pipe(dst, src net.Conn, replies bool) {
 // fault applies the reply faults in force; false means the proxy closed.
 func (p *faultProxy) fault() bool {
 	p.mu.Lock()
-	d, held := p.delay, p.held
+	var d time.Duration
+	if len(p.delays) > 0 {
+		d = p.delays[p.replies%len(p.delays)]
+	}
+	p.replies++
+	held := p.held
 	p.mu.Unlock()
 	if held != nil {
 		select {
