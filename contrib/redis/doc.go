@@ -119,6 +119,14 @@
 // sync. Keep Redis persistent (AOF) when an open breaker must survive a
 // Redis restart.
 //
+// # Logging
+//
+// The components log nothing: they report through [WithEventHook]. go-redis
+// itself logs through a process-wide logger, a line per failed dial during
+// an outage; this package leaves it alone (see [Logger] for why), and
+// [NewLogger] routes it through log/slog, collapsed, for applications that
+// set it in main.
+//
 // # Keys
 //
 // Keys are prefix:{name}:kind (prefix [DefaultPrefix], see [WithPrefix]);

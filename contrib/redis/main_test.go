@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -17,7 +18,16 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// testLogger takes go-redis's lines for the whole test binary (a test's
+// main is the program's, and may set process-wide state): the tests stop
+// servers on purpose, and each stop would otherwise print a line per
+// failed dial.
+var testLogger = NewLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+
+func TestMain(m *testing.M) {
+	goredis.SetLogger(testLogger)
+	goleak.VerifyTestMain(m)
+}
 
 // redisServer is a redis-server process of the test's own, on a free
 // loopback port, that the test can stop and start again on the same port
