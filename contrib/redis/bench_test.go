@@ -20,7 +20,7 @@ import (
 // make: a sync (per replica per interval), a probe admission (half-open
 // only), a retry withdrawal (per retry).
 //
-//	go test -run '^$' -bench . -benchmem -count 10 ./contrib/redis
+//	go test -run '^$' -bench . -benchmem -count 10 -benchtime 500ms ./contrib/redis
 
 func benchRun(b *testing.B, ex *resilient.Executor) {
 	ctx := context.Background()
