@@ -523,10 +523,10 @@ func (b *Breaker) sync(ctx context.Context) error {
 		v.calls.Store(0)
 	}
 	if b.batch == nil {
-		// Failures first: Done adds a call before its failure, so a batch
-		// never holds a failure without its call.
-		fails := v.fails.Swap(0)
+		// A Done between the two swaps may leave its failure for the next
+		// batch: the window's totals are what is judged, and they agree.
 		calls := v.calls.Swap(0)
+		fails := v.fails.Swap(0)
 		if calls > 0 || fails > 0 {
 			b.batchSeq++
 			b.batch = &countBatch{seq: b.batchSeq, gen: v.gen, calls: calls, fails: fails}

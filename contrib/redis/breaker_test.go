@@ -417,6 +417,8 @@ func TestNewBreakerRefusesInvalidArguments(t *testing.T) {
 		{"key ttl", rdb, "x", []Option{WithKeyTTL(time.Second)}, "resilient: WithKeyTTL: d must be at least"},
 		{"prefix", rdb, "x", []Option{WithPrefix("a{b")}, "resilient: WithPrefix:"},
 		{"hook", rdb, "x", []Option{WithEventHook(nil)}, "resilient: WithEventHook: nil hook"},
+		{"degrade after", rdb, "x", []Option{WithDegradeAfter(0)}, "resilient: WithDegradeAfter: n must be >= 1, got 0"},
+		{"degrade after, negative", rdb, "x", []Option{WithDegradeAfter(-3)}, "resilient: WithDegradeAfter: n must be >= 1, got -3"},
 		{"local option", rdb, "x", []Option{WithLocalOptions(resilient.WithConsecutiveFailures(0))}, "resilient: WithConsecutiveFailures:"},
 	}
 	for _, tt := range tests {

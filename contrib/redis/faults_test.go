@@ -2,8 +2,11 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,4 +248,108 @@ func TestProbeReportWhileDegradedMakesNoRedisCall(t *testing.T) {
 	srv.Thaw()
 	eventually(t, 5*time.Second, func() bool { return b.sync(context.Background()) == nil && !b.Degraded() }, "no recovery")
 	assert.Equal(t, resilient.StateClosed, b.State(), "the report was delivered with the sync")
+}
+
+// The fleet breaker and budget composed with hedging, retries and hooks,
+// on two replicas, while the fleet is half-open: with Redis answering,
+// never more calls in flight at the upstream than the fleet's probes
+// (hedges are attempts, and each needs a slot; a hedge that loses is
+// released); Redis frozen mid-way, every call still returns within its
+// bound; thawed, both replicas recover; the hooks saw every attempt.
+func TestHedgingBudgetAndHooksThroughAStall(t *testing.T) {
+	srv := startRedis(t, false)
+	const probes, timeout = 2, 100 * time.Millisecond
+	opts := fast(WithTimeout(timeout), WithHalfOpenProbes(probes),
+		WithHalfOpenSuccesses(resilient.MaxProbes), // stays half-open however many probes succeed
+		WithRetryBurst(1000))
+	var attempts, runs atomic.Int64
+	hooks := resilient.WithHooks(resilient.Hooks{OnAttempt: func(resilient.AttemptEvent) { attempts.Add(1) }})
+	var inFlight, most atomic.Int64
+	var degradedSeen atomic.Bool
+	fn := func(ctx context.Context) (struct{}, error) {
+		runs.Add(1)
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		if !degradedSeen.Load() {
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+		}
+		select {
+		case <-time.After(10 * time.Millisecond): // the upstream's latency
+			return struct{}{}, nil
+		case <-ctx.Done():
+			return struct{}{}, ctx.Err()
+		}
+	}
+	type replica struct {
+		br *Breaker
+		bu *Budget
+		ex *resilient.Executor
+	}
+	var rs []replica
+	for range 2 {
+		br := newTestBreaker(t, srv.Client(), "combo", opts...)
+		bu := newTestBudget(t, srv.Client(), "combo", opts...)
+		ex := resilient.MustNew(resilient.WithAttempts(3), resilient.WithBackoff(resilient.Constant(time.Millisecond)),
+			resilient.WithHedge(3*time.Millisecond, 2), resilient.WithPolicy(bu, br), hooks)
+		rs = append(rs, replica{br, bu, ex})
+	}
+	trip(t, rs[0].br)
+	halfOpen(t, rs[0].br)
+	eventually(t, 2*time.Second, func() bool { return rs[1].br.State() == resilient.StateHalfOpen }, "not half-open")
+
+	// Every call's duration is bounded: each attempt's Redis calls (an
+	// admission, a report, a retry) within the timeout, 3 attempts.
+	const bound = 3*(3*timeout+10*time.Millisecond) + time.Second
+	var slowest atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					start := time.Now()
+					_, err := resilient.DoHedged(context.Background(), fn, r.ex)
+					if d := int64(time.Since(start)); d > slowest.Load() {
+						slowest.Store(d)
+					}
+					if err != nil {
+						assert.True(t, errors.Is(err, resilient.ErrOpen) || errors.Is(err, resilient.ErrBudgetExhausted), "%v", err)
+						time.Sleep(time.Millisecond) // pacing after a refusal, not synchronisation
+					}
+				}
+			})
+		}
+	}
+	stopCalls := sync.OnceFunc(func() {
+		close(stop)
+		waitGroup(t, &wg, 30*time.Second, "the callers")
+	})
+	defer stopCalls()
+
+	served := runs.Load()
+	eventually(t, 5*time.Second, func() bool { return runs.Load() > served+50 }, "the probes did not run")
+	assert.LessOrEqual(t, most.Load(), int64(probes), "more calls in flight than the fleet's probes")
+	t.Logf("half-open, Redis answering: %d calls ran, at most %d at once", runs.Load()-served, most.Load())
+
+	degradedSeen.Store(true) // fallback decisions are local, per replica, while Redis is frozen
+	srv.Freeze()
+	eventually(t, 10*time.Second, func() bool { return rs[0].br.Degraded() && rs[1].br.Degraded() }, "not degraded")
+	srv.Thaw()
+	eventually(t, 10*time.Second, func() bool {
+		for _, r := range rs {
+			if r.br.Degraded() || r.bu.Degraded() {
+				return false
+			}
+		}
+		return true
+	}, "no recovery")
+	stopCalls()
+	assert.Less(t, time.Duration(slowest.Load()), bound, "a call waited too long")
+	assert.Equal(t, runs.Load(), attempts.Load(), "the hooks saw every attempt that ran")
 }
