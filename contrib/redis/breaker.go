@@ -296,9 +296,16 @@ func (b *Breaker) admitProbe(ctx context.Context, v *view, lp resilient.Permit) 
 		// The script may have run, or may still run (a request sent before
 		// a stall is served when the server resumes), and hold a slot for
 		// a caller that no longer waits for it: release the permit once
-		// Redis answers again. Meanwhile the local breaker, which admitted
-		// the call, decides.
+		// Redis answers again.
 		b.queueReport(member, resultRelease, "")
+		if cerr := ctx.Err(); cerr != nil {
+			// The caller has gone (a hedge that lost, say): nothing to
+			// admit, and an attempt let through now would run without a
+			// slot.
+			b.local.Done(lp, resilient.Report{Outcome: resilient.Ignore})
+			return resilient.Permit{}, cerr
+		}
+		// Redis failed: the local breaker, which admitted the call, decides.
 		return resilient.Permit{Token: v.gen<<tokShift | lp.Token}, nil
 	}
 	nv := b.apply(r)

@@ -258,7 +258,9 @@ func TestProbeReportWhileDegradedMakesNoRedisCall(t *testing.T) {
 // bound; thawed, both replicas recover; the hooks saw every attempt.
 func TestHedgingBudgetAndHooksThroughAStall(t *testing.T) {
 	srv := startRedis(t, false)
-	const probes, timeout = 2, 100 * time.Millisecond
+	// A timeout no loaded machine misses: a Redis call that failed would be
+	// decided locally, without a fleet-wide slot, by design.
+	const probes, timeout = 2, time.Second
 	opts := fast(WithTimeout(timeout), WithHalfOpenProbes(probes),
 		WithHalfOpenSuccesses(resilient.MaxProbes), // stays half-open however many probes succeed
 		WithRetryBurst(1000))
@@ -352,4 +354,26 @@ func TestHedgingBudgetAndHooksThroughAStall(t *testing.T) {
 	stopCalls()
 	assert.Less(t, time.Duration(slowest.Load()), bound, "a call waited too long")
 	assert.Equal(t, runs.Load(), attempts.Load(), "the hooks saw every attempt that ran")
+}
+
+// Regression: a probe admission whose caller's context ended during the
+// Redis call (a hedge that lost) fell back to a local permit, and the
+// attempt ran without a fleet-wide slot (3 calls in flight with 2 probes,
+// in TestHedgingBudgetAndHooksThroughAStall). It is refused now, and
+// leaves the local breaker's probe free.
+func TestProbeAdmissionOfAGoneCallerIsRefused(t *testing.T) {
+	srv := startRedis(t, false)
+	b := newTestBreaker(t, srv.Client(), "gone", fast(WithSyncInterval(30*time.Second))...)
+	trip(t, b)
+	halfOpen(t, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 3 { // more than the local breaker's probes (1)
+		_, err := b.Admit(ctx, 1)
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	p, err := b.Admit(context.Background(), 1)
+	require.NoError(t, err, "the local probe was not given back")
+	assert.NotZero(t, p.Token&tokProbe, "a fleet-wide probe")
+	b.Done(p, resilient.Report{Attempt: 1, Outcome: resilient.Success})
 }
