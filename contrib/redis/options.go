@@ -131,9 +131,11 @@ func WithPrefix(p string) Option {
 }
 
 // WithTimeout bounds each Redis call: d > 0, default [DefaultTimeout]
-// (50ms). A call that takes longer counts as a Redis failure: the component
-// falls back to local state. The bound holds only for clients built with
-// ContextTimeoutEnabled (see [NewBreaker]).
+// (50ms). A call that takes longer counts as a Redis failure: what it was
+// for is decided on local state, and [WithDegradeAfter] failures in a row
+// degrade the component; an answer that takes half of d or more does not
+// recover a degraded one. The bound holds whatever the server does, but
+// only for clients built with ContextTimeoutEnabled (see [NewBreaker]).
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
