@@ -79,15 +79,16 @@ func (s *redisServer) Start() {
 		close(exited)
 	}(s.cmd, s.exited)
 
-	c := goredis.NewClient(s.options())
-	defer c.Close()
-	deadline := time.Now().Add(5 * time.Second)
+	// Polled with plain dials first: a go-redis client that failed as many
+	// dials as its pool's size stops dialling, and retries once a second.
+	// The bound is generous for a loaded machine, and fails loudly.
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
+		conn, err := net.DialTimeout("tcp", s.Addr(), 100*time.Millisecond)
 		if err == nil {
-			return
+			_ = conn.Close()
+			break
 		}
 		select {
 		case <-s.exited:
@@ -95,7 +96,21 @@ func (s *redisServer) Start() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on port %d did not answer: %v", s.port, err)
+			s.t.Fatalf("redis-server on port %d did not listen within %v: %v", s.port, time.Since(start), err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval of a bounded wait
+	}
+	c := goredis.NewClient(s.options())
+	defer c.Close()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server on port %d did not answer within %v: %v", s.port, time.Since(start), err)
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval of a bounded wait
 	}
