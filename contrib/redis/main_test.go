@@ -56,8 +56,9 @@ func startRedis(t testing.TB, persist bool) *redisServer {
 	port := l.Addr().(*net.TCPAddr).Port
 	require.NoError(t, l.Close())
 	s := &redisServer{t: t, port: port, dir: t.TempDir(), persist: persist}
-	s.Start()
+	// Before Start: a server that fails to answer in time is stopped too.
 	t.Cleanup(s.Stop)
+	s.Start()
 	return s
 }
 
@@ -72,6 +73,9 @@ func (s *redisServer) Start() {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}
 	s.cmd = exec.Command("redis-server", args...)
+	// A test binary killed by go test's timeout runs no cleanup: the
+	// server goes with it instead of living on.
+	s.cmd.SysProcAttr = dieWithParent()
 	require.NoError(s.t, s.cmd.Start())
 	s.exited = make(chan struct{})
 	go func(cmd *exec.Cmd, exited chan struct{}) {
@@ -121,7 +125,7 @@ func (s *redisServer) Start() {
 // stopped process does not act on SIGTERM.
 func (s *redisServer) Stop() {
 	s.t.Helper()
-	if s.cmd == nil {
+	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGCONT)
