@@ -140,7 +140,8 @@ func TestTripReachesOtherReplicaWithinTheSyncInterval(t *testing.T) {
 func TestFleetWideProbeLimit(t *testing.T) {
 	srv := startRedis(t, false)
 	const probes, replicas, workers = 3, 4, 8
-	opts := fast(WithOpenDuration(300*time.Millisecond), WithHalfOpenProbes(probes))
+	// Open long enough for every replica to see it on a loaded machine.
+	opts := fast(WithOpenDuration(time.Second), WithHalfOpenProbes(probes))
 	rs := make([]*Breaker, replicas)
 	for i := range rs {
 		rs[i] = newTestBreaker(t, srv.Client(), "search", opts...)
@@ -165,7 +166,7 @@ func TestFleetWideProbeLimit(t *testing.T) {
 		p resilient.Permit
 	}
 	var wg sync.WaitGroup
-	stop := time.Now().Add(1500 * time.Millisecond)
+	stop := time.Now().Add(3 * time.Second)
 	for _, r := range rs {
 		for range workers {
 			wg.Go(func() {
