@@ -79,7 +79,9 @@ func TestSharedBudgetThroughExecutors(t *testing.T) {
 	var rejected atomic.Int64
 	for range 2 {
 		b := newTestBudget(t, srv.Client(), "orders", opts...)
-		ex := resilient.MustNew(resilient.WithAttempts(5), resilient.WithBackoff(resilient.Constant(time.Millisecond)),
+		// More attempts than the fleet has retries (4, and 0.8 deposited):
+		// a call that got every retry still ends refused, not exhausted.
+		ex := resilient.MustNew(resilient.WithAttempts(burst+2), resilient.WithBackoff(resilient.Constant(time.Millisecond)),
 			resilient.WithPolicy(b), hooks)
 		for range 4 {
 			wg.Go(func() {
