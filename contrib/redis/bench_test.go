@@ -20,7 +20,7 @@ import (
 // make: a sync (per replica per interval), a probe admission (half-open
 // only), a retry withdrawal (per retry).
 //
-//	go test -run '^$' -bench . -benchmem -count 10 ./contrib/redis
+//	go test -run '^$' -bench . -benchmem -count 10 -benchtime 500ms ./contrib/redis
 
 func benchRun(b *testing.B, ex *resilient.Executor) {
 	ctx := context.Background()
@@ -91,7 +91,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		// (one round trip) and a report (one more).
 		fb := MustNewBreaker(srv.Client(), "rt-probe", WithTimeout(time.Second), WithSyncInterval(time.Hour))
 		defer fb.Close()
-		_, err := fb.run(ctx, "control", controlScript, int(resilient.StateHalfOpen), fb.openMS, fb.ttlMS)
+		_, err := fb.run(ctx, "control", controlScript, int(resilient.StateHalfOpen), fb.openMS, fb.ttlMS, 1)
 		require.NoError(b, err)
 		b.ReportAllocs()
 		for b.Loop() {
@@ -99,7 +99,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			if err != nil || r.extra != 1 {
 				b.Fatal(err, r)
 			}
-			if _, err := fb.run(ctx, "probe-done", probeDoneScript, "m", "2", 1, fb.openMS, 0, fb.ttlMS, ""); err != nil {
+			if _, err := fb.run(ctx, "probe-done", probeDoneScript, "m", resultRelease, 1, fb.openMS, 0, fb.ttlMS, "", fb.probeMS, 1); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -36,14 +36,18 @@ type Breaker struct {
 	rdb     goredis.UniversalClient
 	keys    []string
 	local   *resilient.Breaker
-	replica string // this replica's id, in probe permits
-	h       health
+	replica string // this replica's id, in probe permits and batch records
+	h       *health
 
 	// view is the fleet's state as this replica last learnt it. It is
 	// replaced, never changed, when the state or generation changes; its
 	// counters batch this replica's outcomes until the next sync.
 	view atomic.Pointer[view]
 	seq  atomic.Uint32 // probe permit numbers
+	// probing counts this replica's fleet-wide probe admissions in flight
+	// and probe permits held: never more than the fleet's probes, since
+	// the fleet could not grant more.
+	probing atomic.Int32
 
 	// applyMu orders changes of view and of the local breaker's mirrored
 	// state, so that an older reply never undoes a newer one.
@@ -53,6 +57,18 @@ type Breaker struct {
 	causeMu sync.Mutex // guards cause; taken only with TryLock, on failures
 	cause   string
 
+	// syncMu makes syncs one at a time and guards batch and batchSeq.
+	syncMu   sync.Mutex
+	batch    *countBatch // counts sent but not acknowledged
+	batchSeq uint64      // the last batch's number
+
+	// reportsMu guards reports: probe reports and releases that Redis has
+	// not acknowledged, oldest first, at most maxReports. Each sync
+	// delivers them.
+	reportsMu sync.Mutex
+	reports   []probeReport
+	reportSeq uint64
+
 	closeOnce sync.Once
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -60,6 +76,40 @@ type Breaker struct {
 	// Shared parameters, as the scripts take them.
 	bucketMS, openMS, openMaxMS, ttlMS, probeMS int64
 }
+
+// countBatch is a batch of counts sent to Redis with a number: a batch
+// whose reply was lost is sent again as it is, under the same number, and
+// the server applies each number once.
+type countBatch struct {
+	seq          uint64
+	gen          uint64
+	calls, fails int64
+	cause        string
+}
+
+// probeReport is a probe's result (or the release of a permit whose
+// admission's reply was lost) that Redis has not acknowledged yet.
+type probeReport struct {
+	id     uint64
+	member string
+	result string // resultSuccess, resultFailure or resultRelease
+	cause  string
+}
+
+// The results a probe report carries, as the scripts read them.
+const (
+	resultFailure = "0"
+	resultSuccess = "1"
+	resultRelease = "2"
+)
+
+// Bounds of the queue of undelivered probe reports: how many it holds
+// (beyond, the oldest is dropped, and its permit expires by its TTL), and
+// how many one sync delivers.
+const (
+	maxReports        = 256
+	maxReportsPerSync = 32
+)
 
 // view is the fleet's state in one generation.
 type view struct {
@@ -71,6 +121,11 @@ type view struct {
 	// refusal is handed to calls refused because every fleet-wide probe
 	// slot is taken.
 	refusal *resilient.OpenError
+	// full is set while the fleet is half-open and its last reply said
+	// every probe slot was taken: calls are then refused without a round
+	// trip, until a reply says a slot is free (a sync, at most one
+	// interval later, or this replica's own probe report).
+	full atomic.Bool
 	// calls and fails batch this replica's outcomes in this generation;
 	// the sync swaps them to zero and sends them.
 	calls, fails atomic.Int64
@@ -100,8 +155,9 @@ const (
 // replica that starts while the fleet's breaker is open starts open.
 //
 // Decision: if Redis cannot be reached, NewBreaker still succeeds, on local
-// state, and reports the degradation through the event hook; it syncs when
-// Redis is back. A replica must be able to start during a Redis outage.
+// state; the background sync goes on trying, degrades the breaker (see
+// [WithDegradeAfter]) and syncs when Redis is back. A replica must be able
+// to start during a Redis outage.
 func NewBreaker(rdb goredis.UniversalClient, name string, opts ...Option) (*Breaker, error) {
 	if err := checkClient("NewBreaker", rdb); err != nil {
 		return nil, err
@@ -130,14 +186,16 @@ func NewBreaker(rdb goredis.UniversalClient, name string, opts ...Option) (*Brea
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
+	replica := hex.EncodeToString(id[:])
 	b := &Breaker{
-		name:    name,
-		cfg:     c,
-		rdb:     rdb,
-		keys:    []string{c.key(name, "state"), c.key(name, "window"), c.key(name, "probes")},
+		name: name,
+		cfg:  c,
+		rdb:  rdb,
+		keys: []string{c.key(name, "state"), c.key(name, "window"), c.key(name, "probes"),
+			c.key(name, "released"), c.key(name, "seen:breaker:"+replica)},
 		local:   local,
-		replica: hex.EncodeToString(id[:]),
-		h:       health{component: "breaker", name: name, onEvent: c.onEvent},
+		replica: replica,
+		h:       newHealth("breaker", name, c),
 
 		bucketMS:  max(int64(c.window/time.Duration(c.buckets)/time.Millisecond), 1),
 		openMS:    c.openDur.Milliseconds(),
@@ -193,21 +251,30 @@ func (b *Breaker) Local() *resilient.Breaker { return b.local }
 // a sync interval old, or older while Redis is away).
 func (b *Breaker) State() resilient.State { return b.view.Load().state }
 
-// Degraded reports whether the breaker has lost Redis and decides on local
-// state alone.
+// Degraded reports whether the breaker has lost Redis (see
+// [WithDegradeAfter]) and decides on local state alone; only its
+// background sync calls Redis then, once per interval, to notice its
+// return.
 func (b *Breaker) Degraded() bool { return b.h.degraded.Load() }
 
 // Admit implements [resilient.Policy]. The local breaker decides first (a
 // refusal costs no Redis call); in the fleet's closed state that is all.
 // While the fleet is open past its open duration or half-open, a call the
 // local breaker admits must also win one of the fleet's probe slots, one
-// Redis call within the timeout.
+// Redis call within the timeout; while every slot is known to be taken, it
+// is refused without one. While Redis is away (see [Breaker.Degraded]) the
+// local breaker alone decides.
 func (b *Breaker) Admit(ctx context.Context, _ int) (resilient.Permit, error) {
+	v := b.view.Load()
+	if v.state == resilient.StateHalfOpen && v.full.Load() && !b.h.degraded.Load() {
+		// Every slot is known to be taken: the answer costs no round trip,
+		// nor a local probe (whose round would time out locally).
+		return resilient.Permit{}, v.refusal
+	}
 	lp, err := b.local.Allow()
 	if err != nil {
 		return resilient.Permit{}, err
 	}
-	v := b.view.Load()
 	if v.state == resilient.StateClosed || v.state == resilient.StateDisabled || b.h.degraded.Load() {
 		return resilient.Permit{Token: v.gen<<tokShift | lp.Token}, nil
 	}
@@ -215,10 +282,30 @@ func (b *Breaker) Admit(ctx context.Context, _ int) (resilient.Permit, error) {
 }
 
 func (b *Breaker) admitProbe(ctx context.Context, v *view, lp resilient.Permit) (resilient.Permit, error) {
+	if !b.takeProbing() {
+		// This replica already asks for, or holds, as many slots as the
+		// fleet has: the answer is known, and costs no round trip.
+		b.local.Done(lp, resilient.Report{Outcome: resilient.Ignore})
+		return resilient.Permit{}, v.refusal
+	}
 	seq := uint64(b.seq.Add(1)) & tokGenMask
-	r, err := b.run(ctx, "probe", probeScript, b.member(seq), b.probeMS, b.cfg.probes, b.ttlMS)
+	member := b.member(seq)
+	r, err := b.run(ctx, "probe", probeScript, member, b.probeMS, b.cfg.probes, b.ttlMS)
 	if err != nil {
-		// Fallback: the local breaker, which admitted the call, decides.
+		b.probing.Add(-1)
+		// The script may have run, or may still run (a request sent before
+		// a stall is served when the server resumes), and hold a slot for
+		// a caller that no longer waits for it: release the permit once
+		// Redis answers again.
+		b.queueReport(member, resultRelease, "")
+		if cerr := ctx.Err(); cerr != nil {
+			// The caller has gone (a hedge that lost, say): nothing to
+			// admit, and an attempt let through now would run without a
+			// slot.
+			b.local.Done(lp, resilient.Report{Outcome: resilient.Ignore})
+			return resilient.Permit{}, cerr
+		}
+		// Redis failed: the local breaker, which admitted the call, decides.
 		return resilient.Permit{Token: v.gen<<tokShift | lp.Token}, nil
 	}
 	nv := b.apply(r)
@@ -227,8 +314,10 @@ func (b *Breaker) admitProbe(ctx context.Context, v *view, lp resilient.Permit) 
 		return resilient.Permit{Token: seq<<tokShift | tokProbe | lp.Token}, nil
 	case nv.state == resilient.StateClosed || nv.state == resilient.StateDisabled:
 		// The fleet closed meanwhile: an ordinary call.
+		b.probing.Add(-1)
 		return resilient.Permit{Token: nv.gen<<tokShift | lp.Token}, nil
 	}
+	b.probing.Add(-1)
 	b.local.Done(lp, resilient.Report{Outcome: resilient.Ignore})
 	switch nv.state {
 	case resilient.StateOpen:
@@ -241,13 +330,29 @@ func (b *Breaker) admitProbe(ctx context.Context, v *view, lp resilient.Permit) 
 	return resilient.Permit{}, nv.refusal
 }
 
+// takeProbing counts one more fleet-wide probe of this replica, unless it
+// already has as many as the fleet's probes.
+func (b *Breaker) takeProbing() bool {
+	for {
+		n := b.probing.Load()
+		if int(n) >= b.cfg.probes {
+			return false
+		}
+		if b.probing.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 func (b *Breaker) member(seq uint64) string {
 	return b.replica + ":" + strconv.FormatUint(seq, 10)
 }
 
 // Done implements [resilient.Policy]: the local breaker learns the outcome
 // at once; the fleet learns it at the next sync (a counter add), or, for a
-// fleet-wide probe, now (one Redis call within the timeout).
+// fleet-wide probe, now (one Redis call within the timeout). A probe's
+// report that cannot be delivered now (the call failed, or Redis is known
+// to be away) is delivered by the next sync that reaches Redis, once.
 func (b *Breaker) Done(p resilient.Permit, r resilient.Report) {
 	b.local.Done(resilient.Permit{Token: p.Token & tokLocalMask}, r)
 	if p.Token&tokProbe != 0 {
@@ -291,23 +396,62 @@ func (b *Breaker) takeCause() string {
 }
 
 func (b *Breaker) probeDone(seq uint64, r resilient.Report) {
-	result, cause := "2", ""
+	defer b.probing.Add(-1)
+	result, cause := resultRelease, ""
 	switch r.Outcome {
 	case resilient.Success:
-		result = "1"
+		result = resultSuccess
 	case resilient.Retry, resilient.Fail:
-		result = "0"
+		result = resultFailure
 		if r.Err != nil {
 			cause = truncate(r.Err.Error())
 		}
 	}
+	member := b.member(seq)
+	if b.h.degraded.Load() {
+		// Redis is away: the next sync that reaches it delivers the report.
+		b.queueReport(member, result, cause)
+		return
+	}
 	// The caller's context is gone by now; the timeout bounds the call.
 	res, err := b.run(context.Background(), "probe-done", probeDoneScript,
-		b.member(seq), result, b.cfg.successes, b.openMS, b.openMaxMS, b.ttlMS, cause)
-	if err == nil {
-		b.apply(res)
+		member, result, b.cfg.successes, b.openMS, b.openMaxMS, b.ttlMS, cause, b.probeMS, b.cfg.probes)
+	if err != nil {
+		// The script may have run: delivered again, a report counts once.
+		b.queueReport(member, result, cause)
+		return
 	}
-	// On failure the permit expires by its TTL.
+	b.apply(res)
+}
+
+// queueReport keeps a probe report for the next sync.
+func (b *Breaker) queueReport(member, result, cause string) {
+	b.reportsMu.Lock()
+	defer b.reportsMu.Unlock()
+	if len(b.reports) == maxReports {
+		// The oldest permit frees its slot by its TTL instead.
+		b.reports = append(b.reports[:0], b.reports[1:]...)
+	}
+	b.reportSeq++
+	b.reports = append(b.reports, probeReport{id: b.reportSeq, member: member, result: result, cause: cause})
+}
+
+// pendingReports returns the oldest undelivered reports, at most n.
+func (b *Breaker) pendingReports(n int) []probeReport {
+	b.reportsMu.Lock()
+	defer b.reportsMu.Unlock()
+	return append([]probeReport(nil), b.reports[:min(n, len(b.reports))]...)
+}
+
+// delivered drops the reports up to id, which Redis has applied.
+func (b *Breaker) delivered(id uint64) {
+	b.reportsMu.Lock()
+	defer b.reportsMu.Unlock()
+	i := 0
+	for i < len(b.reports) && b.reports[i].id <= id {
+		i++
+	}
+	b.reports = append(b.reports[:0], b.reports[i:]...)
 }
 
 // ForceOpen opens the breaker for the whole fleet until [Breaker.Reset]:
@@ -331,7 +475,7 @@ func (b *Breaker) Reset(ctx context.Context) error {
 }
 
 func (b *Breaker) control(ctx context.Context, to resilient.State) error {
-	r, err := b.run(ctx, "control", controlScript, int(to), b.openMS, b.ttlMS)
+	r, err := b.run(ctx, "control", controlScript, int(to), b.openMS, b.ttlMS, b.cfg.probes)
 	if err != nil {
 		return fmt.Errorf("resilient: breaker %q: %w", b.name, err)
 	}
@@ -339,10 +483,10 @@ func (b *Breaker) control(ctx context.Context, to resilient.State) error {
 	return nil
 }
 
-// Close stops the breaker's background sync, after a last flush of the
-// batched counts (within the timeout). It does not close the Redis client.
-// Calls may still go through the breaker after Close, on local state.
-// Close is idempotent.
+// Close stops the breaker's background sync, after a last one (within the
+// timeout) that flushes the batched counts and probe reports. It does not
+// close the Redis client. Calls may still go through the breaker after
+// Close, on local state. Close is idempotent.
 func (b *Breaker) Close() error {
 	b.closeOnce.Do(func() {
 		b.stop()
@@ -361,35 +505,62 @@ func (b *Breaker) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = b.sync(ctx)
+			// Not ctx: a sync under way when Close is called ends within
+			// the timeout, rather than being cut off with its batch sent
+			// or not.
+			_ = b.sync(context.Background())
 		}
 	}
 }
 
-// sync flushes the batched counts of the current generation and applies
-// the fleet's state.
+// sync delivers the undelivered probe reports, flushes the batched counts
+// and applies the fleet's state, in one round trip. A batch or a report
+// whose reply was lost (the call failed or timed out, but the script may
+// have run) is sent again as it is by the next sync, and applied once.
 func (b *Breaker) sync(ctx context.Context) error {
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
 	v := b.view.Load()
-	calls, fails := v.calls.Swap(0), v.fails.Swap(0)
-	if b.h.degraded.Load() && time.Since(time.Unix(0, b.h.since.Load())) > b.cfg.window {
+	if b.h.degradedFor() > b.cfg.window {
 		// Decision: counts batched during an outage longer than the window
 		// are dropped, not flushed: judged as recent, they could trip the
 		// fleet on a past failure.
-		calls, fails = 0, 0
+		b.batch = nil
+		v.fails.Store(0)
+		v.calls.Store(0)
 	}
-	cause := ""
-	if fails > 0 {
-		cause = b.takeCause()
-	}
-	r, err := b.run(ctx, "sync", syncScript, v.gen, calls, fails, b.bucketMS, b.cfg.buckets,
-		b.cfg.minCalls, b.cfg.failureRate, b.openMS, b.openMaxMS, b.ttlMS, cause)
-	if err != nil {
-		if ctx.Err() == nil {
-			// Kept for the next sync.
-			v.calls.Add(calls)
-			v.fails.Add(fails)
+	if b.batch == nil {
+		// A Done between the two swaps may leave its failure for the next
+		// batch: the window's totals are what is judged, and they agree.
+		calls := v.calls.Swap(0)
+		fails := v.fails.Swap(0)
+		if calls > 0 || fails > 0 {
+			b.batchSeq++
+			b.batch = &countBatch{seq: b.batchSeq, gen: v.gen, calls: calls, fails: fails}
+			if fails > 0 {
+				b.batch.cause = b.takeCause()
+			}
 		}
+	}
+	var batch countBatch
+	if b.batch != nil {
+		batch = *b.batch
+	}
+	reports := b.pendingReports(maxReportsPerSync)
+	args := make([]any, 0, 15+3*len(reports))
+	args = append(args, batch.gen, batch.calls, batch.fails, b.bucketMS, b.cfg.buckets,
+		b.cfg.minCalls, b.cfg.failureRate, b.openMS, b.openMaxMS, b.ttlMS, batch.cause,
+		batch.seq, b.cfg.successes, b.probeMS, b.cfg.probes)
+	for _, rep := range reports {
+		args = append(args, rep.member, rep.result, rep.cause)
+	}
+	r, err := b.run(ctx, "sync", syncScript, args...)
+	if err != nil {
 		return err
+	}
+	b.batch = nil
+	if len(reports) > 0 {
+		b.delivered(reports[len(reports)-1].id)
 	}
 	b.apply(r)
 	return nil
@@ -405,31 +576,24 @@ type reply struct {
 	rounds    int
 	inState   time.Duration
 	serverMS  int64 // the server's clock when the script ran, in ms
+	free      int64 // free probe slots in half-open, -1 in other states
 	arrivedAt time.Time
 }
 
-// run runs a script with the timeout, and tracks Redis's health. A failure
-// caused by the caller's own context is not Redis's, and is not reported.
+// run runs a script within the timeout, and tells the health tracker how
+// it went.
 func (b *Breaker) run(ctx context.Context, op string, s *goredis.Script, args ...any) (reply, error) {
-	res, err := call(ctx, b.cfg.timeout, func(ctx context.Context) ([]any, error) {
-		return s.Run(ctx, b.rdb, b.keys, args...).Slice()
-	})
-	if err == nil {
-		var r reply
-		r, err = parseReply(res)
-		if err == nil {
-			b.h.ok(op)
-			return r, nil
+	return call(ctx, b.h, op, b.cfg.timeout, func(ctx context.Context) (reply, error) {
+		res, err := s.Run(ctx, b.rdb, b.keys, args...).Slice()
+		if err != nil {
+			return reply{}, err
 		}
-	}
-	if ctx.Err() == nil {
-		b.h.fail(op, err)
-	}
-	return reply{}, err
+		return parseReply(res)
+	})
 }
 
 func parseReply(res []any) (reply, error) {
-	if len(res) != 8 {
+	if len(res) != 9 {
 		return reply{}, fmt.Errorf("resilient: redis: unexpected script reply %v", res)
 	}
 	n := func(i int) int64 { v, _ := res[i].(int64); return v }
@@ -447,6 +611,7 @@ func parseReply(res []any) (reply, error) {
 		rounds:    int(n(5)),
 		inState:   time.Duration(n(6)) * time.Millisecond,
 		serverMS:  n(7),
+		free:      n(8),
 		arrivedAt: time.Now(),
 	}, nil
 }
@@ -472,14 +637,23 @@ func (b *Breaker) apply(r reply) *view {
 	}
 	b.lastMS = r.serverMS
 	if cur.gen == r.gen && cur.state == r.state && !cur.initial {
-		if r.state == resilient.StateOpen && r.left > 0 && b.local.State() == resilient.StateHalfOpen {
+		cur.full.Store(r.state == resilient.StateHalfOpen && r.free == 0)
+		switch ls := b.local.State(); {
+		case r.state == resilient.StateOpen && r.left > 0 && ls == resilient.StateHalfOpen:
 			// The local open duration ended before the server's: stay open
 			// locally for what the server says is left.
+			b.mirrorOpen(r)
+		case r.state == resilient.StateHalfOpen && ls == resilient.StateOpen:
+			// The local breaker reopened on its own in the fleet's half-open
+			// state: its round's max wait passed while the fleet refused
+			// its probes, or it judged alone while Redis was away. Redis
+			// answers, and the fleet's probes decide again.
 			b.mirrorOpen(r)
 		}
 		return cur
 	}
 	nv := b.newView(r.state, r.gen, r.cause)
+	nv.full.Store(r.state == resilient.StateHalfOpen && r.free == 0)
 	b.view.Store(nv)
 	switch r.state {
 	case resilient.StateClosed:

@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -28,9 +30,10 @@ const tokenUnit = 1_000_000
 // executors with [resilient.WithPolicy]. Deposits are batched in memory
 // and flushed every sync interval (an atomic add per first attempt, no
 // Redis call); each retry withdraws from Redis, one call within the
-// timeout, and only retries pay it. While Redis is away, retries are judged
-// by a local [resilient.Budget] fed with this replica's own requests, and
-// the degradation is reported through the event hook.
+// timeout, and only retries pay it. When that call fails, and while Redis
+// is known to be away (see [Budget.Degraded]), retries are judged by a
+// local [resilient.Budget] fed with this replica's own requests. Deposits
+// whose reply was lost are sent again and applied once.
 //
 // A Budget is safe for concurrent use. [Budget.Close] stops its goroutine.
 type Budget struct {
@@ -39,10 +42,17 @@ type Budget struct {
 	rdb   goredis.UniversalClient
 	keys  []string
 	local *resilient.Budget
-	h     health
+	h     *health
 
 	// pending counts first attempts not yet deposited in Redis.
 	pending atomic.Int64
+	// batchMu is held by the one call that carries deposits to Redis (see
+	// run); it guards batchSeq and the writes of unacked.
+	batchMu  sync.Mutex
+	batchSeq uint64
+	// unacked is the deposit batch sent but not acknowledged: sent again,
+	// as it is, by the next call that carries deposits.
+	unacked atomic.Pointer[deposits]
 
 	deposit, burst int64 // in tokenUnits
 	ttlMS          int64
@@ -50,6 +60,13 @@ type Budget struct {
 	closeOnce sync.Once
 	stop      context.CancelFunc
 	done      chan struct{}
+}
+
+// deposits is a batch of first attempts sent to Redis with a number, which
+// the server applies once (see [Breaker]'s batches).
+type deposits struct {
+	seq uint64
+	n   int64
 }
 
 // NewBudget builds this replica's share of the fleet retry budget name on
@@ -73,14 +90,16 @@ func NewBudget(rdb goredis.UniversalClient, name string, opts ...Option) (*Budge
 	if err != nil {
 		return nil, err
 	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
 	ctx, stop := context.WithCancel(context.Background())
 	b := &Budget{
 		name:    name,
 		cfg:     c,
 		rdb:     rdb,
-		keys:    []string{c.key(name, "budget")},
+		keys:    []string{c.key(name, "budget"), c.key(name, "seen:budget:"+hex.EncodeToString(id[:]))},
 		local:   local,
-		h:       health{component: "budget", name: name, onEvent: c.onEvent},
+		h:       newHealth("budget", name, c),
 		deposit: int64(math.Round(c.ratio * tokenUnit)),
 		burst:   int64(c.burst) * tokenUnit,
 		ttlMS:   c.ttl.Milliseconds(),
@@ -103,8 +122,10 @@ func MustNewBudget(rdb goredis.UniversalClient, name string, opts ...Option) *Bu
 // Name returns the budget's name.
 func (b *Budget) Name() string { return b.name }
 
-// Degraded reports whether the budget has lost Redis and judges retries by
-// its local budget alone.
+// Degraded reports whether the budget has lost Redis (see
+// [WithDegradeAfter]) and judges retries by its local budget alone, with no
+// Redis call; only its background flush calls Redis then, once per
+// interval, to notice its return.
 func (b *Budget) Degraded() bool { return b.h.degraded.Load() }
 
 // Admit implements [resilient.Policy]: a budget never refuses a call, only
@@ -129,12 +150,19 @@ func (b *Budget) Done(p resilient.Permit, r resilient.Report) {
 // the shared budget (flushing this replica's pending deposits first, in the
 // same call), and returns [resilient.ErrBudgetExhausted] when neither the
 // bucket nor the floor can pay. Attempt 1 is always allowed. If Redis fails
-// or is slower than the timeout, the local budget decides.
+// or is slower than the timeout, the local budget decides; while Redis is
+// known to be away (see [Budget.Degraded]), it decides at once, without a
+// Redis call.
 func (b *Budget) AllowRetry(attempt int) error {
 	if attempt <= 1 {
 		return nil
 	}
-	ok, _, err := b.run(context.Background(), "retry", true)
+	if b.h.degraded.Load() {
+		// A call would only wait out the timeout; the background flush
+		// notices when Redis is back.
+		return b.local.AllowRetry(attempt)
+	}
+	ok, _, err := b.run(context.Background(), "retry", true, false)
 	if err != nil {
 		return b.local.AllowRetry(attempt)
 	}
@@ -148,7 +176,7 @@ func (b *Budget) AllowRetry(attempt int) error {
 // from its ratio share, not counting the floor, after depositing this
 // replica's pending requests. It needs Redis.
 func (b *Budget) Available(ctx context.Context) (float64, error) {
-	_, bal, err := b.run(ctx, "deposit", false)
+	_, bal, err := b.run(ctx, "deposit", false, false)
 	if err != nil {
 		return 0, fmt.Errorf("resilient: budget %q: %w", b.name, err)
 	}
@@ -162,8 +190,8 @@ func (b *Budget) Close() error {
 	b.closeOnce.Do(func() {
 		b.stop()
 		<-b.done
-		if b.pending.Load() > 0 {
-			_, _, _ = b.run(context.Background(), "deposit", false)
+		if b.pending.Load() > 0 || b.unacked.Load() != nil {
+			_, _, _ = b.run(context.Background(), "deposit", false, true)
 		}
 	})
 	return nil
@@ -178,37 +206,57 @@ func (b *Budget) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			// An unused budget makes no call, so its key expires.
-			if b.pending.Load() > 0 || b.h.degraded.Load() {
-				_, _, _ = b.run(ctx, "deposit", false)
+			// An unused budget makes no call, so its key expires; a degraded
+			// one calls once per interval, to notice Redis's return.
+			if b.pending.Load() > 0 || b.unacked.Load() != nil || b.h.degraded.Load() {
+				_, _, _ = b.run(context.Background(), "deposit", false, false)
 			}
 		}
 	}
 }
 
 // run deposits the pending requests and, with withdraw, takes one retry.
-func (b *Budget) run(ctx context.Context, op string, withdraw bool) (bool, int64, error) {
-	n := b.pending.Swap(0)
+//
+// Deposits travel in numbered batches, applied once by the server: a
+// batch whose reply was lost is sent again as it is, not added back to
+// the pending requests, which would deposit it twice if the script had
+// run. One call at a time carries them: a call that finds another one
+// carrying them (batchMu held) carries none, and does not wait, unless
+// wait is set.
+func (b *Budget) run(ctx context.Context, op string, withdraw, wait bool) (bool, int64, error) {
+	var batch deposits
+	if wait {
+		b.batchMu.Lock()
+	}
+	if wait || b.batchMu.TryLock() {
+		defer b.batchMu.Unlock()
+		if b.unacked.Load() == nil {
+			if n := b.pending.Swap(0); n > 0 {
+				b.batchSeq++
+				b.unacked.Store(&deposits{seq: b.batchSeq, n: n})
+			}
+		}
+		if d := b.unacked.Load(); d != nil {
+			batch = *d
+		}
+	}
 	w := 0
 	if withdraw {
 		w = 1
 	}
-	res, err := call(ctx, b.cfg.timeout, func(ctx context.Context) ([]int64, error) {
-		return budgetScript.Run(ctx, b.rdb, b.keys, n, b.deposit, b.burst, b.cfg.floor, w, b.ttlMS).Int64Slice()
-	})
-	if err == nil && len(res) != 2 {
-		err = fmt.Errorf("resilient: redis: unexpected script reply %v", res)
-	}
-	if err != nil {
-		// Deposits that could not be made are kept for the next try; the
-		// bucket's cap bounds what they can add when Redis is back.
-		b.pending.Add(n)
-		if ctx.Err() == nil {
-			b.h.fail(op, err)
+	res, err := call(ctx, b.h, op, b.cfg.timeout, func(ctx context.Context) ([]int64, error) {
+		res, err := budgetScript.Run(ctx, b.rdb, b.keys, batch.seq, batch.n, b.deposit, b.burst, b.cfg.floor, w, b.ttlMS).Int64Slice()
+		if err == nil && len(res) != 2 {
+			err = fmt.Errorf("resilient: redis: unexpected script reply %v", res)
 		}
+		return res, err
+	})
+	if err != nil {
 		return false, 0, err
 	}
-	b.h.ok(op)
+	if batch.seq != 0 {
+		b.unacked.Store(nil)
+	}
 	return res[0] == 1, res[1], nil
 }
 

@@ -46,7 +46,7 @@ func TestTwoReplicasDrainOneBudget(t *testing.T) {
 			})
 		}
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the replicas' retries")
 	assert.Equal(t, int64(burst), allowed.Load())
 	assert.Equal(t, int64(2*8*5-burst), refused.Load())
 	for _, r := range rs {
@@ -79,7 +79,9 @@ func TestSharedBudgetThroughExecutors(t *testing.T) {
 	var rejected atomic.Int64
 	for range 2 {
 		b := newTestBudget(t, srv.Client(), "orders", opts...)
-		ex := resilient.MustNew(resilient.WithAttempts(5), resilient.WithBackoff(resilient.Constant(time.Millisecond)),
+		// More attempts than the fleet has retries (4, and 0.8 deposited):
+		// a call that got every retry still ends refused, not exhausted.
+		ex := resilient.MustNew(resilient.WithAttempts(burst+2), resilient.WithBackoff(resilient.Constant(time.Millisecond)),
 			resilient.WithPolicy(b), hooks)
 		for range 4 {
 			wg.Go(func() {
@@ -90,7 +92,7 @@ func TestSharedBudgetThroughExecutors(t *testing.T) {
 			})
 		}
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the calls")
 	assert.Equal(t, int64(burst), retries.Load(), "retries across both replicas")
 	assert.Equal(t, int64(8), rejected.Load(), "every call ends refused by the budget")
 }
@@ -112,16 +114,17 @@ func TestBudgetFloorIsFleetWide(t *testing.T) {
 	assert.LessOrEqual(t, allowed, 4)
 }
 
+// With a slow hook too: see TestRedisStoppedThenRestarted.
 func TestBudgetFallsBackWhileRedisIsAway(t *testing.T) {
+	for _, slow := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run("hook takes "+slow.String(), func(t *testing.T) { testBudgetFallsBackWhileRedisIsAway(t, slow) })
+	}
+}
+
+func testBudgetFallsBackWhileRedisIsAway(t *testing.T, slow time.Duration) {
 	srv := startRedis(t, false)
-	var mu sync.Mutex
-	var events []Event
-	b := newTestBudget(t, srv.Client(), "geo", WithRetryBurst(2), WithMinRetryRate(0),
-		WithEventHook(func(ev Event) {
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
-		}))
+	log := eventLog{slow: slow}
+	b := newTestBudget(t, srv.Client(), "geo", WithRetryBurst(2), WithMinRetryRate(0), log.hook())
 	require.NoError(t, b.AllowRetry(2))
 	srv.Stop()
 
@@ -135,13 +138,12 @@ func TestBudgetFallsBackWhileRedisIsAway(t *testing.T) {
 	b.Done(resilient.Permit{}, resilient.Report{Attempt: 1, Outcome: resilient.Success})
 
 	srv.Start()
-	eventually(t, 3*time.Second, func() bool { return !b.Degraded() }, "no recovery noticed")
-	mu.Lock()
+	events := log.waitFor(t, 2, 5*time.Second)
+	assert.False(t, b.Degraded())
 	require.Len(t, events, 2)
 	assert.Equal(t, EventDegraded, events[0].Kind)
 	assert.Equal(t, "budget", events[0].Component)
 	assert.Equal(t, EventRecovered, events[1].Kind)
-	mu.Unlock()
 	// Redis came back empty: the shared budget starts full, with the
 	// deposit made while away.
 	got, err := b.Available(context.Background())
@@ -153,7 +155,7 @@ func TestBudgetOnAHungRedisIsBoundedByTheTimeout(t *testing.T) {
 	rdb := goredis.NewClient(&goredis.Options{Addr: blackHole(t), ContextTimeoutEnabled: true, MaxRetries: -1,
 		DisableIdentity: true, Protocol: 2})
 	t.Cleanup(func() { _ = rdb.Close() })
-	b := newTestBudget(t, rdb, "slow", WithTimeout(30*time.Millisecond))
+	b := newTestBudget(t, rdb, "slow", WithTimeout(30*time.Millisecond), WithDegradeAfter(1))
 	start := time.Now()
 	assert.NoError(t, b.AllowRetry(2), "the local budget allows it")
 	assert.Less(t, time.Since(start), 500*time.Millisecond)

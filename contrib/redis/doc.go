@@ -38,7 +38,13 @@
 // Decision: a probe permit that expires frees its slot rather than
 // reopening the breaker, as the in-process half-open max wait does. A
 // replica that dies holding a probe says nothing about the upstream; the
-// next probe, from a live replica, does.
+// next probe, from a live replica, does. The probe TTL is also the local
+// breaker's half-open max wait: no slot outlives its holder by more.
+//
+// While every slot is taken, a replica knows it from its last reply (its
+// own admission, or a sync) and refuses calls without a round trip; it
+// learns that a slot is free at its next sync, or at once from its own
+// probe's report.
 //
 // The local breaker also judges this replica's own calls: it may open on
 // them before the fleet's window trips (with the same thresholds, on fewer
@@ -63,24 +69,47 @@
 // atomic loads and an atomic add: no lock, no clock read, no allocation,
 // no Redis call. Each replica makes one round trip per sync interval per
 // breaker, whatever its traffic; half-open probes cost two round trips each
-// (admission and result); a refusal costs nothing. A [Budget] deposits in
-// memory (an atomic add per request), flushes every interval when it has
-// deposits, and makes one round trip per retry. The README gives measured
-// figures.
+// (admission and result); a refusal costs nothing, also in half-open while
+// the slots are taken. A [Budget] deposits in memory (an atomic add per
+// request), flushes every interval when it has deposits, and makes one
+// round trip per retry. The README gives measured figures.
 //
 // # When Redis fails
 //
-// A Redis failure never fails a call. Every Redis call is bounded by
-// [WithTimeout] (default 50ms); that bound holds only if the go-redis client
-// is built with ContextTimeoutEnabled, which [NewBreaker], [NewBudget] and
-// [NewStore] check for a *redis.Client or *redis.ClusterClient. When a call
-// fails or times out, the component decides on local state alone (the
-// local breaker, a local [resilient.Budget] fed with this replica's
-// requests), tells the [WithEventHook] function once ([EventDegraded]),
-// keeps syncing every interval, and when Redis answers again resynchronises
-// with the shared state and says so ([EventRecovered]). Counts batched
-// during an outage longer than the window are dropped rather than judged
-// as recent.
+// A Redis failure never fails a call, and Redis never holds a caller past
+// [WithTimeout] (default 50ms): every Redis call is bounded by it, whatever
+// the server does (down, refusing connections, or stalled with requests
+// in flight). That bound holds only if the go-redis client is built with
+// ContextTimeoutEnabled, which [NewBreaker], [NewBudget] and [NewStore]
+// check for a *redis.Client or *redis.ClusterClient. A call whose Redis
+// call fails is decided on local state (the local breaker, a local
+// [resilient.Budget] fed with this replica's requests).
+//
+// After [WithDegradeAfter] failed calls in a row (default 3) a component
+// is degraded: it tells the [WithEventHook] function once
+// ([EventDegraded]), decides on local state alone and makes no Redis call
+// on the caller's path (a retry, a probe admission or a probe's report
+// does not wait out a timeout); its background sync goes on once per
+// interval. The first call that Redis answers in less than half the
+// timeout recovers it ([EventRecovered]) and resynchronises it with the
+// shared state. A slow answer neither degrades nor recovers, so a busy
+// machine that misses a timeout now and then does not make a component
+// flap.
+//
+// Nothing is lost or counted twice across a failure. A call whose reply
+// was lost may still have run on the server (a request sent before a stall
+// is served when Redis resumes), so what a replica sends is sent again
+// until Redis acknowledges it, and applied once: batches of counts and of
+// deposits carry a number per replica, and the server applies each number
+// once; probe reports are kept and delivered by the next sync that reaches
+// Redis (a report counts only while its permit is held, so twice is once);
+// a probe admission whose reply was lost is released the same way, and if
+// the release reaches the server before the admission does, a tombstone
+// keeps it from being granted. So after a stall of any length the fleet
+// serves again within one open duration of Redis's return (or of the
+// upstream's, whichever is later), instead of waiting for the probe TTL.
+// Counts batched during an outage longer than the window are dropped
+// rather than judged as recent.
 //
 // Decision: [NewBreaker] succeeds when Redis is down, on local state: a
 // replica must be able to start during a Redis outage.
@@ -90,6 +119,14 @@
 // sync. Keep Redis persistent (AOF) when an open breaker must survive a
 // Redis restart.
 //
+// # Logging
+//
+// The components log nothing: they report through [WithEventHook]. go-redis
+// itself logs through a process-wide logger, a line per failed dial during
+// an outage; this package leaves it alone (see [Logger] for why), and
+// [NewLogger] routes it through log/slog, collapsed, for applications that
+// set it in main.
+//
 // # Keys
 //
 // Keys are prefix:{name}:kind (prefix [DefaultPrefix], see [WithPrefix]);
@@ -98,9 +135,12 @@
 // 1h) renewed on each use, so the keys of a breaker or budget nobody uses
 // any more expire. Nothing grows with traffic: a breaker holds a state hash
 // of 7 fields, a window hash of at most 2×(buckets+1) fields (old buckets
-// are deleted as the window moves), and at most [WithHalfOpenProbes]
-// probe permits; a budget holds a hash of 3 fields; a [Store] one string
-// per breaker.
+// are deleted as the window moves), at most [WithHalfOpenProbes] probe
+// permits, and tombstones of released permits for at most the probe TTL;
+// a budget holds a hash of 3 fields; a [Store] one string per breaker.
+// Each replica also keeps, per breaker and per budget, the number of the
+// last batch the server applied (prefix:{name}:seen:breaker:<replica>, and
+// :seen:budget:), which expires with the key TTL once the replica is gone.
 //
 // Time is Redis's own (the TIME command, inside the scripts), so replicas
 // with skewed clocks agree on when the breaker half-opens; replicas receive

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
+	"os"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -83,4 +85,24 @@ func ExampleNewBreaker_invalid() {
 	// Output:
 	// resilient: WithFailureRate: rate must be in (0, 1], got 1.5
 	// resilient: WithKeyTTL: d must be at least the window, open duration, probe TTL and sync interval (1m0s), got 1s
+}
+
+// go-redis's log lines through log/slog, one line of each kind per 10s. An
+// application sets it once, in main, with goredis.SetLogger(l); here it is
+// called as go-redis calls it when Redis is down.
+func ExampleNewLogger() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // for a stable output
+			}
+			return a
+		},
+	}))
+	l := resilientredis.NewLogger(logger)
+	for range 100 {
+		l.Printf(context.Background(), "redis: connection pool: failed to dial after %d attempts: %v", 1, "connection refused")
+	}
+	// Output:
+	// level=WARN msg="redis: connection pool: failed to dial after 1 attempts: connection refused"
 }

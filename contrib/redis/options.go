@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -31,6 +30,9 @@ const (
 	// DefaultProbeTTL is how long a half-open probe permit holds its slot
 	// if its result is never reported.
 	DefaultProbeTTL = 30 * time.Second
+	// DefaultDegradeAfter is how many Redis calls in a row must fail before
+	// a component falls back to local state.
+	DefaultDegradeAfter = 3
 )
 
 // maxCause bounds the length of a cause written to Redis, in bytes.
@@ -49,6 +51,8 @@ type config struct {
 	interval time.Duration
 	ttl      time.Duration
 	onEvent  func(Event)
+	// degradeAfter is how many failed Redis calls in a row degrade.
+	degradeAfter int
 
 	// Breaker.
 	failureRate float64
@@ -71,20 +75,21 @@ type config struct {
 
 func newConfig(opts []Option) (*config, error) {
 	c := &config{
-		prefix:      DefaultPrefix,
-		timeout:     DefaultTimeout,
-		interval:    DefaultSyncInterval,
-		ttl:         DefaultKeyTTL,
-		failureRate: resilient.DefaultFailureRate,
-		minCalls:    resilient.DefaultMinCalls,
-		window:      DefaultWindow,
-		buckets:     DefaultWindowBuckets,
-		openDur:     resilient.DefaultOpenDuration,
-		probes:      resilient.DefaultHalfOpenProbes,
-		probeTTL:    DefaultProbeTTL,
-		ratio:       resilient.DefaultRetryRatio,
-		burst:       resilient.DefaultRetryBurst,
-		floor:       resilient.DefaultMinRetryRate,
+		prefix:       DefaultPrefix,
+		timeout:      DefaultTimeout,
+		interval:     DefaultSyncInterval,
+		ttl:          DefaultKeyTTL,
+		degradeAfter: DefaultDegradeAfter,
+		failureRate:  resilient.DefaultFailureRate,
+		minCalls:     resilient.DefaultMinCalls,
+		window:       DefaultWindow,
+		buckets:      DefaultWindowBuckets,
+		openDur:      resilient.DefaultOpenDuration,
+		probes:       resilient.DefaultHalfOpenProbes,
+		probeTTL:     DefaultProbeTTL,
+		ratio:        resilient.DefaultRetryRatio,
+		burst:        resilient.DefaultRetryBurst,
+		floor:        resilient.DefaultMinRetryRate,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -126,9 +131,11 @@ func WithPrefix(p string) Option {
 }
 
 // WithTimeout bounds each Redis call: d > 0, default [DefaultTimeout]
-// (50ms). A call that takes longer counts as a Redis failure: the component
-// falls back to local state. The bound holds only for clients built with
-// ContextTimeoutEnabled (see [NewBreaker]).
+// (50ms). A call that takes longer counts as a Redis failure: what it was
+// for is decided on local state, and [WithDegradeAfter] failures in a row
+// degrade the component; an answer that takes half of d or more does not
+// recover a degraded one. The bound holds whatever the server does, but
+// only for clients built with ContextTimeoutEnabled (see [NewBreaker]).
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -169,16 +176,37 @@ func WithKeyTTL(d time.Duration) Option {
 }
 
 // WithEventHook sets a function told when a component loses Redis (and
-// falls back to local state) and when it gets it back. It is called once
-// per change, not per failed call, on the goroutine that noticed (a
-// caller's, or the component's own), so it must be safe for concurrent use
-// and should be quick. nil is refused. Default: none.
+// falls back to local state) and when it gets it back (see
+// [WithDegradeAfter] for when that is). It is called once per change, not
+// per failed call, one call at a time and in the order of the changes, on
+// a goroutine that noticed one (a caller's, or the component's own): it
+// should be quick, and must not block, since Close waits for a hook under
+// way on the component's goroutine. The component's Degraded reports a
+// change before the hook is told of it. nil is refused. Default: none.
 func WithEventHook(fn func(Event)) Option {
 	return func(c *config) error {
 		if fn == nil {
 			return errors.New("resilient: WithEventHook: nil hook")
 		}
 		c.onEvent = fn
+		return nil
+	}
+}
+
+// WithDegradeAfter sets how many Redis calls in a row must fail (an error
+// or a timeout) before a component falls back to local state and reports
+// [EventDegraded]: n >= 1, default [DefaultDegradeAfter] (3). A degraded
+// component recovers ([EventRecovered]) on the first call that succeeds in
+// less than half the timeout. One slow call on a busy machine then neither
+// degrades a component nor, once degraded, brings it back. Until it is
+// degraded, a call whose Redis call failed is still decided on local
+// state.
+func WithDegradeAfter(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("resilient: WithDegradeAfter: n must be >= 1, got %d", n)
+		}
+		c.degradeAfter = n
 		return nil
 	}
 }
@@ -280,7 +308,9 @@ func WithHalfOpenSuccesses(m int) Option {
 
 // WithProbeTTL sets how long a probe permit holds its fleet-wide slot when
 // its result is never reported (its replica died or hung): d >= 1ms,
-// default [DefaultProbeTTL]. Breaker only.
+// default [DefaultProbeTTL]. It is also the local breaker's half-open max
+// wait ([resilient.WithHalfOpenMaxWait]): no slot outlives its holder by
+// more. Breaker only.
 func WithProbeTTL(d time.Duration) Option {
 	return func(c *config) error {
 		if d < time.Millisecond {
@@ -371,82 +401,18 @@ func checkClient(what string, rdb goredis.UniversalClient) error {
 	return nil
 }
 
-// EventKind says what an [Event] tells.
-type EventKind uint8
-
-const (
-	// EventDegraded: a Redis call failed or timed out; the component now
-	// decides on local state alone.
-	EventDegraded EventKind = iota + 1
-	// EventRecovered: Redis answers again; the component has resynchronised
-	// with the fleet's shared state.
-	EventRecovered
-)
-
-// String returns "degraded" or "recovered".
-func (k EventKind) String() string {
-	switch k {
-	case EventDegraded:
-		return "degraded"
-	case EventRecovered:
-		return "recovered"
-	}
-	return fmt.Sprintf("eventkind(%d)", uint8(k))
-}
-
-// Event tells that a component lost or regained Redis (see
-// [WithEventHook]).
-type Event struct {
-	// Kind is [EventDegraded] or [EventRecovered].
-	Kind EventKind
-	// Component is "breaker" or "budget"; Name is the breaker's or budget's
-	// name.
-	Component, Name string
-	// Op is the operation that noticed: "sync", "probe", "probe-done",
-	// "control", "retry" or "deposit".
-	Op string
-	// Err is the Redis error, for EventDegraded.
-	Err error
-	// At is when it was noticed.
-	At time.Time
-}
-
-// health tracks whether a component can reach Redis, and tells the hook
-// once per change.
-type health struct {
-	component, name string
-	onEvent         func(Event)
-	degraded        atomic.Bool
-	since           atomic.Int64 // unix ns when degraded
-}
-
-func (h *health) fail(op string, err error) {
-	if h.degraded.CompareAndSwap(false, true) {
-		now := time.Now()
-		h.since.Store(now.UnixNano())
-		if h.onEvent != nil {
-			h.onEvent(Event{Kind: EventDegraded, Component: h.component, Name: h.name, Op: op, Err: err, At: now})
-		}
-	}
-}
-
-// ok records a successful call.
-func (h *health) ok(op string) {
-	if !h.degraded.Load() || !h.degraded.CompareAndSwap(true, false) {
-		return
-	}
-	if h.onEvent != nil {
-		h.onEvent(Event{Kind: EventRecovered, Component: h.component, Name: h.name, Op: op, At: time.Now()})
-	}
-}
-
-// call runs fn with the configured timeout. Calls made on behalf of a
-// caller stop early when the caller's context is done; the timeout applies
-// in all cases.
-func call[T any](ctx context.Context, d time.Duration, fn func(context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
+// call runs fn within d and, when h is not nil, tells h how the call went
+// (see health). A failure caused by the caller's own context (cancelled,
+// or with a deadline shorter than d) is not Redis's, and is not told.
+func call[T any](ctx context.Context, h *health, op string, d time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	return fn(ctx)
+	v, err := fn(cctx)
+	if h != nil && (err == nil || ctx.Err() == nil) {
+		h.observe(op, time.Since(start), err)
+	}
+	return v, err
 }
 
 func truncate(s string) string {

@@ -15,9 +15,11 @@ import goredis "github.com/redis/go-redis/v9"
 // A breaker's keys share the hash tag {name}, so a Redis Cluster keeps them
 // in one slot, as a multi-key script requires:
 //
-//	KEYS[1] prefix:{name}:state   hash: state gen until cause succ rounds since
-//	KEYS[2] prefix:{name}:window  hash: "<bucket>:c" and "<bucket>:f" counts
-//	KEYS[3] prefix:{name}:probes  sorted set: probe permit -> expiry (ms)
+//	KEYS[1] prefix:{name}:state     hash: state gen until cause succ rounds since
+//	KEYS[2] prefix:{name}:window    hash: "<bucket>:c" and "<bucket>:f" counts
+//	KEYS[3] prefix:{name}:probes    sorted set: probe permit -> expiry (ms)
+//	KEYS[4] prefix:{name}:released  sorted set: released permit -> expiry (ms)
+//	KEYS[5] prefix:{name}:seen:breaker:<replica>  string: the last batch applied
 //
 // States are the numbers of resilient.State: 0 closed, 1 open,
 // 2 half-open, 3 forced-open, 4 disabled.
@@ -77,6 +79,39 @@ local function advance(s, now)
   end
 end
 
+-- free_slots is how many probe permits are free in half-open, once the
+-- expired ones are dropped; -1 in other states.
+local function free_slots(s, now, probes)
+  if s.state ~= 2 then return -1 end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  return math.max(probes - redis.call('ZCARD', KEYS[3]), 0)
+end
+
+-- report applies a probe's result ('1' success, '0' failure, '2' release)
+-- if its permit is held and current: a success counts towards closing, a
+-- failure reopens, a release frees the slot. A permit that has expired, or
+-- belongs to an earlier round, is ignored, so a report delivered twice
+-- counts once. A release of a permit that is not held leaves a tombstone
+-- until probe_ms from now: the permit's admission may not have run yet (it
+-- was sent before a stall and its reply given up on), and must not be
+-- granted when it does.
+local function report(s, now, member, result, successes, openms, openmax, probems, cause)
+  local exp = tonumber(redis.call('ZSCORE', KEYS[3], member))
+  if exp then redis.call('ZREM', KEYS[3], member) end
+  if s.state == 2 and exp and exp > now then
+    if result == '1' then
+      s.succ = s.succ + 1
+      if s.succ >= successes then enter(s, 0, now, 0, '') end
+    elseif result == '0' then
+      s.rounds = s.rounds + 1
+      enter(s, 1, now, open_ms(s, openms, openmax), cause)
+    end
+  elseif result == '2' and not exp then
+    redis.call('ZADD', KEYS[4], now + probems, member)
+    redis.call('PEXPIRE', KEYS[4], probems)
+  end
+end
+
 local function save(s, ttl)
   redis.call('HSET', KEYS[1], 'state', s.state, 'gen', s.gen, 'until', s.untl,
     'cause', s.cause, 'succ', s.succ, 'rounds', s.rounds, 'since', s.since)
@@ -85,23 +120,41 @@ local function save(s, ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
 
-local function reply(s, now, extra)
+local function reply(s, now, extra, probes)
   local left = 0
   if s.state == 1 then left = math.max(s.untl - now, 0) end
-  return {extra, s.state, s.gen, left, s.cause, s.rounds, math.max(now - s.since, 0), now}
+  return {extra, s.state, s.gen, left, s.cause, s.rounds, math.max(now - s.since, 0), now,
+    free_slots(s, now, probes)}
 end
 `
 
-// syncScript adds a replica's batched counts to the shared window, judges
-// it, and returns the shared state. It is the one round trip each replica
-// makes per sync interval.
+// syncScript delivers a replica's undelivered probe reports, adds its
+// batch of counts to the shared window, judges it, and returns the shared
+// state. It is the one round trip each replica makes per sync interval.
 //
-// ARGV: gen calls fails bucket_ms buckets min_calls rate open_ms open_max_ms ttl_ms cause
+// A batch carries a number, increasing per replica; the script applies it
+// only if it is higher than the last one applied for the replica (kept in
+// KEYS[5]), so a batch sent again because its reply was lost counts once.
+//
+// ARGV: gen calls fails bucket_ms buckets min_calls rate open_ms open_max_ms
+// ttl_ms cause batch successes probe_ms probes, then a (member result
+// cause) triple per probe report.
 var syncScript = goredis.NewScript(breakerLib + `
 local now = now_ms()
 local s = load(now)
 advance(s, now)
-local calls, fails = tonumber(ARGV[2]), tonumber(ARGV[3])
+local openms, openmax, probems = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[14])
+for i = 16, #ARGV, 3 do
+  report(s, now, ARGV[i], ARGV[i + 1], tonumber(ARGV[13]), openms, openmax, probems, ARGV[i + 2])
+end
+local batch, calls, fails = tonumber(ARGV[12]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if batch > 0 then
+  if batch > (tonumber(redis.call('GET', KEYS[5])) or 0) then
+    redis.call('SET', KEYS[5], ARGV[12], 'PX', ARGV[10])
+  else
+    calls = 0
+  end
+end
 -- Counts made in another generation (before a trip or a reset) are dropped,
 -- so they never pollute the current window.
 if tonumber(ARGV[1]) == s.gen and calls > 0 and (s.state == 0 or s.state == 4) then
@@ -126,88 +179,85 @@ if tonumber(ARGV[1]) == s.gen and calls > 0 and (s.state == 0 or s.state == 4) t
   if #old > 0 then redis.call('HDEL', KEYS[2], unpack(old)) end
   -- Judged on failures only, as the in-process breaker does.
   if s.state == 0 and fails > 0 and tc >= tonumber(ARGV[6]) and tf >= tonumber(ARGV[7]) * tc then
-    enter(s, 1, now, open_ms(s, tonumber(ARGV[8]), tonumber(ARGV[9])), ARGV[11])
+    enter(s, 1, now, open_ms(s, openms, openmax), ARGV[11])
   end
 end
 save(s, tonumber(ARGV[10]))
-return reply(s, now, 0)
+return reply(s, now, 0, tonumber(ARGV[15]))
 `)
 
 // probeScript hands out a half-open probe permit, at most probes at once
 // fleet-wide. A permit expires after permit_ms, so a replica that dies
-// holding one frees its slot.
+// holding one frees its slot; a permit released before its admission ran
+// (a tombstone in KEYS[4]) is not granted.
 //
 // ARGV: member permit_ms probes ttl_ms
 var probeScript = goredis.NewScript(breakerLib + `
 local now = now_ms()
 local s = load(now)
 advance(s, now)
-local granted = 0
+local granted, probes = 0, tonumber(ARGV[3])
 if s.state == 2 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) < tonumber(ARGV[3]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  if free_slots(s, now, probes) > 0 and not redis.call('ZSCORE', KEYS[4], ARGV[1]) then
     redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
     granted = 1
   end
 end
 save(s, tonumber(ARGV[4]))
-return reply(s, now, granted)
+return reply(s, now, granted, probes)
 `)
 
-// probeDoneScript reports a probe's result: a success counts towards
-// closing (successes needed), a failure reopens, anything else releases the
-// permit. A permit that has expired, or belongs to an earlier round, is
-// ignored.
+// probeDoneScript reports a probe's result, at once (see report).
 //
-// ARGV: member result(1 success, 0 failure, 2 release) successes open_ms open_max_ms ttl_ms cause
+// ARGV: member result(1 success, 0 failure, 2 release) successes open_ms
+// open_max_ms ttl_ms cause probe_ms probes
 var probeDoneScript = goredis.NewScript(breakerLib + `
 local now = now_ms()
 local s = load(now)
 advance(s, now)
-if s.state == 2 and redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
-  if ARGV[2] == '1' then
-    s.succ = s.succ + 1
-    if s.succ >= tonumber(ARGV[3]) then enter(s, 0, now, 0, '') end
-  elseif ARGV[2] == '0' then
-    s.rounds = s.rounds + 1
-    enter(s, 1, now, open_ms(s, tonumber(ARGV[4]), tonumber(ARGV[5])), ARGV[7])
-  end
-end
+report(s, now, ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8]), ARGV[7])
 save(s, tonumber(ARGV[6]))
-return reply(s, now, 0)
+return reply(s, now, 0, tonumber(ARGV[9]))
 `)
 
 // controlScript is a manual change of state, for the whole fleet.
 //
-// ARGV: to open_ms ttl_ms
+// ARGV: to open_ms ttl_ms probes
 var controlScript = goredis.NewScript(breakerLib + `
 local now = now_ms()
 local s = load(now)
 enter(s, tonumber(ARGV[1]), now, tonumber(ARGV[2]), '')
 save(s, tonumber(ARGV[3]))
-return reply(s, now, 0)
+return reply(s, now, 0, tonumber(ARGV[4]))
 `)
 
-// budgetScript deposits a replica's batched first attempts into a shared
+// budgetScript deposits a replica's batch of first attempts into a shared
 // retry budget and, when asked, withdraws one retry from it or from its
 // floor. Balances are in millionths of a retry, as in resilient.Budget.
+// A batch is applied once, as in syncScript (batch 0: no deposit).
 //
 //	KEYS[1] prefix:{name}:budget  hash: bal floor fts
+//	KEYS[2] prefix:{name}:seen:budget:<replica>  string: the last batch applied
 //
-// ARGV: requests deposit burst rate withdraw(1/0) ttl_ms
+// ARGV: batch requests deposit burst rate withdraw(1/0) ttl_ms
 var budgetScript = goredis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local unit = 1000000
-local burst, rate = tonumber(ARGV[3]), tonumber(ARGV[4])
+local burst, rate = tonumber(ARGV[4]), tonumber(ARGV[5])
 local cap = math.max(rate, 1)
 local v = redis.call('HMGET', KEYS[1], 'bal', 'floor', 'fts')
 local bal = tonumber(v[1]) or burst
 local fl = tonumber(v[2]) or cap
 local fts = tonumber(v[3]) or now
-bal = math.min(bal + tonumber(ARGV[1]) * tonumber(ARGV[2]), burst)
+local batch = tonumber(ARGV[1])
+if batch > 0 and batch > (tonumber(redis.call('GET', KEYS[2])) or 0) then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[7])
+  bal = math.min(bal + tonumber(ARGV[2]) * tonumber(ARGV[3]), burst)
+end
 local ok = 0
-if ARGV[5] == '1' then
+if ARGV[6] == '1' then
   if bal >= unit then
     bal = bal - unit
     ok = 1
@@ -221,6 +271,6 @@ if ARGV[5] == '1' then
   end
 end
 redis.call('HSET', KEYS[1], 'bal', string.format('%d', bal), 'floor', string.format('%.6f', fl), 'fts', string.format('%d', fts))
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[6]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]))
 return {ok, bal}
 `)

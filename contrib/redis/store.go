@@ -40,7 +40,7 @@ func NewStore(rdb goredis.UniversalClient, opts ...Option) (*Store, error) {
 // Load implements [resilient.Store]: it returns the snapshot saved under
 // name, and false if there is none (never saved, or expired).
 func (s *Store) Load(ctx context.Context, name string) (resilient.Snapshot, bool, error) {
-	data, err := call(ctx, s.cfg.timeout, func(ctx context.Context) ([]byte, error) {
+	data, err := call(ctx, nil, "", s.cfg.timeout, func(ctx context.Context) ([]byte, error) {
 		return s.rdb.Get(ctx, s.cfg.key(name, "snapshot")).Bytes()
 	})
 	if errors.Is(err, goredis.Nil) {
@@ -63,7 +63,7 @@ func (s *Store) Save(ctx context.Context, name string, snap resilient.Snapshot) 
 	if err != nil {
 		return fmt.Errorf("resilient: redis store: save %q: %w", name, err)
 	}
-	_, err = call(ctx, s.cfg.timeout, func(ctx context.Context) (string, error) {
+	_, err = call(ctx, nil, "", s.cfg.timeout, func(ctx context.Context) (string, error) {
 		return s.rdb.Set(ctx, s.cfg.key(name, "snapshot"), data, s.cfg.ttl).Result()
 	})
 	if err != nil {
