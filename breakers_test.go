@@ -320,3 +320,24 @@ func TestBreakersChurnHammer(t *testing.T) {
 	}, 10*time.Second, time.Millisecond)
 	assert.Zero(t, s.Len())
 }
+
+// A hit takes no lock: Get of a key the set holds returns while the set's
+// lock is held (by an insert, a removal, a tick).
+func TestBreakersHitTakesNoLock(t *testing.T) {
+	s := MustNewBreakers(10, time.Hour)
+	br := s.Get("known")
+	s.mu.Lock()
+	got := make(chan *Breaker, 1)
+	go func() { got <- s.Get("known") }()
+	select {
+	case b := <-got:
+		assert.Same(t, br, b)
+		s.timer.Stop()
+		s.mu.Unlock()
+	case <-time.After(10 * time.Second):
+		s.timer.Stop()
+		s.mu.Unlock()
+		<-got // returns once the lock is free
+		t.Fatal("Get of a known key waited for the set's lock")
+	}
+}
