@@ -9,6 +9,7 @@
 #   ./run.sh growth                           # the growth set alone (about 15 minutes)
 #   COUNT=3 BENCHTIME=200ms ./run.sh growth   # a quicker look
 #   SERIAL='^BenchmarkRetryHappy$' PARALLEL=- ./run.sh peers   # a subset
+#   GROWTH='Group HTTP' GROWTH_PARALLEL=- ./run.sh growth        # a subset
 #
 # Raw results go to $OUT (bench.txt, or growth.txt for the growth set
 # alone); benchstat can be re-run on them.
@@ -32,9 +33,11 @@ out=${OUT:-$default_out}
 # parallel ones at 1 and 2 CPUs.
 serial=${SERIAL:-'^Benchmark(RetryHappy|RetryFlaky|BreakerClosed|BreakerOpen|RetryBreakerHappy|RetryBreakerFlaky|HTTPGet|HTTPGetFlaky|Dedup|GRPCUnary|GRPCUnaryFlaky)$'}
 parallel=${PARALLEL:-'^Benchmark(RetryHappyParallel|BreakerClosedParallel)$'}
-# The growth set: the same split.
-growth=${GROWTH:-'^BenchmarkGrowth(BreakersGet|KeyedGet|BreakersChurn|KeyedChurn|BreakersMemory|Group|Policies|HTTP)$'}
-growth_parallel=${GROWTH_PARALLEL:-'^BenchmarkGrowth(BreakersGetParallel|KeyedGetParallel|PoliciesParallel)$'}
+# The growth set: the same split, each benchmark in a process of its own,
+# so that none is slowed by the memory another left behind (a set of
+# 100,000 breakers stays reachable until its idle timer forgets them).
+growth=${GROWTH:-'BreakersGet KeyedGet BreakersChurn KeyedChurn BreakersMemory Group Policies HTTP'}
+growth_parallel=${GROWTH_PARALLEL:-'BreakersGetParallel KeyedGetParallel PoliciesParallel'}
 if [ "$part" = growth ]; then
   serial=- parallel=-
 elif [ "$part" = peers ]; then
@@ -69,8 +72,12 @@ for round in $(seq "$count"); do
   echo "# round $round of $count" >&2
   bench "$serial"
   bench "$parallel" -test.cpu 1,2
-  bench "$growth"
-  bench "$growth_parallel" -test.cpu 1,2
+  if [ "$growth" != "-" ]; then
+    for name in $growth; do bench "^BenchmarkGrowth$name\$"; done
+  fi
+  if [ "$growth_parallel" != "-" ]; then
+    for name in $growth_parallel; do bench "^BenchmarkGrowth$name\$" -test.cpu 1,2; done
+  fi
 done
 
 table() { # title, benchmark-name regexp, benchstat options...
