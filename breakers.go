@@ -14,10 +14,10 @@ import (
 //
 // The set forgets breakers it need not remember: one left unused for the
 // idle time, and, when a new key would exceed the size bound, one not used
-// recently (see below). Either way, a breaker that is open or forced open is kept
-// over the others, because its state is a promise to its callers (a fresh
-// breaker would let a failing upstream be called again); it is forgotten
-// only when every breaker is in that state. A breaker forgotten and asked
+// recently (see below). Either way, a breaker that is open or forced open
+// is kept over the others, because its state is a promise to its callers
+// (a fresh breaker would let a failing upstream be called again); it is
+// forgotten only when every breaker is in that state. A breaker forgotten and asked
 // for again is built anew, closed (or from the store, with [WithStore]).
 //
 // Decision: use is tracked in coarse ticks of half the idle time, set by a
