@@ -215,3 +215,129 @@ func TestBreakersHammer(t *testing.T) {
 	s.timer.Stop()
 	s.mu.Unlock()
 }
+
+// checkRing fails unless the set's ring and map hold the same breakers,
+// each at the index it records.
+func checkRing(t *testing.T, s *Breakers) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inMap := 0
+	s.m.Range(func(any, any) bool { inMap++; return true })
+	assert.Equal(t, len(s.ring), inMap, "the ring and the map hold as many")
+	for i, k := range s.ring {
+		assert.Equal(t, i, k.idx, "ring[%d] knows its index", i)
+		v, ok := s.m.Load(k.key)
+		if assert.True(t, ok, "ring[%d] (%s) is in the map", i, k.key) {
+			assert.Same(t, k, v.(*keyedBreaker))
+		}
+	}
+}
+
+// Making room for a new key in a full set looks at about one breaker per
+// new key, plus one sweep of the set per tick, however large the set: a
+// search of the whole set for the least recently used took 9 ms a key at
+// 100,000 keys.
+func TestBreakersMakingRoomIsConstantWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 10_000
+		s := MustNewBreakers(n, time.Hour)
+		for i := range n {
+			br := s.Get(fmt.Sprint("host", i))
+			if i%10 == 0 {
+				br.ForceOpen() // kept over the others: the hand steps over them
+			}
+		}
+		// Every breaker was used in this tick: the worst case, in which a
+		// search finds no breaker older than the others.
+		const added = 3 * n
+		for i := range added {
+			s.Get(fmt.Sprint("new", i))
+		}
+		assert.Equal(t, n, s.Len())
+		s.mu.Lock()
+		looked := s.looked
+		s.mu.Unlock()
+		assert.LessOrEqual(t, looked, uint64(n+2*added), "breakers looked at to make room for %d keys", added)
+		checkRing(t, s)
+		s.m.Range(func(_, v any) bool { v.(*keyedBreaker).br.Reset(); return true })
+	})
+}
+
+// Within a tick, the hand forgets a breaker not used in it before the ones
+// that were, wherever it finds it; once every breaker was used in the tick,
+// the next one it meets.
+func TestBreakersForgetsOneNotUsedThisTick(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := MustNewBreakers(4, 10*time.Second)
+		a, b, c, d := s.Get("a"), s.Get("b"), s.Get("c"), s.Get("d")
+		time.Sleep(5 * time.Second) // one tick
+		synctest.Wait()
+		s.Get("a")
+		s.Get("b")
+		s.Get("d")
+		s.Get("e") // c was not used in this tick
+		assert.Same(t, a, s.Get("a"))
+		assert.Same(t, b, s.Get("b"))
+		assert.Same(t, d, s.Get("d"))
+		assert.NotSame(t, c, s.Get("c"), "c was forgotten and is built anew")
+		assert.Equal(t, 4, s.Len())
+		checkRing(t, s)
+	})
+}
+
+// Breakers come and go (new keys, ticks forgetting idle ones, open ones
+// kept) from many goroutines at once; the bound holds and the set stays
+// consistent.
+func TestBreakersChurnHammer(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	const max = 16
+	s := MustNewBreakers(max, 2*time.Millisecond, WithConsecutiveFailures(1), WithOpenDuration(time.Millisecond))
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			for i := range 500 {
+				br := s.Get(fmt.Sprint("k", (g*31+i)%97))
+				var err error
+				if i%13 == 0 {
+					err = errBrBoom
+				}
+				brCall(br, err)
+				if n := s.Len(); n > max {
+					t.Errorf("%d breakers held, max %d", n, max)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkRing(t, s)
+	// The set empties itself once nothing is used, and stops its timer.
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.ticker
+	}, 10*time.Second, time.Millisecond)
+	assert.Zero(t, s.Len())
+}
+
+// A hit takes no lock: Get of a key the set holds returns while the set's
+// lock is held (by an insert, a removal, a tick).
+func TestBreakersHitTakesNoLock(t *testing.T) {
+	s := MustNewBreakers(10, time.Hour)
+	br := s.Get("known")
+	s.mu.Lock()
+	got := make(chan *Breaker, 1)
+	go func() { got <- s.Get("known") }()
+	select {
+	case b := <-got:
+		assert.Same(t, br, b)
+		s.timer.Stop()
+		s.mu.Unlock()
+	case <-time.After(10 * time.Second):
+		s.timer.Stop()
+		s.mu.Unlock()
+		<-got // returns once the lock is free
+		t.Fatal("Get of a known key waited for the set's lock")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,4 +91,40 @@ func TestKeyedGetAllocs(t *testing.T) {
 	key := "api.example.com"
 	allocs := testing.AllocsPerRun(1000, func() { _ = k.Get(key) })
 	assert.Zero(t, allocs)
+}
+
+// A hit takes no lock: Get of a key the set holds returns while another
+// key's value is being built, under the set's lock.
+func TestKeyedHitTakesNoLock(t *testing.T) {
+	building, unblock := make(chan struct{}), make(chan struct{})
+	k := resilient.MustNewKeyed(10, func(key string) *string {
+		if key == "slow" {
+			close(building)
+			<-unblock
+		}
+		return &key
+	})
+	known := k.Get("known")
+	slow := make(chan *string, 1)
+	go func() { slow <- k.Get("slow") }()
+	select {
+	case <-building: // the set's lock is held until unblock
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow key was not built")
+	}
+	got := make(chan *string, 1)
+	go func() { got <- k.Get("known") }()
+	select {
+	case v := <-got:
+		assert.Same(t, known, v)
+	case <-time.After(10 * time.Second):
+		t.Error("Get of a known key waited for the set's lock")
+	}
+	close(unblock)
+	select {
+	case v := <-slow:
+		assert.Equal(t, "slow", *v)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Get of the slow key did not return")
+	}
 }
