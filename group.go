@@ -298,6 +298,13 @@ func (g *Group[K, T]) start(ctx context.Context, key K) *flight[T] {
 	if g.timeout > 0 {
 		f.ctx, f.stop = context.WithTimeout(f.ctx, g.timeout)
 	}
+	// Decision: a key not equal to itself (a NaN, or a value holding one)
+	// can never be found again, to be joined or deleted: it runs on its
+	// own, as no other key can equal it, and stays out of the map, where
+	// it would stay for ever.
+	if key != key {
+		return f
+	}
 	if g.m == nil {
 		g.m = make(map[K]*flight[T])
 	}
