@@ -97,10 +97,13 @@ func TestLimitsComposed(t *testing.T) {
 		assert.Equal(t, 0, lim.InFlight())
 
 		// Rate: the burst spent, a call whose deadline comes before the next
-		// token is refused at once.
+		// token is refused at once. The next token is due within one
+		// interval (10ms), at a phase the jittered waits above chose: only a
+		// deadline shorter than any such wait (1ns: the bubble's clock does
+		// not move meanwhile) comes before it every time.
 		for rl.Allow() {
 		}
-		short, cancel := context.WithTimeout(ctx, time.Millisecond)
+		short, cancel := context.WithTimeout(ctx, time.Nanosecond)
 		defer cancel()
 		_, err = resilient.Do(short, protectSucceeding, ex)
 		assert.Equal(t, resilient.PolicyRateLimit, resilient.RejectedBy(err))
