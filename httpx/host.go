@@ -1,9 +1,6 @@
 package httpx
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/resilient-go/resilient"
 )
 
@@ -73,7 +70,7 @@ type hostPolicy struct {
 func WithHostPolicies(f func(host string) []resilient.Option) Option {
 	return optionFunc(func(c *config) error {
 		if f == nil {
-			return errors.New("resilient/httpx: WithHostPolicies: nil function")
+			return optionError("WithHostPolicies", "nil function")
 		}
 		c.hostOpts = append(c.hostOpts[:len(c.hostOpts):len(c.hostOpts)], f)
 		return nil
@@ -99,7 +96,7 @@ func WithoutHostBudget() Option {
 func WithMaxHosts(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("resilient/httpx: WithMaxHosts: n must be >= 1, got %d", n)
+			return optionError("WithMaxHosts", "n must be >= 1, got %d", n)
 		}
 		c.maxHosts = n
 		return nil
@@ -135,19 +132,19 @@ func (c *config) buildHost(host string) *hostPolicy {
 	}
 	for _, f := range c.hostOpts {
 		hopts := f(host)
-		if err := noExecutor("WithHostPolicies", hopts); err != nil {
-			return &hostPolicy{err: fmt.Errorf("%w (host %q)", err, host)}
+		if err := noExecutor(hopts); err != nil {
+			return &hostPolicy{err: optionError("WithHostPolicies", "host %q: %w", host, err)}
 		}
 		opts = append(opts, hopts...)
 	}
 	opts = append(opts, own...)
 	ex, err := resilient.New(opts...)
 	if err != nil {
-		return &hostPolicy{err: fmt.Errorf("resilient/httpx: WithHostPolicies: host %q: %w", host, err)}
+		return &hostPolicy{err: optionError("WithHostPolicies", "host %q: %w", host, err)}
 	}
 	once, err := resilient.New(ex, resilient.WithoutHedging())
 	if err != nil {
-		return &hostPolicy{err: fmt.Errorf("resilient/httpx: WithHostPolicies: host %q: %w", host, err)}
+		return &hostPolicy{err: optionError("WithHostPolicies", "host %q: %w", host, err)}
 	}
 	return &hostPolicy{ex: ex, once: once}
 }
