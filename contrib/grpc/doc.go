@@ -132,6 +132,13 @@
 // caller's context reads as CANCELED or DEADLINE_EXCEEDED; one refused by
 // a policy before any status came, as UNAVAILABLE.
 //
+// An invalid option, or call option, is a [*resilient.OptionError] that
+// names it with this package's name, such as "resilient:
+// grpc.WithRetryCodes: invalid code OK" (Option "grpc.WithRetryCodes"), and
+// matches [resilient.ErrInvalidOption]. [New] reports every invalid
+// argument and option, joined (errors.As finds the first), and a call
+// every invalid call option; such a call fails at once, unsent.
+//
 // # Cost
 //
 // A successful unary call through the interceptor adds two allocations to

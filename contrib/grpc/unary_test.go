@@ -533,28 +533,70 @@ func TestUnaryHedgingRetriesARound(t *testing.T) {
 	assert.Equal(t, 3, e.srv.count(mGet))
 }
 
+// optionNames lists the options named by the *resilient.OptionErrors err
+// joins, in order.
+func optionNames(t *testing.T, err error) []string {
+	t.Helper()
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var names []string
+	for _, e := range errs {
+		var oe *resilient.OptionError
+		if assert.True(t, errors.As(e, &oe), "not an *OptionError: %v", e) {
+			names = append(names, oe.Option)
+		}
+	}
+	return names
+}
+
+// Each invalid argument or option of New is a *resilient.OptionError that
+// names it ("grpc.WithRetryCodes"), matching resilient.ErrInvalidOption,
+// with the exact message; several are all reported. The interceptors made
+// by UnaryClientInterceptor and StreamClientInterceptor fail every call
+// with it, unsent.
 func TestInvalidOptions(t *testing.T) {
 	ex := quick()
 	for _, c := range []struct {
-		name string
-		ex   *resilient.Executor
-		opts []Option
-		want string
+		name    string
+		ex      *resilient.Executor
+		opts    []Option
+		options []string
+		want    string
 	}{
-		{"nil executor", nil, nil, "resilient/grpc: New: nil executor"},
-		{"nil option", ex, []Option{nil}, "resilient/grpc: New: nil option"},
-		{"method name", ex, []Option{WithIdempotentMethods("Get")}, "resilient/grpc: WithIdempotentMethods"},
-		{"method name without a method", ex, []Option{WithIdempotentMethods("/svc/")}, "resilient/grpc: WithIdempotentMethods"},
-		{"method name with three parts", ex, []Option{WithIdempotentMethods("/a/b/c")}, "resilient/grpc: WithIdempotentMethods"},
-		{"retry code OK", ex, []Option{WithRetryCodes(codes.OK)}, "resilient/grpc: WithRetryCodes"},
-		{"failure code out of range", ex, []Option{WithFailureCodes(codes.Code(17))}, "resilient/grpc: WithFailureCodes"},
-		{"nil target set", ex, []Option{WithTargetBreakers(nil)}, "resilient/grpc: WithTargetBreakers"},
-		{"nil method set", ex, []Option{WithMethodBreakers(nil)}, "resilient/grpc: WithMethodBreakers"},
+		{"nil executor", nil, nil, []string{"grpc.New"}, "resilient: grpc.New: nil executor"},
+		{"nil option", ex, []Option{nil}, []string{"grpc.New"}, "resilient: grpc.New: nil option"},
+		{"method name", ex, []Option{WithIdempotentMethods("Get")}, []string{"grpc.WithIdempotentMethods"},
+			`resilient: grpc.WithIdempotentMethods: "Get" is not a full method name (/package.Service/Method)`},
+		{"method name without a method", ex, []Option{WithIdempotentMethods("/svc/")}, []string{"grpc.WithIdempotentMethods"},
+			`resilient: grpc.WithIdempotentMethods: "/svc/" is not a full method name (/package.Service/Method)`},
+		{"method name with three parts", ex, []Option{WithIdempotentMethods("/a/b/c")}, []string{"grpc.WithIdempotentMethods"},
+			`resilient: grpc.WithIdempotentMethods: "/a/b/c" is not a full method name (/package.Service/Method)`},
+		{"every bad method name", ex, []Option{WithIdempotentMethods("Get", "/pkg.Svc/Get", "/a/b/c")}, []string{"grpc.WithIdempotentMethods"},
+			`resilient: grpc.WithIdempotentMethods: "Get" is not a full method name (/package.Service/Method); ` +
+				`"/a/b/c" is not a full method name (/package.Service/Method)`},
+		{"retry code OK", ex, []Option{WithRetryCodes(codes.OK)}, []string{"grpc.WithRetryCodes"},
+			"resilient: grpc.WithRetryCodes: invalid code OK"},
+		{"failure code out of range", ex, []Option{WithFailureCodes(codes.Code(17))}, []string{"grpc.WithFailureCodes"},
+			"resilient: grpc.WithFailureCodes: invalid code Code(17)"},
+		{"every bad code", ex, []Option{WithFailureCodes(codes.OK, codes.Internal, codes.Code(99))}, []string{"grpc.WithFailureCodes"},
+			"resilient: grpc.WithFailureCodes: invalid code OK; invalid code Code(99)"},
+		{"nil target set", ex, []Option{WithTargetBreakers(nil)}, []string{"grpc.WithTargetBreakers"},
+			"resilient: grpc.WithTargetBreakers: nil set"},
+		{"nil method set", ex, []Option{WithMethodBreakers(nil)}, []string{"grpc.WithMethodBreakers"},
+			"resilient: grpc.WithMethodBreakers: nil set"},
+		{"several", nil, []Option{WithRetryCodes(codes.OK), nil, WithIdempotentMethods("/pkg.Svc/Get"), WithMethodBreakers(nil)},
+			[]string{"grpc.New", "grpc.WithRetryCodes", "grpc.New", "grpc.WithMethodBreakers"},
+			"resilient: grpc.New: nil executor\nresilient: grpc.WithRetryCodes: invalid code OK\n" +
+				"resilient: grpc.New: nil option\nresilient: grpc.WithMethodBreakers: nil set"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := New(c.ex, c.opts...)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), c.want)
+			ic, err := New(c.ex, c.opts...)
+			assert.Nil(t, ic)
+			require.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.Equal(t, c.options, optionNames(t, err))
+			assert.EqualError(t, err, c.want)
 			assert.Panics(t, func() { MustNew(c.ex, c.opts...) })
 
 			called := false
@@ -563,28 +605,37 @@ func TestInvalidOptions(t *testing.T) {
 				return nil
 			}
 			err = UnaryClientInterceptor(c.ex, c.opts...)(context.Background(), mGet, nil, nil, nil, invoker)
-			assert.ErrorContains(t, err, c.want)
+			assert.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.EqualError(t, err, c.want)
 			_, err = StreamClientInterceptor(c.ex, c.opts...)(context.Background(), listDesc, nil, mList,
 				func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, ...grpc.CallOption) (grpc.ClientStream, error) {
 					called = true
 					return nil, nil
 				})
-			assert.ErrorContains(t, err, c.want)
+			assert.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.EqualError(t, err, c.want)
 			assert.False(t, called)
 		})
 	}
 }
 
+// An invalid call option fails the call at once, unsent, with a
+// *resilient.OptionError that names it; several are all reported.
 func TestInvalidCallOptions(t *testing.T) {
 	ic := MustNew(quick())
 	for _, c := range []struct {
-		name string
-		opt  grpc.CallOption
-		want string
+		name    string
+		opts    []grpc.CallOption
+		options []string
+		want    string
 	}{
-		{"zero attempt timeout", AttemptTimeout(0), "resilient/grpc: AttemptTimeout"},
-		{"negative attempt timeout", AttemptTimeout(-time.Second), "resilient/grpc: AttemptTimeout"},
-		{"nil replay", Replay(nil), "resilient/grpc: Replay"},
+		{"zero attempt timeout", []grpc.CallOption{AttemptTimeout(0)}, []string{"grpc.AttemptTimeout"},
+			"resilient: grpc.AttemptTimeout: d must be > 0, got 0s"},
+		{"negative attempt timeout", []grpc.CallOption{AttemptTimeout(-time.Second)}, []string{"grpc.AttemptTimeout"},
+			"resilient: grpc.AttemptTimeout: d must be > 0, got -1s"},
+		{"nil replay", []grpc.CallOption{Replay(nil)}, []string{"grpc.Replay"}, "resilient: grpc.Replay: nil function"},
+		{"several", []grpc.CallOption{Replay(nil), Idempotent(), AttemptTimeout(0)}, []string{"grpc.Replay", "grpc.AttemptTimeout"},
+			"resilient: grpc.Replay: nil function\nresilient: grpc.AttemptTimeout: d must be > 0, got 0s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			called := false
@@ -592,14 +643,17 @@ func TestInvalidCallOptions(t *testing.T) {
 				func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 					called = true
 					return nil
-				}, c.opt)
-			assert.ErrorContains(t, err, c.want)
+				}, c.opts...)
+			require.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.Equal(t, c.options, optionNames(t, err))
+			assert.EqualError(t, err, c.want)
 			_, err = ic.Stream(context.Background(), chatDesc, nil, mChat,
 				func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, ...grpc.CallOption) (grpc.ClientStream, error) {
 					called = true
 					return nil, nil
-				}, c.opt)
-			assert.ErrorContains(t, err, c.want)
+				}, c.opts...)
+			assert.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.EqualError(t, err, c.want)
 			assert.False(t, called)
 		})
 	}
