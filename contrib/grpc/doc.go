@@ -63,7 +63,11 @@
 // [resilient.WithMaxDelay], or one that would end past the caller's
 // deadline, ends the call at once with the status that carried it. A
 // negative or malformed value, or more than one, means "do not retry".
-// Pushback also makes RESOURCE_EXHAUSTED retryable.
+// Pushback also makes RESOURCE_EXHAUSTED retryable, and marks it
+// [resilient.Throttled], whatever its value and whether the call is
+// retried or not: the server asking for less traffic, as an HTTP 429 is,
+// which no breaker counts as a failure and a [resilient.Throttle] counts
+// as refused.
 //
 // # Deadlines
 //
@@ -111,7 +115,11 @@
 // [WithTargetBreakers] and [WithMethodBreakers] guard each target and each
 // method with its own breaker from a [resilient.Breakers] set, counted by
 // [FailureCode]: a refusal ends the call before anything is sent, with an
-// error matching [resilient.ErrOpen] whose status is UNAVAILABLE.
+// error matching [resilient.ErrOpen] whose status is UNAVAILABLE. Both
+// keep the core's rule for the server asking for less traffic: a failure
+// with pushback that asks for a wait counts neither way (unless the breaker
+// has [resilient.WithOpenFromHint]), nor does a RESOURCE_EXHAUSTED with any
+// pushback (see [Classify]).
 //
 // # Hedging
 //

@@ -94,7 +94,9 @@ func WithProtoRegistry(files *protoregistry.Files) Option {
 // WithRetryCodes replaces the status codes that calls safe to repeat are
 // retried after (default: see [RetryableCode]). RESOURCE_EXHAUSTED with
 // server pushback is retried whatever the set; listing it retries it
-// without. OK and codes outside gRPC's 0-16 are errors.
+// without (and a breaker given to the executor then counts it as a
+// failure: without pushback it is not marked [resilient.Throttled]). OK and
+// codes outside gRPC's 0-16 are errors (naming every such code).
 func WithRetryCodes(cs ...codes.Code) Option {
 	return optionFunc(func(c *config) error {
 		s, err := codeSetOf("WithRetryCodes", cs)
@@ -107,7 +109,9 @@ func WithRetryCodes(cs ...codes.Code) Option {
 // upstream for every breaker of the interceptor (default: see
 // [FailureCode]). A code that is neither retried nor a failure is a
 // success for the upstream's health, and its status goes to the caller as
-// it is. OK and codes outside gRPC's 0-16 are errors.
+// it is. A failure the server sent pushback with may still count neither
+// way: a RESOURCE_EXHAUSTED with pushback always does (see [Classify]). OK
+// and codes outside gRPC's 0-16 are errors (naming every such code).
 func WithFailureCodes(cs ...codes.Code) Option {
 	return optionFunc(func(c *config) error {
 		s, err := codeSetOf("WithFailureCodes", cs)
@@ -133,7 +137,10 @@ func codeSetOf(opt string, cs []codes.Code) (codeSet, error) {
 // "dns:///users:443") with its own breaker from set, and WithMethodBreakers
 // each full method name. Each attempt is counted: a status of
 // [FailureCode] (or [WithFailureCodes]) is a failure, any other answer a
-// success, the caller's own cancellation and a hedge that lost neither. A
+// success, the caller's own cancellation and a hedge that lost neither,
+// nor a failure the server asked for less traffic with (a wait as
+// pushback, unless the set has [resilient.WithOpenFromHint]; any pushback
+// on RESOURCE_EXHAUSTED, see [Classify]). A
 // refusal ends the call at once, before anything is sent, with an error
 // matching [resilient.ErrOpen] and [resilient.ErrRejected]; the call's
 // status is UNAVAILABLE. Build the set with [resilient.NewBreakers]; its

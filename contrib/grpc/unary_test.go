@@ -302,6 +302,59 @@ func TestUnaryPushback(t *testing.T) {
 	}
 }
 
+// A RESOURCE_EXHAUSTED with pushback is the server asking for less
+// traffic (resilient.Throttled): no breaker counts it as a failure, a wait
+// of 0 and "do not retry" included, and a Throttle counts it as refused,
+// also when the call is not retried. The caller gets the status as it
+// came, unmarked.
+func TestUnaryResourceExhaustedWithPushbackIsThrottled(t *testing.T) {
+	e := startServer(t, bufTransport)
+	t.Run("the executor's breaker", func(t *testing.T) {
+		br := resilient.MustNewBreaker(resilient.WithConsecutiveFailures(2), resilient.WithOpenDuration(time.Hour))
+		cc := e.client(MustNew(quick(resilient.WithBreaker(br))).DialOptions()...)
+		before := e.srv.count(mGet)
+		for range 4 {
+			e.srv.plan(mGet, step{code: codes.ResourceExhausted, pushback: []string{"0"}})
+		}
+		_, err := call(testCtx(t), cc, mGet, "x")
+		assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+		assert.ErrorIs(t, err, resilient.ErrExhausted, "every attempt was made: the breaker never opened")
+		assert.Equal(t, 4, e.srv.count(mGet)-before)
+		assert.Equal(t, resilient.StateClosed, br.State())
+		assert.Zero(t, br.Metrics().TotalFailures)
+	})
+	t.Run("the interceptor's breakers, RESOURCE_EXHAUSTED a failure code", func(t *testing.T) {
+		set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Hour))
+		cc := e.client(MustNew(quick(), WithMethodBreakers(set),
+			WithFailureCodes(codes.ResourceExhausted, codes.Internal)).DialOptions()...)
+		for _, pb := range []string{"-1", "soon"} {
+			e.srv.plan(mGet, step{code: codes.ResourceExhausted, pushback: []string{pb}})
+			_, err := call(testCtx(t), cc, mGet, "x")
+			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+		}
+		assert.Equal(t, resilient.StateClosed, set.Get(mGet).State(), "pushback: counted neither way")
+		e.srv.plan(mGet, step{code: codes.ResourceExhausted})
+		_, err := call(testCtx(t), cc, mGet, "x")
+		assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+		assert.Equal(t, resilient.StateOpen, set.Get(mGet).State(), "without pushback, a failure code is a failure")
+	})
+	t.Run("a throttle, for a call not retried", func(t *testing.T) {
+		th := resilient.MustNewThrottle(resilient.WithAcceptMultiplier(1),
+			resilient.WithThrottleRandom(func() float64 { return 0.999 })) // never refuses
+		cc := e.client(MustNew(quick(resilient.WithThrottle(th))).DialOptions()...)
+		for range 3 {
+			e.srv.plan(mCreate, step{code: codes.ResourceExhausted, pushback: []string{"50"}})
+			before := e.srv.count(mCreate)
+			_, err := call(testCtx(t), cc, mCreate, "x")
+			assert.Equal(t, 1, e.srv.count(mCreate)-before, "Create is not safe to repeat")
+			_, bare := err.(interface{ GRPCStatus() *status.Status })
+			assert.True(t, bare, "the server's status as it came, unmarked: %T", err)
+			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+		}
+		assert.InDelta(t, 0.75, th.Probability(), 1e-9, "3 requests, no accept: (3-0)/(3+1)")
+	})
+}
+
 func TestUnaryRetryCodesOption(t *testing.T) {
 	e := startServer(t, bufTransport)
 	cc := e.client(MustNew(quick(), WithRetryCodes(codes.ResourceExhausted, codes.Internal)).DialOptions()...)
