@@ -118,8 +118,8 @@
 // error matching [resilient.ErrOpen] whose status is UNAVAILABLE. Both
 // keep the core's rule for the server asking for less traffic: a failure
 // with pushback that asks for a wait counts neither way (unless the breaker
-// has [resilient.WithOpenFromHint]), nor does a RESOURCE_EXHAUSTED with any
-// pushback (see [Classify]).
+// has [resilient.WithOpenFromHint]), and a RESOURCE_EXHAUSTED with any
+// pushback never counts as a failure (see [Classify]).
 //
 // # Hedging
 //
