@@ -3,7 +3,6 @@ package resilient
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,9 @@ const (
 // tokenUnit is one retry's worth of budget, in the fixed-point units the
 // balance is kept in (a millionth of a retry is the finest ratio step).
 const tokenUnit = 1_000_000
+
+// maxRetryBurst is the largest burst a balance in tokenUnits can hold.
+const maxRetryBurst = math.MaxInt64 / tokenUnit
 
 // Budget is a retry budget: it bounds the retries of every call that
 // shares it, so that when an upstream fails, retries add a bounded load to
@@ -144,11 +146,11 @@ type BudgetOption func(*Budget) error
 func WithRetryRatio(r float64) BudgetOption {
 	return func(b *Budget) error {
 		if !(r > 0 && r <= 1) { // also refuses NaN
-			return fmt.Errorf("resilient: WithRetryRatio: r must be in (0, 1], got %v", r)
+			return optionError("WithRetryRatio", "r must be in (0, 1], got %v", r)
 		}
 		b.deposit = int64(math.Round(r * tokenUnit))
 		if b.deposit == 0 {
-			return fmt.Errorf("resilient: WithRetryRatio: r must be at least 1e-06, got %v", r)
+			return optionError("WithRetryRatio", "r must be at least 1e-06, got %v", r)
 		}
 		return nil
 	}
@@ -156,11 +158,15 @@ func WithRetryRatio(r float64) BudgetOption {
 
 // WithRetryBurst sets how many retries the budget can hold, and holds when
 // it is built: after a healthy spell, up to n retries can happen at once
-// beyond the ratio. n must be >= 1; the default is [DefaultRetryBurst].
+// beyond the ratio. n must be >= 1 (and below about 9.2e12, which would
+// overflow the balance); the default is [DefaultRetryBurst].
 func WithRetryBurst(n int) BudgetOption {
 	return func(b *Budget) error {
-		if n < 1 || n > math.MaxInt64/tokenUnit {
-			return fmt.Errorf("resilient: WithRetryBurst: n must be >= 1, got %d", n)
+		switch {
+		case n < 1:
+			return optionError("WithRetryBurst", "n must be >= 1, got %d", n)
+		case int64(n) > maxRetryBurst:
+			return optionError("WithRetryBurst", "n must be at most %d, got %d", int64(maxRetryBurst), n)
 		}
 		b.burst = int64(n) * tokenUnit
 		return nil
@@ -175,7 +181,7 @@ func WithRetryBurst(n int) BudgetOption {
 func WithMinRetryRate(perSecond float64) BudgetOption {
 	return func(b *Budget) error {
 		if !(perSecond >= 0) || math.IsInf(perSecond, 1) {
-			return fmt.Errorf("resilient: WithMinRetryRate: perSecond must be >= 0 and finite, got %v", perSecond)
+			return optionError("WithMinRetryRate", "perSecond must be >= 0 and finite, got %v", perSecond)
 		}
 		b.rate = perSecond
 		return nil
@@ -213,13 +219,16 @@ func newBudget(fn string, adaptive bool, ratio float64, opts []BudgetOption) (*B
 		rate:     DefaultMinRetryRate,
 		epoch:    time.Now(),
 	}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: " + fn + ": nil option")
+			errs = append(errs, optionError(fn, "nil option"))
+		} else if err := o(b); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o(b); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	b.balance.Store(b.burst)
 	b.floor = b.floorCap()
@@ -252,7 +261,7 @@ func MustNewAdaptiveBudget(opts ...BudgetOption) *Budget {
 func WithBudget(b *Budget) Option {
 	return optionFunc(func(e *Executor) error {
 		if b == nil {
-			return errors.New("resilient: WithBudget: nil budget")
+			return optionError("WithBudget", "nil budget")
 		}
 		return WithPolicy(b).apply(e)
 	})

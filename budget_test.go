@@ -24,32 +24,57 @@ func protectFailing(context.Context) (int, error) { return 0, errProtectUpstream
 
 func protectSucceeding(context.Context) (int, error) { return 1, nil }
 
+// Each invalid option of both budget constructors is an *OptionError that
+// names it, with the exact message.
 func TestBudgetOptionsInvalid(t *testing.T) {
 	tests := []struct {
-		name string
-		opt  resilient.BudgetOption
-		want string
+		name   string
+		opt    resilient.BudgetOption
+		option string // "" for the constructor's name
+		want   string // after "resilient: option: "
 	}{
-		{"ratio zero", resilient.WithRetryRatio(0), "resilient: WithRetryRatio: r must be in (0, 1], got 0"},
-		{"ratio negative", resilient.WithRetryRatio(-0.1), "resilient: WithRetryRatio: r must be in (0, 1], got -0.1"},
-		{"ratio above one", resilient.WithRetryRatio(1.5), "resilient: WithRetryRatio: r must be in (0, 1], got 1.5"},
-		{"ratio NaN", resilient.WithRetryRatio(math.NaN()), "resilient: WithRetryRatio: r must be in (0, 1], got NaN"},
-		{"ratio too fine", resilient.WithRetryRatio(1e-9), "resilient: WithRetryRatio: r must be at least 1e-06, got 1e-09"},
-		{"burst zero", resilient.WithRetryBurst(0), "resilient: WithRetryBurst: n must be >= 1, got 0"},
-		{"burst negative", resilient.WithRetryBurst(-3), "resilient: WithRetryBurst: n must be >= 1, got -3"},
-		{"burst overflow", resilient.WithRetryBurst(math.MaxInt), "resilient: WithRetryBurst: n must be >= 1"},
-		{"floor negative", resilient.WithMinRetryRate(-1), "resilient: WithMinRetryRate: perSecond must be >= 0 and finite, got -1"},
-		{"floor infinite", resilient.WithMinRetryRate(math.Inf(1)), "resilient: WithMinRetryRate: perSecond must be >= 0 and finite, got +Inf"},
-		{"floor NaN", resilient.WithMinRetryRate(math.NaN()), "resilient: WithMinRetryRate: perSecond must be >= 0 and finite, got NaN"},
-		{"nil option", nil, "resilient: NewBudget: nil option"},
+		{"ratio zero", resilient.WithRetryRatio(0), "WithRetryRatio", "r must be in (0, 1], got 0"},
+		{"ratio negative", resilient.WithRetryRatio(-0.1), "WithRetryRatio", "r must be in (0, 1], got -0.1"},
+		{"ratio above one", resilient.WithRetryRatio(1.5), "WithRetryRatio", "r must be in (0, 1], got 1.5"},
+		{"ratio NaN", resilient.WithRetryRatio(math.NaN()), "WithRetryRatio", "r must be in (0, 1], got NaN"},
+		{"ratio too fine", resilient.WithRetryRatio(1e-9), "WithRetryRatio", "r must be at least 1e-06, got 1e-09"},
+		{"burst zero", resilient.WithRetryBurst(0), "WithRetryBurst", "n must be >= 1, got 0"},
+		{"burst negative", resilient.WithRetryBurst(-3), "WithRetryBurst", "n must be >= 1, got -3"},
+		{"burst overflow", resilient.WithRetryBurst(math.MaxInt), "WithRetryBurst", "n must be at most 9223372036854, got 9223372036854775807"},
+		{"floor negative", resilient.WithMinRetryRate(-1), "WithMinRetryRate", "perSecond must be >= 0 and finite, got -1"},
+		{"floor infinite", resilient.WithMinRetryRate(math.Inf(1)), "WithMinRetryRate", "perSecond must be >= 0 and finite, got +Inf"},
+		{"floor NaN", resilient.WithMinRetryRate(math.NaN()), "WithMinRetryRate", "perSecond must be >= 0 and finite, got NaN"},
+		{"nil option", nil, "", "nil option"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, err := resilient.NewBudget(tt.opt)
-			require.Error(t, err)
+	constructors := []struct {
+		name string
+		new  func(...resilient.BudgetOption) (*resilient.Budget, error)
+		must func(...resilient.BudgetOption) *resilient.Budget
+	}{
+		{"NewBudget", resilient.NewBudget, resilient.MustNewBudget},
+		{"NewAdaptiveBudget", resilient.NewAdaptiveBudget, resilient.MustNewAdaptiveBudget},
+	}
+	for _, c := range constructors {
+		for _, tt := range tests {
+			t.Run(c.name+"/"+tt.name, func(t *testing.T) {
+				option := tt.option
+				if option == "" {
+					option = c.name
+				}
+				b, err := c.new(tt.opt)
+				assert.Nil(t, b)
+				requireOptionErrors(t, err, option)
+				assert.EqualError(t, err, "resilient: "+option+": "+tt.want)
+				assert.Panics(t, func() { c.must(tt.opt) })
+			})
+		}
+		t.Run(c.name+"/several", func(t *testing.T) {
+			b, err := c.new(resilient.WithRetryRatio(2), resilient.WithRetryBurst(3), nil, resilient.WithMinRetryRate(-1))
 			assert.Nil(t, b)
-			assert.Contains(t, err.Error(), tt.want)
-			assert.Panics(t, func() { resilient.MustNewBudget(tt.opt) })
+			requireOptionErrors(t, err, "WithRetryRatio", c.name, "WithMinRetryRate")
+			assert.EqualError(t, err, "resilient: WithRetryRatio: r must be in (0, 1], got 2\n"+
+				"resilient: "+c.name+": nil option\n"+
+				"resilient: WithMinRetryRate: perSecond must be >= 0 and finite, got -1")
 		})
 	}
 }
@@ -75,8 +100,8 @@ func TestBudgetOptionsValid(t *testing.T) {
 
 func TestWithBudgetNil(t *testing.T) {
 	_, err := resilient.New(resilient.WithBudget(nil))
-	require.Error(t, err)
-	assert.Equal(t, "resilient: WithBudget: nil budget", err.Error())
+	requireOptionErrors(t, err, "WithBudget")
+	assert.EqualError(t, err, "resilient: WithBudget: nil budget")
 }
 
 // TestBudgetRefusalEndsCallAtOnce: a refused retry ends the call before the
@@ -520,29 +545,6 @@ func TestAdaptiveBudgetFailureSweep(t *testing.T) {
 		bound := resilient.DefaultEarnRatio*float64(r.firstSucceeded) +
 			2*resilient.DefaultRetryBurst + resilient.DefaultMinRetryRate*(sim.length-sim.warmup).Seconds() + float64(sim.callers)
 		assert.LessOrEqual(t, float64(r.retriesFailed), bound, "failure %v", p)
-	}
-}
-
-func TestAdaptiveBudgetOptionsInvalid(t *testing.T) {
-	tests := []struct {
-		name string
-		opt  resilient.BudgetOption
-		want string
-	}{
-		{"ratio zero", resilient.WithRetryRatio(0), "resilient: WithRetryRatio: r must be in (0, 1], got 0"},
-		{"ratio NaN", resilient.WithRetryRatio(math.NaN()), "resilient: WithRetryRatio: r must be in (0, 1], got NaN"},
-		{"burst zero", resilient.WithRetryBurst(0), "resilient: WithRetryBurst: n must be >= 1, got 0"},
-		{"floor infinite", resilient.WithMinRetryRate(math.Inf(1)), "resilient: WithMinRetryRate: perSecond must be >= 0 and finite, got +Inf"},
-		{"nil option", nil, "resilient: NewAdaptiveBudget: nil option"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, err := resilient.NewAdaptiveBudget(tt.opt)
-			require.Error(t, err)
-			assert.Nil(t, b)
-			assert.Equal(t, tt.want, err.Error())
-			assert.Panics(t, func() { resilient.MustNewAdaptiveBudget(tt.opt) })
-		})
 	}
 }
 

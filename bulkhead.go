@@ -68,11 +68,11 @@ func WithSlotWait(d time.Duration) BulkheadOption {
 // once; limit must be >= 1. Without options a full bulkhead refuses at
 // once. An invalid argument or option is an error that names it.
 func NewBulkhead(limit int, opts ...BulkheadOption) (*Bulkhead, error) {
+	var errs []error // every invalid argument and option is reported, not only the first
 	if limit < 1 {
-		return nil, optionError("NewBulkhead", "limit must be >= 1, got %d", limit)
+		errs = append(errs, optionError("NewBulkhead", "limit must be >= 1, got %d", limit))
 	}
 	b := &Bulkhead{limit: int64(limit)}
-	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
 			errs = append(errs, optionError("NewBulkhead", "nil option"))

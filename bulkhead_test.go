@@ -17,17 +17,21 @@ import (
 	"github.com/resilient-go/resilient"
 )
 
+// Each invalid argument or option of NewBulkhead is an *OptionError that
+// names it, with the exact message; several are all reported, the limit's
+// with the options'.
 func TestBulkheadInvalid(t *testing.T) {
 	tests := []struct {
-		name  string
-		limit int
-		opt   resilient.BulkheadOption
-		want  string
+		name   string
+		limit  int
+		opt    resilient.BulkheadOption
+		option string
+		want   string // after "resilient: option: "
 	}{
-		{"limit zero", 0, nil, "resilient: NewBulkhead: limit must be >= 1, got 0"},
-		{"limit negative", -2, nil, "resilient: NewBulkhead: limit must be >= 1, got -2"},
-		{"wait negative", 1, resilient.WithSlotWait(-time.Millisecond), "resilient: WithSlotWait: d must be >= 0, got -1ms"},
-		{"nil option", 1, nil, "resilient: NewBulkhead: nil option"},
+		{"limit zero", 0, nil, "NewBulkhead", "limit must be >= 1, got 0"},
+		{"limit negative", -2, nil, "NewBulkhead", "limit must be >= 1, got -2"},
+		{"wait negative", 1, resilient.WithSlotWait(-time.Millisecond), "WithSlotWait", "d must be >= 0, got -1ms"},
+		{"nil option", 1, nil, "NewBulkhead", "nil option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,15 +40,20 @@ func TestBulkheadInvalid(t *testing.T) {
 				opts = nil
 			}
 			b, err := resilient.NewBulkhead(tt.limit, opts...)
-			require.Error(t, err)
 			assert.Nil(t, b)
-			assert.Equal(t, tt.want, err.Error())
+			requireOptionErrors(t, err, tt.option)
+			assert.EqualError(t, err, "resilient: "+tt.option+": "+tt.want)
 			assert.Panics(t, func() { resilient.MustNewBulkhead(tt.limit, opts...) })
 		})
 	}
+	t.Run("several", func(t *testing.T) {
+		b, err := resilient.NewBulkhead(0, resilient.WithSlotWait(-1), nil)
+		assert.Nil(t, b)
+		requireOptionErrors(t, err, "NewBulkhead", "WithSlotWait", "NewBulkhead")
+	})
 	_, err := resilient.New(resilient.WithBulkhead(nil))
-	require.Error(t, err)
-	assert.Equal(t, "resilient: WithBulkhead: nil bulkhead", err.Error())
+	requireOptionErrors(t, err, "WithBulkhead")
+	assert.EqualError(t, err, "resilient: WithBulkhead: nil bulkhead")
 }
 
 // TestBulkheadFullFailsFast: a full bulkhead without a wait refuses at once,

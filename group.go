@@ -220,15 +220,12 @@ func NewGroup[K comparable, T any](opts ...GroupOption) (*Group[K, T], error) {
 			errs = append(errs, err)
 		}
 	}
-	if errs != nil {
-		return nil, joinErrors(errs)
-	}
 	g := &Group[K, T]{timeout: c.timeout, name: c.name, listener: c.listener}
 	if c.copy != nil {
 		f, ok := c.copy.(func(T) T)
 		if !ok {
 			var t T
-			return nil, optionError("WithCopy", "copy is a %T, the group's values are %T", c.copy, t)
+			errs = append(errs, optionError("WithCopy", "copy is a %T, the group's values are %T", c.copy, t))
 		}
 		g.copy = f
 	}
@@ -236,9 +233,12 @@ func NewGroup[K comparable, T any](opts ...GroupOption) (*Group[K, T], error) {
 		f, ok := c.release.(func(T))
 		if !ok {
 			var t T
-			return nil, optionError("WithRelease", "release is a %T, the group's values are %T", c.release, t)
+			errs = append(errs, optionError("WithRelease", "release is a %T, the group's values are %T", c.release, t))
 		}
 		g.release = f
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	return g, nil
 }

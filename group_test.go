@@ -358,28 +358,41 @@ func TestGroupCopy(t *testing.T) {
 	})
 }
 
+// Each invalid option of NewGroup is an *OptionError that names it, with
+// the exact message; several are all reported, a copy or release function
+// of another type than the group's values included.
 func TestGroupInvalid(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	tests := []struct {
-		name string
-		opt  resilient.GroupOption
-		want string
+		name   string
+		opt    resilient.GroupOption
+		option string
+		want   string // after "resilient: option: "
 	}{
 		{"copy of another type", resilient.WithCopy(func(s string) string { return s }),
-			"resilient: WithCopy: copy is a func(string) string, the group's values are []uint8"},
-		{"timeout zero", resilient.WithSharedTimeout(0), "resilient: WithSharedTimeout: d must be > 0, got 0s"},
-		{"timeout negative", resilient.WithSharedTimeout(-time.Second), "resilient: WithSharedTimeout: d must be > 0, got -1s"},
-		{"nil option", nil, "resilient: NewGroup: nil option"},
+			"WithCopy", "copy is a func(string) string, the group's values are []uint8"},
+		{"release of another type", resilient.WithRelease(func(string) {}),
+			"WithRelease", "release is a func(string), the group's values are []uint8"},
+		{"timeout zero", resilient.WithSharedTimeout(0), "WithSharedTimeout", "d must be > 0, got 0s"},
+		{"timeout negative", resilient.WithSharedTimeout(-time.Second), "WithSharedTimeout", "d must be > 0, got -1s"},
+		{"nil listener", resilient.WithGroupListener(nil), "WithGroupListener", "nil listener"},
+		{"nil option", nil, "NewGroup", "nil option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g, err := resilient.NewGroup[int, []byte](tt.opt)
-			require.Error(t, err)
 			assert.Nil(t, g)
-			assert.Equal(t, tt.want, err.Error())
+			requireOptionErrors(t, err, tt.option)
+			assert.EqualError(t, err, "resilient: "+tt.option+": "+tt.want)
 			assert.Panics(t, func() { resilient.MustNewGroup[int, []byte](tt.opt) })
 		})
 	}
+	t.Run("several", func(t *testing.T) {
+		g, err := resilient.NewGroup[int, []byte](resilient.WithCopy(func(s string) string { return s }),
+			resilient.WithSharedTimeout(0), nil, resilient.WithRelease(func(int) {}))
+		assert.Nil(t, g)
+		requireOptionErrors(t, err, "WithSharedTimeout", "NewGroup", "WithCopy", "WithRelease")
+	})
 	g, err := resilient.NewGroup[int, []byte](resilient.WithCopy[[]byte](nil))
 	require.NoError(t, err, "a nil copy is no copy")
 	require.NotNil(t, g)

@@ -1,8 +1,6 @@
 package resilient
 
 import (
-	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -51,11 +49,15 @@ type keyedValue[T any] struct {
 // build on its key's first use. A nil build or a max below 1 is an error
 // that names it.
 func NewKeyed[T any](max int, build func(key string) T) (*Keyed[T], error) {
+	var errs []error // both are reported
 	if max < 1 {
-		return nil, fmt.Errorf("resilient: NewKeyed: max must be >= 1, got %d", max)
+		errs = append(errs, optionError("NewKeyed", "max must be >= 1, got %d", max))
 	}
 	if build == nil {
-		return nil, errors.New("resilient: NewKeyed: nil build")
+		errs = append(errs, optionError("NewKeyed", "nil build"))
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	return &Keyed[T]{build: build, max: max}, nil
 }

@@ -13,12 +13,34 @@ import (
 	"github.com/resilient-go/resilient"
 )
 
+// Each invalid argument of NewKeyed is an *OptionError that names the
+// constructor; both are reported.
 func TestNewKeyedInvalid(t *testing.T) {
-	_, err := resilient.NewKeyed(0, func(string) int { return 0 })
-	assert.EqualError(t, err, "resilient: NewKeyed: max must be >= 1, got 0")
-	_, err = resilient.NewKeyed[int](1, nil)
-	assert.EqualError(t, err, "resilient: NewKeyed: nil build")
-	assert.Panics(t, func() { resilient.MustNewKeyed[int](1, nil) })
+	tests := []struct {
+		name  string
+		max   int
+		build func(string) int
+		want  string
+	}{
+		{"max zero", 0, func(string) int { return 0 }, "resilient: NewKeyed: max must be >= 1, got 0"},
+		{"max negative", -1, func(string) int { return 0 }, "resilient: NewKeyed: max must be >= 1, got -1"},
+		{"nil build", 1, nil, "resilient: NewKeyed: nil build"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := resilient.NewKeyed(tt.max, tt.build)
+			assert.Nil(t, k)
+			requireOptionErrors(t, err, "NewKeyed")
+			assert.EqualError(t, err, tt.want)
+			assert.Panics(t, func() { resilient.MustNewKeyed(tt.max, tt.build) })
+		})
+	}
+	t.Run("both", func(t *testing.T) {
+		k, err := resilient.NewKeyed[int](0, nil)
+		assert.Nil(t, k)
+		requireOptionErrors(t, err, "NewKeyed", "NewKeyed")
+		assert.EqualError(t, err, "resilient: NewKeyed: max must be >= 1, got 0\nresilient: NewKeyed: nil build")
+	})
 }
 
 func TestKeyedBuildsOncePerKey(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,7 +116,7 @@ type ConcurrencyOption func(*ConcurrencyLimiter) error
 func WithInitialLimit(n int) ConcurrencyOption {
 	return func(c *ConcurrencyLimiter) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: WithInitialLimit: n must be >= 1, got %d", n)
+			return optionError("WithInitialLimit", "n must be >= 1, got %d", n)
 		}
 		c.est = float64(n)
 		return nil
@@ -127,7 +128,7 @@ func WithInitialLimit(n int) ConcurrencyOption {
 func WithLimitBounds(min, max int) ConcurrencyOption {
 	return func(c *ConcurrencyLimiter) error {
 		if min < 1 || max < min {
-			return fmt.Errorf("resilient: WithLimitBounds: need 1 <= min <= max, got min %d, max %d", min, max)
+			return optionError("WithLimitBounds", "need 1 <= min <= max, got min %d, max %d", min, max)
 		}
 		c.min, c.max = min, max
 		return nil
@@ -141,7 +142,7 @@ func WithLimitBounds(min, max int) ConcurrencyOption {
 func WithLimitWait(d time.Duration) ConcurrencyOption {
 	return func(c *ConcurrencyLimiter) error {
 		if d < 0 {
-			return fmt.Errorf("resilient: WithLimitWait: d must be >= 0, got %v", d)
+			return optionError("WithLimitWait", "d must be >= 0, got %v", d)
 		}
 		c.wait = d
 		return nil
@@ -156,7 +157,7 @@ func WithLimitWait(d time.Duration) ConcurrencyOption {
 func WithMinSamples(n int) ConcurrencyOption {
 	return func(c *ConcurrencyLimiter) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: WithMinSamples: n must be >= 1, got %d", n)
+			return optionError("WithMinSamples", "n must be >= 1, got %d", n)
 		}
 		c.minSamples = n
 		return nil
@@ -182,14 +183,18 @@ type AIMD struct {
 // WithAIMD makes the limiter use the AIMD algorithm (see [AIMD]).
 func WithAIMD(a AIMD) ConcurrencyOption {
 	return func(c *ConcurrencyLimiter) error {
-		if a.Slow < 0 {
-			return fmt.Errorf("resilient: WithAIMD: Slow must be >= 0, got %v", a.Slow)
-		}
 		if a.Backoff == 0 {
 			a.Backoff = 0.9
 		}
+		var bad []string // every invalid field is reported
+		if a.Slow < 0 {
+			bad = append(bad, fmt.Sprintf("Slow must be >= 0, got %v", a.Slow))
+		}
 		if !(a.Backoff >= 0.5 && a.Backoff < 1) {
-			return fmt.Errorf("resilient: WithAIMD: Backoff must be in [0.5, 1), got %v", a.Backoff)
+			bad = append(bad, fmt.Sprintf("Backoff must be in [0.5, 1), got %v", a.Backoff))
+		}
+		if bad != nil {
+			return optionError("WithAIMD", "%s", strings.Join(bad, "; "))
 		}
 		c.algo, c.slow = &aimd{backoff: a.Backoff}, a.Slow
 		return nil
@@ -251,13 +256,18 @@ func WithGradient2(g Gradient2) ConcurrencyOption {
 		if g.ProbeEvery == 0 {
 			g.ProbeEvery = 20
 		}
-		switch {
-		case !(g.Tolerance >= 1) || math.IsInf(g.Tolerance, 1):
-			return fmt.Errorf("resilient: WithGradient2: Tolerance must be >= 1 and finite, got %v", g.Tolerance)
-		case !(g.Smoothing > 0 && g.Smoothing <= 1):
-			return fmt.Errorf("resilient: WithGradient2: Smoothing must be in (0, 1], got %v", g.Smoothing)
-		case g.ProbeEvery < 2:
-			return fmt.Errorf("resilient: WithGradient2: ProbeEvery must be >= 2, got %d", g.ProbeEvery)
+		var bad []string // every invalid field is reported
+		if !(g.Tolerance >= 1) || math.IsInf(g.Tolerance, 1) {
+			bad = append(bad, fmt.Sprintf("Tolerance must be >= 1 and finite, got %v", g.Tolerance))
+		}
+		if !(g.Smoothing > 0 && g.Smoothing <= 1) {
+			bad = append(bad, fmt.Sprintf("Smoothing must be in (0, 1], got %v", g.Smoothing))
+		}
+		if g.ProbeEvery < 2 {
+			bad = append(bad, fmt.Sprintf("ProbeEvery must be >= 2, got %d", g.ProbeEvery))
+		}
+		if bad != nil {
+			return optionError("WithGradient2", "%s", strings.Join(bad, "; "))
 		}
 		c.algo, c.slow = &gradient2{cfg: g}, 0
 		return nil
@@ -280,13 +290,16 @@ func NewConcurrencyLimiter(opts ...ConcurrencyOption) (*ConcurrencyLimiter, erro
 		minSamples: 50,
 		epoch:      time.Now(),
 	}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewConcurrencyLimiter: nil option")
+			errs = append(errs, optionError("NewConcurrencyLimiter", "nil option"))
+		} else if err := o(c); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o(c); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if c.algo == nil {
 		_ = WithGradient2(Gradient2{})(c)
@@ -315,7 +328,7 @@ func MustNewConcurrencyLimiter(opts ...ConcurrencyOption) *ConcurrencyLimiter {
 func WithConcurrencyLimit(c *ConcurrencyLimiter) Option {
 	return optionFunc(func(e *Executor) error {
 		if c == nil {
-			return errors.New("resilient: WithConcurrencyLimit: nil limiter")
+			return optionError("WithConcurrencyLimit", "nil limiter")
 		}
 		return WithPolicy(c).apply(e)
 	})

@@ -253,38 +253,54 @@ func TestConcurrencyLimiterNoisyLatency(t *testing.T) {
 	}
 }
 
+// Each invalid option of NewConcurrencyLimiter is an *OptionError that
+// names it, with the exact message; several are all reported, and so is
+// every invalid field of one option.
 func TestConcurrencyLimiterOptionsInvalid(t *testing.T) {
 	tests := []struct {
-		name string
-		opt  resilient.ConcurrencyOption
-		want string
+		name   string
+		opt    resilient.ConcurrencyOption
+		option string
+		want   string // after "resilient: option: "
 	}{
-		{"initial zero", resilient.WithInitialLimit(0), "resilient: WithInitialLimit: n must be >= 1, got 0"},
-		{"bounds min zero", resilient.WithLimitBounds(0, 10), "resilient: WithLimitBounds: need 1 <= min <= max, got min 0, max 10"},
-		{"bounds max below min", resilient.WithLimitBounds(5, 4), "resilient: WithLimitBounds: need 1 <= min <= max, got min 5, max 4"},
-		{"wait negative", resilient.WithLimitWait(-time.Second), "resilient: WithLimitWait: d must be >= 0, got -1s"},
-		{"samples zero", resilient.WithMinSamples(0), "resilient: WithMinSamples: n must be >= 1, got 0"},
-		{"aimd slow negative", resilient.WithAIMD(resilient.AIMD{Slow: -1}), "resilient: WithAIMD: Slow must be >= 0, got -1ns"},
-		{"aimd backoff one", resilient.WithAIMD(resilient.AIMD{Backoff: 1}), "resilient: WithAIMD: Backoff must be in [0.5, 1), got 1"},
-		{"aimd backoff low", resilient.WithAIMD(resilient.AIMD{Backoff: 0.3}), "resilient: WithAIMD: Backoff must be in [0.5, 1), got 0.3"},
-		{"aimd backoff NaN", resilient.WithAIMD(resilient.AIMD{Backoff: math.NaN()}), "resilient: WithAIMD: Backoff must be in [0.5, 1), got NaN"},
-		{"gradient tolerance below one", resilient.WithGradient2(resilient.Gradient2{Tolerance: 0.9}), "resilient: WithGradient2: Tolerance must be >= 1 and finite, got 0.9"},
-		{"gradient tolerance infinite", resilient.WithGradient2(resilient.Gradient2{Tolerance: math.Inf(1)}), "resilient: WithGradient2: Tolerance must be >= 1 and finite, got +Inf"},
-		{"gradient smoothing above one", resilient.WithGradient2(resilient.Gradient2{Smoothing: 1.5}), "resilient: WithGradient2: Smoothing must be in (0, 1], got 1.5"},
-		{"gradient smoothing negative", resilient.WithGradient2(resilient.Gradient2{Smoothing: -0.1}), "resilient: WithGradient2: Smoothing must be in (0, 1], got -0.1"},
-		{"gradient probe every one", resilient.WithGradient2(resilient.Gradient2{ProbeEvery: 1}), "resilient: WithGradient2: ProbeEvery must be >= 2, got 1"},
-		{"nil option", nil, "resilient: NewConcurrencyLimiter: nil option"},
+		{"initial zero", resilient.WithInitialLimit(0), "WithInitialLimit", "n must be >= 1, got 0"},
+		{"bounds min zero", resilient.WithLimitBounds(0, 10), "WithLimitBounds", "need 1 <= min <= max, got min 0, max 10"},
+		{"bounds max below min", resilient.WithLimitBounds(5, 4), "WithLimitBounds", "need 1 <= min <= max, got min 5, max 4"},
+		{"wait negative", resilient.WithLimitWait(-time.Second), "WithLimitWait", "d must be >= 0, got -1s"},
+		{"samples zero", resilient.WithMinSamples(0), "WithMinSamples", "n must be >= 1, got 0"},
+		{"aimd slow negative", resilient.WithAIMD(resilient.AIMD{Slow: -1}), "WithAIMD", "Slow must be >= 0, got -1ns"},
+		{"aimd backoff one", resilient.WithAIMD(resilient.AIMD{Backoff: 1}), "WithAIMD", "Backoff must be in [0.5, 1), got 1"},
+		{"aimd backoff low", resilient.WithAIMD(resilient.AIMD{Backoff: 0.3}), "WithAIMD", "Backoff must be in [0.5, 1), got 0.3"},
+		{"aimd backoff NaN", resilient.WithAIMD(resilient.AIMD{Backoff: math.NaN()}), "WithAIMD", "Backoff must be in [0.5, 1), got NaN"},
+		{"aimd every field", resilient.WithAIMD(resilient.AIMD{Slow: -time.Second, Backoff: 2}), "WithAIMD",
+			"Slow must be >= 0, got -1s; Backoff must be in [0.5, 1), got 2"},
+		{"gradient tolerance below one", resilient.WithGradient2(resilient.Gradient2{Tolerance: 0.9}), "WithGradient2", "Tolerance must be >= 1 and finite, got 0.9"},
+		{"gradient tolerance infinite", resilient.WithGradient2(resilient.Gradient2{Tolerance: math.Inf(1)}), "WithGradient2", "Tolerance must be >= 1 and finite, got +Inf"},
+		{"gradient tolerance NaN", resilient.WithGradient2(resilient.Gradient2{Tolerance: math.NaN()}), "WithGradient2", "Tolerance must be >= 1 and finite, got NaN"},
+		{"gradient smoothing above one", resilient.WithGradient2(resilient.Gradient2{Smoothing: 1.5}), "WithGradient2", "Smoothing must be in (0, 1], got 1.5"},
+		{"gradient smoothing negative", resilient.WithGradient2(resilient.Gradient2{Smoothing: -0.1}), "WithGradient2", "Smoothing must be in (0, 1], got -0.1"},
+		{"gradient probe every one", resilient.WithGradient2(resilient.Gradient2{ProbeEvery: 1}), "WithGradient2", "ProbeEvery must be >= 2, got 1"},
+		{"gradient every field", resilient.WithGradient2(resilient.Gradient2{Tolerance: -1, Smoothing: 2, ProbeEvery: -3}), "WithGradient2",
+			"Tolerance must be >= 1 and finite, got -1; Smoothing must be in (0, 1], got 2; ProbeEvery must be >= 2, got -3"},
+		{"nil option", nil, "NewConcurrencyLimiter", "nil option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := resilient.NewConcurrencyLimiter(tt.opt)
-			require.Error(t, err)
 			assert.Nil(t, c)
-			assert.Equal(t, tt.want, err.Error())
+			requireOptionErrors(t, err, tt.option)
+			assert.EqualError(t, err, "resilient: "+tt.option+": "+tt.want)
 			assert.Panics(t, func() { resilient.MustNewConcurrencyLimiter(tt.opt) })
 		})
 	}
+	t.Run("several", func(t *testing.T) {
+		c, err := resilient.NewConcurrencyLimiter(resilient.WithInitialLimit(0), resilient.WithLimitBounds(1, 10),
+			nil, resilient.WithAIMD(resilient.AIMD{Backoff: 3}), resilient.WithLimitWait(-1))
+		assert.Nil(t, c)
+		requireOptionErrors(t, err, "WithInitialLimit", "NewConcurrencyLimiter", "WithAIMD", "WithLimitWait")
+	})
 	_, err := resilient.New(resilient.WithConcurrencyLimit(nil))
+	requireOptionErrors(t, err, "WithConcurrencyLimit")
 	assert.EqualError(t, err, "resilient: WithConcurrencyLimit: nil limiter")
 }
 

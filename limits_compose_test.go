@@ -97,12 +97,12 @@ func TestLimitsComposed(t *testing.T) {
 		assert.Equal(t, 0, lim.InFlight())
 
 		// Rate: the burst spent, a call whose deadline comes before the next
-		// token is refused at once.
+		// token is refused at once. The next token is due within one
+		// interval (10ms), at a phase the jittered waits above chose: only a
+		// deadline shorter than any such wait (1ns: the bubble's clock does
+		// not move meanwhile) comes before it every time.
 		for rl.Allow() {
 		}
-		// The next token may be due in any time up to one interval, the
-		// jittered waits above having set its phase: a deadline 1ns away
-		// comes before it, whatever that phase.
 		short, cancel := context.WithTimeout(ctx, time.Nanosecond)
 		defer cancel()
 		_, err = resilient.Do(short, protectSucceeding, ex)

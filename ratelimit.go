@@ -89,7 +89,7 @@ type RateLimiterOption func(*RateLimiter) error
 func WithBurst(n int) RateLimiterOption {
 	return func(l *RateLimiter) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: WithBurst: n must be >= 1, got %d", n)
+			return optionError("WithBurst", "n must be >= 1, got %d", n)
 		}
 		l.burst = n
 		return nil
@@ -103,7 +103,7 @@ func WithBurst(n int) RateLimiterOption {
 func WithMaxWait(d time.Duration) RateLimiterOption {
 	return func(l *RateLimiter) error {
 		if d < 0 {
-			return fmt.Errorf("resilient: WithMaxWait: d must be >= 0, got %v", d)
+			return optionError("WithMaxWait", "d must be >= 0, got %v", d)
 		}
 		l.maxWait = d
 		return nil
@@ -119,25 +119,29 @@ func WithMaxWait(d time.Duration) RateLimiterOption {
 // The limiter's clock starts when it is built: in testing/synctest bubbles,
 // build it inside the bubble.
 func NewRateLimiter(perSecond float64, opts ...RateLimiterOption) (*RateLimiter, error) {
+	// Every invalid argument and option is reported, not only the first.
+	var errs []error
 	if !(perSecond > 0 && perSecond <= MaxRate) { // also refuses NaN
-		return nil, fmt.Errorf("resilient: NewRateLimiter: perSecond must be in (0, %g], got %v", float64(MaxRate), perSecond)
+		errs = append(errs, optionError("NewRateLimiter", "perSecond must be in (0, %g], got %v", float64(MaxRate), perSecond))
 	}
 	l := &RateLimiter{
-		interval: max(1, int64(math.Round(float64(time.Second)/perSecond))),
-		maxWait:  -1,
-		burst:    1,
-		epoch:    time.Now(),
+		maxWait: -1,
+		burst:   1,
+		epoch:   time.Now(),
 	}
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: NewRateLimiter: nil option")
-		}
-		if err := o(l); err != nil {
-			return nil, err
+			errs = append(errs, optionError("NewRateLimiter", "nil option"))
+		} else if err := o(l); err != nil {
+			errs = append(errs, err)
 		}
 	}
+	if errs != nil {
+		return nil, joinErrors(errs)
+	}
+	l.interval = max(1, int64(math.Round(float64(time.Second)/perSecond)))
 	if int64(l.burst-1) > math.MaxInt64/4/l.interval {
-		return nil, fmt.Errorf("resilient: WithBurst: n is too large for the rate, got %d", l.burst)
+		return nil, optionError("WithBurst", "n is too large for the rate, got %d", l.burst)
 	}
 	l.tolerance = int64(l.burst-1) * l.interval
 	return l, nil
@@ -269,15 +273,20 @@ func (l *RateLimiter) giveBack(slot int64) {
 // the calls a program starts.
 func WithRateLimit(l Limiter, opts ...RateLimitOption) Option {
 	return optionFunc(func(e *Executor) error {
+		var errs []error
 		if isNil(l) {
-			return errors.New("resilient: WithRateLimit: nil limiter")
+			errs = append(errs, optionError("WithRateLimit", "nil limiter"))
 		}
 		p := &rateLimit{l: l}
 		for _, o := range opts {
 			if o == nil {
-				return errors.New("resilient: WithRateLimit: nil option")
+				errs = append(errs, optionError("WithRateLimit", "nil option"))
+			} else {
+				o(p)
 			}
-			o(p)
+		}
+		if errs != nil {
+			return joinErrors(errs)
 		}
 		return WithPolicy(p).apply(e)
 	})

@@ -17,22 +17,25 @@ import (
 	"github.com/resilient-go/resilient"
 )
 
+// Each invalid argument or option of NewRateLimiter is an *OptionError
+// that names it, with the exact message; several are all reported.
 func TestRateLimiterOptionsInvalid(t *testing.T) {
 	tests := []struct {
-		name string
-		rate float64
-		opt  resilient.RateLimiterOption
-		want string
+		name   string
+		rate   float64
+		opt    resilient.RateLimiterOption
+		option string
+		want   string // after "resilient: option: "
 	}{
-		{"rate zero", 0, nil, "resilient: NewRateLimiter: perSecond must be in (0, 1e+09], got 0"},
-		{"rate negative", -1, nil, "resilient: NewRateLimiter: perSecond must be in (0, 1e+09], got -1"},
-		{"rate NaN", math.NaN(), nil, "resilient: NewRateLimiter: perSecond must be in (0, 1e+09], got NaN"},
-		{"rate infinite", math.Inf(1), nil, "resilient: NewRateLimiter: perSecond must be in (0, 1e+09], got +Inf"},
-		{"rate too high", 2e9, nil, "resilient: NewRateLimiter: perSecond must be in (0, 1e+09], got 2e+09"},
-		{"burst zero", 1, resilient.WithBurst(0), "resilient: WithBurst: n must be >= 1, got 0"},
-		{"burst too large", 1e-9, resilient.WithBurst(math.MaxInt), "resilient: WithBurst: n is too large for the rate"},
-		{"max wait negative", 1, resilient.WithMaxWait(-time.Second), "resilient: WithMaxWait: d must be >= 0, got -1s"},
-		{"nil option", 1, nil, "resilient: NewRateLimiter: nil option"},
+		{"rate zero", 0, nil, "NewRateLimiter", "perSecond must be in (0, 1e+09], got 0"},
+		{"rate negative", -1, nil, "NewRateLimiter", "perSecond must be in (0, 1e+09], got -1"},
+		{"rate NaN", math.NaN(), nil, "NewRateLimiter", "perSecond must be in (0, 1e+09], got NaN"},
+		{"rate infinite", math.Inf(1), nil, "NewRateLimiter", "perSecond must be in (0, 1e+09], got +Inf"},
+		{"rate too high", 2e9, nil, "NewRateLimiter", "perSecond must be in (0, 1e+09], got 2e+09"},
+		{"burst zero", 1, resilient.WithBurst(0), "WithBurst", "n must be >= 1, got 0"},
+		{"burst too large", 1e-9, resilient.WithBurst(math.MaxInt), "WithBurst", "n is too large for the rate, got 9223372036854775807"},
+		{"max wait negative", 1, resilient.WithMaxWait(-time.Second), "WithMaxWait", "d must be >= 0, got -1s"},
+		{"nil option", 1, nil, "NewRateLimiter", "nil option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,28 +44,37 @@ func TestRateLimiterOptionsInvalid(t *testing.T) {
 				opts = append(opts, tt.opt)
 			}
 			l, err := resilient.NewRateLimiter(tt.rate, opts...)
-			require.Error(t, err)
 			assert.Nil(t, l)
-			assert.Contains(t, err.Error(), tt.want)
+			requireOptionErrors(t, err, tt.option)
+			assert.EqualError(t, err, "resilient: "+tt.option+": "+tt.want)
 			assert.Panics(t, func() { resilient.MustNewRateLimiter(tt.rate, opts...) })
 		})
 	}
+	t.Run("several", func(t *testing.T) {
+		l, err := resilient.NewRateLimiter(math.NaN(), resilient.WithBurst(-1), nil, resilient.WithMaxWait(-1))
+		assert.Nil(t, l)
+		requireOptionErrors(t, err, "NewRateLimiter", "WithBurst", "NewRateLimiter", "WithMaxWait")
+	})
 }
 
 func TestWithRateLimitInvalid(t *testing.T) {
 	var typedNil *resilient.RateLimiter
 	tests := []struct {
-		name string
-		opt  resilient.Option
-		want string
+		name    string
+		opt     resilient.Option
+		options []string
+		want    string
 	}{
-		{"nil", resilient.WithRateLimit(nil), "resilient: WithRateLimit: nil limiter"},
-		{"typed nil", resilient.WithRateLimit(typedNil), "resilient: WithRateLimit: nil limiter"},
-		{"nil option", resilient.WithRateLimit(resilient.MustNewRateLimiter(1), nil), "resilient: WithRateLimit: nil option"},
+		{"nil", resilient.WithRateLimit(nil), []string{"WithRateLimit"}, "resilient: WithRateLimit: nil limiter"},
+		{"typed nil", resilient.WithRateLimit(typedNil), []string{"WithRateLimit"}, "resilient: WithRateLimit: nil limiter"},
+		{"nil option", resilient.WithRateLimit(resilient.MustNewRateLimiter(1), nil), []string{"WithRateLimit"}, "resilient: WithRateLimit: nil option"},
+		{"both", resilient.WithRateLimit(nil, resilient.RateLimitNoWait(), nil), []string{"WithRateLimit", "WithRateLimit"},
+			"resilient: WithRateLimit: nil limiter\nresilient: WithRateLimit: nil option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := resilient.New(tt.opt)
+			requireOptionErrors(t, err, tt.options...)
 			assert.EqualError(t, err, tt.want)
 		})
 	}

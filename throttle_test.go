@@ -18,31 +18,39 @@ import (
 	"github.com/resilient-go/resilient"
 )
 
+// Each invalid option of NewThrottle is an *OptionError that names it,
+// with the exact message; several are all reported.
 func TestThrottleOptionsInvalid(t *testing.T) {
 	tests := []struct {
-		name string
-		opt  resilient.ThrottleOption
-		want string
+		name   string
+		opt    resilient.ThrottleOption
+		option string
+		want   string // after "resilient: option: "
 	}{
-		{"k below one", resilient.WithAcceptMultiplier(0.5), "resilient: WithAcceptMultiplier: k must be >= 1 and finite, got 0.5"},
-		{"k NaN", resilient.WithAcceptMultiplier(math.NaN()), "resilient: WithAcceptMultiplier: k must be >= 1 and finite, got NaN"},
-		{"k infinite", resilient.WithAcceptMultiplier(math.Inf(1)), "resilient: WithAcceptMultiplier: k must be >= 1 and finite, got +Inf"},
-		{"window zero", resilient.WithThrottleWindow(0), "resilient: WithThrottleWindow: d must be >= 10ns, got 0s"},
-		{"window negative", resilient.WithThrottleWindow(-time.Second), "resilient: WithThrottleWindow: d must be >= 10ns, got -1s"},
-		{"nil option", nil, "resilient: NewThrottle: nil option"},
+		{"k below one", resilient.WithAcceptMultiplier(0.5), "WithAcceptMultiplier", "k must be >= 1 and finite, got 0.5"},
+		{"k NaN", resilient.WithAcceptMultiplier(math.NaN()), "WithAcceptMultiplier", "k must be >= 1 and finite, got NaN"},
+		{"k infinite", resilient.WithAcceptMultiplier(math.Inf(1)), "WithAcceptMultiplier", "k must be >= 1 and finite, got +Inf"},
+		{"window zero", resilient.WithThrottleWindow(0), "WithThrottleWindow", "d must be >= 10ns, got 0s"},
+		{"window negative", resilient.WithThrottleWindow(-time.Second), "WithThrottleWindow", "d must be >= 10ns, got -1s"},
+		{"nil option", nil, "NewThrottle", "nil option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			th, err := resilient.NewThrottle(tt.opt)
-			require.Error(t, err)
 			assert.Nil(t, th)
-			assert.Equal(t, tt.want, err.Error())
+			requireOptionErrors(t, err, tt.option)
+			assert.EqualError(t, err, "resilient: "+tt.option+": "+tt.want)
 			assert.Panics(t, func() { resilient.MustNewThrottle(tt.opt) })
 		})
 	}
+	t.Run("several", func(t *testing.T) {
+		th, err := resilient.NewThrottle(nil, resilient.WithThrottleWindow(9), resilient.WithAcceptMultiplier(0))
+		assert.Nil(t, th)
+		requireOptionErrors(t, err, "NewThrottle", "WithThrottleWindow", "WithAcceptMultiplier")
+	})
 	_, err := resilient.New(resilient.WithThrottle(nil))
-	require.Error(t, err)
-	assert.Equal(t, "resilient: WithThrottle: nil throttle", err.Error())
+	requireOptionErrors(t, err, "WithThrottle")
+	assert.EqualError(t, err, "resilient: WithThrottle: nil throttle")
 }
 
 // report feeds a throttle n attempts with outcome o, as an executor would.

@@ -157,7 +157,7 @@ func TestHostBreakersReleaseProbeOnPanic(t *testing.T) {
 
 func TestHostBreakersNilSetIsInvalid(t *testing.T) {
 	_, err := NewTransport(WithHostBreakers(nil))
-	require.EqualError(t, err, "resilient/httpx: WithHostBreakers: nil set")
+	require.EqualError(t, err, "resilient: httpx.WithHostBreakers: nil set")
 }
 
 func TestHedgedNonIdempotentRequestIsSentOnce(t *testing.T) {

@@ -175,4 +175,16 @@
 // aside returns when it could not be kept whole. A [*StatusError] is what
 // hooks and classifiers see for a response that is retried; the caller
 // gets the response itself.
+//
+// An invalid option is a [*resilient.OptionError] that names it with this
+// package's name, such as "resilient: httpx.WithMaxHosts: n must be >= 1,
+// got 0" (Option "httpx.WithMaxHosts"), and matches
+// [resilient.ErrInvalidOption]. [NewTransport] reports every invalid
+// option, joined (errors.As finds the first); [NewClient]'s requests fail
+// with that error, unsent. An option of the core that the Transport passes
+// on ([WithExecutorOptions]' options, [Recommended]'s breaker options) is
+// reported as an error of the option that took it, with the core's own
+// *OptionError inside: "resilient: httpx.Recommended: resilient:
+// WithFailureRate: …". So is one of [WithHostPolicies], for the host whose
+// requests it fails.
 package httpx

@@ -230,3 +230,23 @@ func ExampleWithHostPolicies() {
 	// fast.example: 200 OK
 	// first to slow.example: 200 OK
 }
+
+// Every invalid option is reported, each a *resilient.OptionError named
+// with the package; an option of the core passed on is reported within the
+// option that took it, the core's own error inside.
+func ExampleNewTransport_invalidOptions() {
+	_, err := httpx.NewTransport(
+		httpx.WithMaxHosts(0),
+		httpx.WithExecutorOptions(resilient.WithAttempts(0)),
+	)
+	fmt.Println(errors.Is(err, resilient.ErrInvalidOption))
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var oe *resilient.OptionError
+		errors.As(e, &oe)
+		fmt.Printf("%s: %v\n", oe.Option, oe.Err)
+	}
+	// Output:
+	// true
+	// httpx.WithMaxHosts: n must be >= 1, got 0
+	// httpx.WithExecutorOptions: resilient: WithAttempts: n must be >= 1 or Unlimited, got 0
+}

@@ -1,8 +1,6 @@
 package httpx
 
 import (
-	"errors"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/resilient-go/resilient"
@@ -80,7 +78,7 @@ type hostExecutors struct {
 func WithHostPolicies(f func(host string) []resilient.Option) Option {
 	return optionFunc(func(c *config) error {
 		if f == nil {
-			return errors.New("resilient/httpx: WithHostPolicies: nil function")
+			return optionError("WithHostPolicies", "nil function")
 		}
 		c.hostOpts = append(c.hostOpts[:len(c.hostOpts):len(c.hostOpts)], f)
 		return nil
@@ -106,7 +104,7 @@ func WithoutHostBudget() Option {
 func WithMaxHosts(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("resilient/httpx: WithMaxHosts: n must be >= 1, got %d", n)
+			return optionError("WithMaxHosts", "n must be >= 1, got %d", n)
 		}
 		c.maxHosts = n
 		return nil
@@ -183,19 +181,19 @@ func (c *config) executors(host string, br *resilient.Breaker) *hostExecutors {
 	}
 	for _, f := range c.hostOpts {
 		hopts := f(host)
-		if err := noExecutor("WithHostPolicies", hopts); err != nil {
-			return &hostExecutors{breaker: br, err: fmt.Errorf("%w (host %q)", err, host)}
+		if err := noExecutor(hopts); err != nil {
+			return &hostExecutors{breaker: br, err: optionError("WithHostPolicies", "host %q: %w", host, err)}
 		}
 		opts = append(opts, hopts...)
 	}
 	opts = append(opts, own...)
 	ex, err := resilient.New(opts...)
 	if err != nil {
-		return &hostExecutors{breaker: br, err: fmt.Errorf("resilient/httpx: WithHostPolicies: host %q: %w", host, err)}
+		return &hostExecutors{breaker: br, err: optionError("WithHostPolicies", "host %q: %w", host, err)}
 	}
 	once, err := resilient.New(ex, resilient.WithoutHedging())
 	if err != nil {
-		return &hostExecutors{breaker: br, err: fmt.Errorf("resilient/httpx: WithHostPolicies: host %q: %w", host, err)}
+		return &hostExecutors{breaker: br, err: optionError("WithHostPolicies", "host %q: %w", host, err)}
 	}
 	return &hostExecutors{ex: ex, once: once, breaker: br}
 }

@@ -317,14 +317,14 @@ func TestHostAndExecutorOptionsInvalid(t *testing.T) {
 		opt  Option
 		want string
 	}{
-		{"nil host policies", WithHostPolicies(nil), "resilient/httpx: WithHostPolicies: nil function"},
-		{"max hosts 0", WithMaxHosts(0), "resilient/httpx: WithMaxHosts: n must be >= 1, got 0"},
-		{"max hosts negative", WithMaxHosts(-3), "resilient/httpx: WithMaxHosts: n must be >= 1, got -3"},
-		{"nil executor option", WithExecutorOptions(resilient.WithName("x"), nil), "resilient/httpx: WithExecutorOptions: nil option"},
-		{"an executor", WithExecutorOptions(resilient.MustNew()), "resilient/httpx: WithExecutorOptions: an *Executor would replace the policy: give options, or use WithExecutor"},
-		{"a nil executor", WithExecutorOptions((*resilient.Executor)(nil)), "resilient/httpx: WithExecutorOptions: an *Executor would replace the policy: give options, or use WithExecutor"},
-		{"invalid executor option", WithExecutorOptions(resilient.WithAttempts(0)), "resilient/httpx: WithExecutorOptions: resilient: WithAttempts: n must be >= 1 or Unlimited, got 0"},
-		{"invalid breaker option", Recommended(resilient.WithFailureRate(2)), "resilient/httpx: Recommended: resilient: WithFailureRate: rate must be in (0, 1], got 2"},
+		{"nil host policies", WithHostPolicies(nil), "resilient: httpx.WithHostPolicies: nil function"},
+		{"max hosts 0", WithMaxHosts(0), "resilient: httpx.WithMaxHosts: n must be >= 1, got 0"},
+		{"max hosts negative", WithMaxHosts(-3), "resilient: httpx.WithMaxHosts: n must be >= 1, got -3"},
+		{"nil executor option", WithExecutorOptions(resilient.WithName("x"), nil), "resilient: httpx.WithExecutorOptions: nil option"},
+		{"an executor", WithExecutorOptions(resilient.MustNew()), "resilient: httpx.WithExecutorOptions: an *Executor would replace the policy: give options, or use WithExecutor"},
+		{"a nil executor", WithExecutorOptions((*resilient.Executor)(nil)), "resilient: httpx.WithExecutorOptions: an *Executor would replace the policy: give options, or use WithExecutor"},
+		{"invalid executor option", WithExecutorOptions(resilient.WithAttempts(0)), "resilient: httpx.WithExecutorOptions: resilient: WithAttempts: n must be >= 1 or Unlimited, got 0"},
+		{"invalid breaker option", Recommended(resilient.WithFailureRate(2)), "resilient: httpx.Recommended: resilient: WithFailureRate: rate must be in (0, 1], got 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewTransport(tc.opt)
@@ -358,15 +358,20 @@ func TestHostPoliciesInvalidForAHost(t *testing.T) {
 		return nil
 	}))
 	for host, want := range map[string]string{
-		"bad.test":  `resilient/httpx: WithHostPolicies: host "bad.test": resilient: WithBudget: nil budget`,
-		"exec.test": `resilient/httpx: WithHostPolicies: an *Executor would replace the policy: give options, or use WithExecutor (host "exec.test")`,
-		"nil.test":  `resilient/httpx: WithHostPolicies: nil option (host "nil.test")`,
+		"bad.test":  `resilient: httpx.WithHostPolicies: host "bad.test": resilient: WithBudget: nil budget`,
+		"exec.test": `resilient: httpx.WithHostPolicies: host "exec.test": an *Executor would replace the policy: give options, or use WithExecutor`,
+		"nil.test":  `resilient: httpx.WithHostPolicies: host "nil.test": nil option`,
 	} {
 		body := &trackedReqBody{Reader: strings.NewReader("x")}
 		req, err := http.NewRequestWithContext(context.Background(), http.MethodPut, "http://"+host+"/", body)
 		require.NoError(t, err)
 		_, err = tr.RoundTrip(req)
 		assert.EqualError(t, err, want)
+		assert.ErrorIs(t, err, resilient.ErrInvalidOption)
+		var oe *resilient.OptionError
+		if assert.ErrorAs(t, err, &oe) {
+			assert.Equal(t, "httpx.WithHostPolicies", oe.Option)
+		}
 		assert.EqualValues(t, 1, body.closed.Load(), "%s: the body is closed", host)
 	}
 	assert.Zero(t, f.calls(), "nothing sent")

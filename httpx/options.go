@@ -80,25 +80,64 @@ var own = []resilient.Option{
 	resilient.OnDiscard(discard),
 }
 
+// optionError is the error of an invalid option of this package (see the
+// package doc's Errors): a *resilient.OptionError that names the option
+// with the package's name, "httpx.WithMaxHosts".
+func optionError(option, format string, args ...any) error {
+	return &resilient.OptionError{Option: "httpx." + option, Err: fmt.Errorf(format, args...)}
+}
+
+// join returns the one error of errs, or all of them joined.
+func join(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// split returns the errors err joins, or err alone.
+func split(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// within makes the core's errors for options that option passed on (to
+// resilient.New, resilient.NewBreakers) errors of option: one
+// *resilient.OptionError for each, wrapping the core's own.
+func within(option string, err error) []error {
+	var errs []error
+	for _, e := range split(err) {
+		errs = append(errs, &resilient.OptionError{Option: "httpx." + option, Err: e})
+	}
+	return errs
+}
+
 func newConfig(opts []Option) (*config, error) {
 	cfg := &config{ex: defaultExecutor, replayLimit: DefaultReplayLimit, maxHosts: DefaultMaxHosts}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient/httpx: NewTransport: nil option")
-		}
-		if err := o.apply(cfg); err != nil {
-			return nil, err
+			errs = append(errs, optionError("NewTransport", "nil option"))
+		} else if err := o.apply(cfg); err != nil {
+			errs = append(errs, split(err)...)
 		}
 	}
 	// The Transport's own executor, derived once from the caller's (or the
 	// default one): it keeps every setting of it (attempts, backoff, cap,
 	// classifier, policies, hooks), then takes WithExecutorOptions' on top,
-	// then the Transport's own.
+	// then the Transport's own. It is built even when another option was
+	// invalid, so that an invalid option among WithExecutorOptions' is
+	// reported too.
 	eopts := make([]resilient.Option, 0, 1+len(cfg.exOpts)+len(own))
 	eopts = append(append(append(eopts, cfg.ex), cfg.exOpts...), own...)
 	ex, err := resilient.New(eopts...)
 	if err != nil {
-		return nil, fmt.Errorf("resilient/httpx: WithExecutorOptions: %w", err)
+		errs = append(errs, within("WithExecutorOptions", err)...)
+	}
+	if errs != nil {
+		return nil, join(errs)
 	}
 	cfg.ex = ex
 	// Decision: a request that may not be sent twice is never hedged, so
@@ -143,7 +182,7 @@ func newConfig(opts []Option) (*config, error) {
 func WithExecutor(ex *resilient.Executor) Option {
 	return optionFunc(func(c *config) error {
 		if ex == nil {
-			return errors.New("resilient/httpx: WithExecutor: nil executor")
+			return optionError("WithExecutor", "nil executor")
 		}
 		c.ex, c.custom = ex, true
 		return nil
@@ -169,22 +208,23 @@ func WithExecutor(ex *resilient.Executor) Option {
 // (see WithExecutor).
 func WithExecutorOptions(opts ...resilient.Option) Option {
 	return optionFunc(func(c *config) error {
-		if err := noExecutor("WithExecutorOptions", opts); err != nil {
-			return err
+		if err := noExecutor(opts); err != nil {
+			return optionError("WithExecutorOptions", "%w", err)
 		}
 		c.exOpts = append(c.exOpts[:len(c.exOpts):len(c.exOpts)], opts...)
 		return nil
 	})
 }
 
-// noExecutor refuses nil options and executors among opts, for option fn.
-func noExecutor(fn string, opts []resilient.Option) error {
+// noExecutor refuses nil options and executors among opts, which options
+// of the core are given to the Transport's executor.
+func noExecutor(opts []resilient.Option) error {
 	for _, o := range opts {
 		switch o.(type) {
 		case nil:
-			return fmt.Errorf("resilient/httpx: %s: nil option", fn)
+			return errors.New("nil option")
 		case *resilient.Executor:
-			return fmt.Errorf("resilient/httpx: %s: an *Executor would replace the policy: give options, or use WithExecutor", fn)
+			return errors.New("an *Executor would replace the policy: give options, or use WithExecutor")
 		}
 	}
 	return nil
@@ -209,7 +249,7 @@ func WithBase(rt http.RoundTripper) Option {
 func WithAttemptTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d <= 0 {
-			return fmt.Errorf("resilient/httpx: WithAttemptTimeout: d must be > 0, got %v", d)
+			return optionError("WithAttemptTimeout", "d must be > 0, got %v", d)
 		}
 		c.attemptTimeout = d
 		return nil
@@ -304,7 +344,7 @@ func newIdempotencyKey() string {
 func WithHostBreakers(set *resilient.Breakers) Option {
 	return optionFunc(func(c *config) error {
 		if set == nil {
-			return errors.New("resilient/httpx: WithHostBreakers: nil set")
+			return optionError("WithHostBreakers", "nil set")
 		}
 		c.breakers = set
 		return nil

@@ -1,7 +1,6 @@
 package httpx
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/resilient-go/resilient"
@@ -68,7 +67,7 @@ func Recommended(opts ...resilient.BreakerOption) Option {
 	return optionFunc(func(c *config) error {
 		set, err := resilient.NewBreakers(DefaultMaxHosts, recommendedIdle, bopts...)
 		if err != nil {
-			return fmt.Errorf("resilient/httpx: Recommended: %w", err)
+			return join(within("Recommended", err))
 		}
 		c.breakers = set
 		return nil

@@ -2,7 +2,6 @@ package httpx
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -37,7 +36,7 @@ const DefaultReplayLimit = 1 << 20
 func WithReplayLimit(n int64) Option {
 	return optionFunc(func(c *config) error {
 		if n < 0 {
-			return fmt.Errorf("resilient/httpx: WithReplayLimit: n must be >= 0, got %d", n)
+			return optionError("WithReplayLimit", "n must be >= 0, got %d", n)
 		}
 		c.replayLimit = n
 		return nil

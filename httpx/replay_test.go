@@ -204,7 +204,7 @@ func TestTransportReplayLimit(t *testing.T) {
 		})
 	}
 	_, err := NewTransport(WithReplayLimit(-1))
-	require.EqualError(t, err, "resilient/httpx: WithReplayLimit: n must be >= 0, got -1")
+	require.EqualError(t, err, "resilient: httpx.WithReplayLimit: n must be >= 0, got -1")
 }
 
 // The stream is read only as attempts send it: never ahead, each byte once.

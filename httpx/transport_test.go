@@ -452,10 +452,10 @@ func TestTransportInvalidOptions(t *testing.T) {
 		opt  Option
 		msg  string
 	}{
-		{"zero attempt timeout", WithAttemptTimeout(0), "resilient/httpx: WithAttemptTimeout: d must be > 0, got 0s"},
-		{"negative attempt timeout", WithAttemptTimeout(-time.Second), "resilient/httpx: WithAttemptTimeout: d must be > 0, got -1s"},
-		{"nil executor", WithExecutor(nil), "resilient/httpx: WithExecutor: nil executor"},
-		{"nil option", nil, "resilient/httpx: NewTransport: nil option"},
+		{"zero attempt timeout", WithAttemptTimeout(0), "resilient: httpx.WithAttemptTimeout: d must be > 0, got 0s"},
+		{"negative attempt timeout", WithAttemptTimeout(-time.Second), "resilient: httpx.WithAttemptTimeout: d must be > 0, got -1s"},
+		{"nil executor", WithExecutor(nil), "resilient: httpx.WithExecutor: nil executor"},
+		{"nil option", nil, "resilient: httpx.NewTransport: nil option"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -749,7 +749,7 @@ func TestNilInputsAreErrors(t *testing.T) {
 			var tr *Transport
 			require.NotPanics(t, func() { tr, err = NewTransport(opts...) })
 			assert.Nil(t, tr)
-			require.EqualError(t, err, "resilient/httpx: WithExecutor: nil executor")
+			require.EqualError(t, err, "resilient: httpx.WithExecutor: nil executor")
 			f := &fakeRT{fn: statuses(200)}
 			require.NotPanics(t, func() {
 				_, err = NewClient(append([]Option{WithBase(f)}, opts...)...).Get("http://api.test/x")

@@ -39,7 +39,8 @@ func RetryableCode(c codes.Code) bool {
 // server that answered: INVALID_ARGUMENT or NOT_FOUND say nothing about its
 // health, and RESOURCE_EXHAUSTED is the server asking for less traffic,
 // which is what the retry's wait and pushback are for, not a reason to cut
-// it off. [WithFailureCodes] changes the set.
+// it off. [WithFailureCodes] changes the set. Whatever the set, a failure
+// the server sent pushback with may count neither way (see [Classify]).
 //
 // Decision: this is a choice apart from [RetryableCode]. INTERNAL is not
 // worth retrying but says the server is broken; ABORTED is worth retrying
@@ -79,11 +80,22 @@ func FailureCode(c codes.Code) bool {
 // the executor ignores it (never retried, never counted).
 //
 // A server hint is any [resilient.RetryAfter] in err's chain; the
-// interceptors attach a valid [PushbackKey] trailer as one. The executor's
-// policies see Retry as a failure: a breaker given to the executor counts
-// a retried ABORTED or RESOURCE_EXHAUSTED against the upstream, where the
-// interceptors' own breakers ([WithTargetBreakers], [WithMethodBreakers])
-// follow [FailureCode].
+// interceptors attach a [PushbackKey] trailer that asks for a wait as one.
+//
+// The breaker failure column is [FailureCode], which the interceptors' own
+// breakers ([WithTargetBreakers], [WithMethodBreakers]) follow. A breaker
+// given to the executor counts by the outcome instead: Retry and Fail are
+// failures, so a retried ABORTED counts against the upstream. Both keep
+// the core's rule for an upstream asking for less traffic
+// ([resilient.Throttled]): a failure that carries a hint counts neither
+// way, unless the breaker has [resilient.WithOpenFromHint] (then it is a
+// failure, and its hint sets how long the breaker stays open). So by
+// default neither a retried RESOURCE_EXHAUSTED (it has a hint here) nor an
+// UNAVAILABLE with a hint counts against the upstream. The interceptors
+// also mark every RESOURCE_EXHAUSTED that carries pushback (a wait of 0
+// and "do not retry" included) Throttled: no breaker counts it as a
+// failure (one without a wait not even with WithOpenFromHint), and a
+// [resilient.Throttle] counts it as a request the server refused.
 func Classify(err error) resilient.Outcome {
 	if err == nil {
 		return resilient.Success
@@ -225,9 +237,10 @@ func (a *answered) Error() string { return a.err.Error() }
 func (a *answered) Unwrap() error { return a.err }
 
 // classifyMarked is the classifier of the interceptors' executors: every
-// decision was made by the attempt (see judge), and told through the error.
+// decision was made by the attempt (see judge), and told through the error
+// (an answer may be marked [resilient.Throttled] around it).
 func classifyMarked(err error) resilient.Outcome {
-	if _, ok := err.(*answered); ok {
+	if _, ok := find[*answered](err); ok {
 		return resilient.Success
 	}
 	return resilient.Retry
@@ -243,8 +256,9 @@ type attemptInfo struct {
 // judge turns an attempt's error into what the executor acts on: the error
 // itself (retry, with pushback as a hint), [resilient.Permanent] (a failure
 // not to retry) or [answered] (the end of the call, as a success for the
-// upstream's health). caller is the caller's context: once it is done the
-// executor ignores the attempt whatever it returned.
+// upstream's health); a RESOURCE_EXHAUSTED with pushback is also marked
+// [resilient.Throttled]. caller is the caller's context: once it is done
+// the executor ignores the attempt whatever it returned.
 func (t table) judge(caller context.Context, err error, a attemptInfo) error {
 	if caller.Err() != nil {
 		return err
@@ -256,16 +270,31 @@ func (t table) judge(caller context.Context, err error, a attemptInfo) error {
 		return resilient.Permanent(err)
 	}
 	d, present, allowed := pushback(a.trailers)
+	var judged error
+	switch {
 	// Decision (DESIGN 3): a call that may have reached the server is sent
 	// again only when it is safe to repeat; one that never left always is.
-	if allowed && t.retryable(c, present) && (a.repeatable || a.neverLeft) {
+	case allowed && t.retryable(c, present) && (a.repeatable || a.neverLeft):
+		judged = err
 		if d > 0 {
-			return resilient.RetryAfter(err, d)
+			judged = resilient.RetryAfter(err, d)
 		}
-		return err
+	case t.failure.has(c):
+		judged = resilient.Permanent(err)
+	default:
+		judged = &answered{err: err}
 	}
-	if t.failure.has(c) {
-		return resilient.Permanent(err)
+	// Decision (DESIGN 15): a RESOURCE_EXHAUSTED that carries pushback (a
+	// wait, 0 included, or "do not retry") is the server asking for less
+	// traffic, as an HTTP 429 is: it is marked Throttled, whatever becomes
+	// of the call, so that no breaker counts it as a failure (the core's
+	// rule; a wait it carries already said so, but 0 or "do not retry" did
+	// not) and a resilient.Throttle counts it as a request the upstream
+	// refused. Without pushback it is not marked: grpc-go also gives that
+	// code for the client's own limits (a message larger than the maximum),
+	// which say nothing of the server's load.
+	if c == codes.ResourceExhausted && present {
+		judged = resilient.Throttled(judged)
 	}
-	return &answered{err: err}
+	return judged
 }

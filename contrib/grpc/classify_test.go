@@ -106,34 +106,45 @@ func FuzzPushback(f *testing.F) {
 	})
 }
 
-// judge, case by case: what the executor is told.
+// judge, case by case: what the executor is told. throttled says whether
+// the core takes the attempt for the upstream asking for less traffic
+// (marked resilient.Throttled, or with a wait as a hint): every
+// RESOURCE_EXHAUSTED with pushback, whatever becomes of the call, and
+// nothing else but a hint.
 func TestJudge(t *testing.T) {
 	alive := context.Background()
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
 	unavailable := status.Error(codes.Unavailable, "x")
+	exhausted := status.Error(codes.ResourceExhausted, "x")
 	pb := func(v ...string) metadata.MD { return metadata.MD{PushbackKey: v} }
 	for _, c := range []struct {
-		name   string
-		caller context.Context
-		err    error
-		info   attemptInfo
-		want   resilient.Outcome
-		hint   time.Duration
+		name      string
+		caller    context.Context
+		err       error
+		info      attemptInfo
+		want      resilient.Outcome
+		hint      time.Duration
+		throttled bool
 	}{
-		{"repeatable UNAVAILABLE", alive, unavailable, attemptInfo{repeatable: true}, resilient.Retry, 0},
-		{"UNAVAILABLE, may have been sent", alive, unavailable, attemptInfo{}, resilient.Fail, 0},
-		{"UNAVAILABLE, never left", alive, unavailable, attemptInfo{neverLeft: true}, resilient.Retry, 0},
-		{"ABORTED, may have been sent", alive, status.Error(codes.Aborted, "x"), attemptInfo{}, resilient.Success, 0},
-		{"INTERNAL, never left", alive, status.Error(codes.Internal, "x"), attemptInfo{neverLeft: true}, resilient.Fail, 0},
-		{"pushback", alive, unavailable, attemptInfo{repeatable: true, trailers: pb("100")}, resilient.Retry, 100 * time.Millisecond},
-		{"pushback: do not retry", alive, unavailable, attemptInfo{repeatable: true, trailers: pb("-5")}, resilient.Fail, 0},
-		{"RESOURCE_EXHAUSTED with pushback", alive, status.Error(codes.ResourceExhausted, "x"),
-			attemptInfo{repeatable: true, trailers: pb("0")}, resilient.Retry, 0},
-		{"RESOURCE_EXHAUSTED with pushback, may have been sent", alive, status.Error(codes.ResourceExhausted, "x"),
-			attemptInfo{trailers: pb("10")}, resilient.Success, 0},
-		{"not a gRPC error", alive, errors.New("x"), attemptInfo{repeatable: true}, resilient.Fail, 0},
-		{"the caller's end", done, unavailable, attemptInfo{repeatable: true}, resilient.Retry, 0},
+		{"repeatable UNAVAILABLE", alive, unavailable, attemptInfo{repeatable: true}, resilient.Retry, 0, false},
+		{"UNAVAILABLE, may have been sent", alive, unavailable, attemptInfo{}, resilient.Fail, 0, false},
+		{"UNAVAILABLE, never left", alive, unavailable, attemptInfo{neverLeft: true}, resilient.Retry, 0, false},
+		{"ABORTED, may have been sent", alive, status.Error(codes.Aborted, "x"), attemptInfo{}, resilient.Success, 0, false},
+		{"INTERNAL, never left", alive, status.Error(codes.Internal, "x"), attemptInfo{neverLeft: true}, resilient.Fail, 0, false},
+		{"pushback", alive, unavailable, attemptInfo{repeatable: true, trailers: pb("100")}, resilient.Retry, 100 * time.Millisecond, true},
+		{"pushback: do not retry", alive, unavailable, attemptInfo{repeatable: true, trailers: pb("-5")}, resilient.Fail, 0, false},
+		{"RESOURCE_EXHAUSTED with pushback", alive, exhausted,
+			attemptInfo{repeatable: true, trailers: pb("0")}, resilient.Retry, 0, true},
+		{"RESOURCE_EXHAUSTED with a wait", alive, exhausted,
+			attemptInfo{repeatable: true, trailers: pb("20")}, resilient.Retry, 20 * time.Millisecond, true},
+		{"RESOURCE_EXHAUSTED with pushback, may have been sent", alive, exhausted,
+			attemptInfo{trailers: pb("10")}, resilient.Success, 0, true},
+		{"RESOURCE_EXHAUSTED, do not retry", alive, exhausted,
+			attemptInfo{repeatable: true, trailers: pb("soon")}, resilient.Success, 0, true},
+		{"RESOURCE_EXHAUSTED without pushback", alive, exhausted, attemptInfo{repeatable: true}, resilient.Success, 0, false},
+		{"not a gRPC error", alive, errors.New("x"), attemptInfo{repeatable: true}, resilient.Fail, 0, false},
+		{"the caller's end", done, unavailable, attemptInfo{repeatable: true}, resilient.Retry, 0, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := defaultTable.judge(c.caller, c.err, c.info)
@@ -146,8 +157,18 @@ func TestJudge(t *testing.T) {
 			} else {
 				assert.False(t, errors.As(got, &h) && h.RetryAfter() > 0)
 			}
+			assert.Equal(t, c.throttled, throttled(got))
 		})
 	}
+}
+
+// throttled reports whether the core takes err for the upstream asking for
+// less traffic: a Throttle counts an attempt that failed with it as a
+// request the upstream refused, any other as an accept.
+func throttled(err error) bool {
+	th := resilient.MustNewThrottle(resilient.WithAcceptMultiplier(1))
+	th.Done(resilient.Permit{}, resilient.Report{Attempt: 1, Outcome: resilient.Fail, Err: err})
+	return th.Probability() > 0
 }
 
 // outcomeOf is what the interceptors' executors make of an attempt's

@@ -63,7 +63,11 @@
 // [resilient.WithMaxDelay], or one that would end past the caller's
 // deadline, ends the call at once with the status that carried it. A
 // negative or malformed value, or more than one, means "do not retry".
-// Pushback also makes RESOURCE_EXHAUSTED retryable.
+// Pushback also makes RESOURCE_EXHAUSTED retryable, and marks it
+// [resilient.Throttled], whatever its value and whether the call is
+// retried or not: the server asking for less traffic, as an HTTP 429 is,
+// which no breaker counts as a failure and a [resilient.Throttle] counts
+// as refused.
 //
 // # Deadlines
 //
@@ -111,7 +115,11 @@
 // [WithTargetBreakers] and [WithMethodBreakers] guard each target and each
 // method with its own breaker from a [resilient.Breakers] set, counted by
 // [FailureCode]: a refusal ends the call before anything is sent, with an
-// error matching [resilient.ErrOpen] whose status is UNAVAILABLE.
+// error matching [resilient.ErrOpen] whose status is UNAVAILABLE. Both
+// keep the core's rule for the server asking for less traffic: a failure
+// with pushback that asks for a wait counts neither way (unless the breaker
+// has [resilient.WithOpenFromHint]), and a RESOURCE_EXHAUSTED with any
+// pushback never counts as a failure (see [Classify]).
 //
 // # Hedging
 //
@@ -131,6 +139,13 @@
 // ([resilient.ErrExhausted], [resilient.ErrOpen], …). A call ended by the
 // caller's context reads as CANCELED or DEADLINE_EXCEEDED; one refused by
 // a policy before any status came, as UNAVAILABLE.
+//
+// An invalid option, or call option, is a [*resilient.OptionError] that
+// names it with this package's name, such as "resilient:
+// grpc.WithRetryCodes: invalid code OK" (Option "grpc.WithRetryCodes"), and
+// matches [resilient.ErrInvalidOption]. [New] reports every invalid
+// argument and option, joined (errors.As finds the first), and a call
+// every invalid call option; such a call fails at once, unsent.
 //
 // # Cost
 //

@@ -37,8 +37,10 @@ type Interceptor struct {
 // budget) are shared with it. A nil ex or an invalid option is an error
 // that names it, and nothing is built.
 func New(ex *resilient.Executor, opts ...Option) (*Interceptor, error) {
+	// Every invalid argument and option is reported, not only the first.
+	var errs []error
 	if ex == nil {
-		return nil, errors.New("resilient/grpc: New: nil executor")
+		errs = append(errs, optionError("New", "nil executor"))
 	}
 	ic := &Interceptor{cfg: config{
 		table:      defaultTable,
@@ -47,11 +49,13 @@ func New(ex *resilient.Executor, opts ...Option) (*Interceptor, error) {
 	}}
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient/grpc: New: nil option")
+			errs = append(errs, optionError("New", "nil option"))
+		} else if err := o.apply(&ic.cfg); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o.apply(&ic.cfg); err != nil {
-			return nil, err
-		}
+	}
+	if errs != nil {
+		return nil, join(errs)
 	}
 	// Decision: the executor's classifier is replaced, not chained: each
 	// attempt is judged here, where the call's idempotency, its trailers

@@ -23,6 +23,21 @@ type optionFunc func(*config) error
 
 func (f optionFunc) apply(c *config) error { return f(c) }
 
+// optionError is the error of an invalid option of this package (see the
+// package doc's Errors): a *resilient.OptionError that names the option
+// with the package's name, "grpc.WithRetryCodes".
+func optionError(option, format string, args ...any) error {
+	return &resilient.OptionError{Option: "grpc." + option, Err: fmt.Errorf(format, args...)}
+}
+
+// join returns the one error of errs, or all of them joined.
+func join(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
 // config is an Interceptor's configuration, fixed when it is built.
 type config struct {
 	table      table
@@ -36,15 +51,21 @@ type config struct {
 // name as gRPC writes it ("/package.Service/Method"): their calls are
 // retried after any retryable status (see [RetryableCode]), and their
 // unary calls are hedged when the executor hedges. A name that is not of
-// that form is an error. Default: only the methods whose descriptor says so
-// (see [WithProtoRegistry]) and calls made with [Idempotent].
+// that form is an error (naming every such name). Default: only the
+// methods whose descriptor says so (see [WithProtoRegistry]) and calls made
+// with [Idempotent].
 func WithIdempotentMethods(fullMethods ...string) Option {
 	return optionFunc(func(c *config) error {
+		var bad []string
 		for _, m := range fullMethods {
 			if !validMethod(m) {
-				return fmt.Errorf("resilient/grpc: WithIdempotentMethods: %q is not a full method name (/package.Service/Method)", m)
+				bad = append(bad, fmt.Sprintf("%q is not a full method name (/package.Service/Method)", m))
+				continue
 			}
 			c.idempotent[m] = true
+		}
+		if bad != nil {
+			return optionError("WithIdempotentMethods", "%s", strings.Join(bad, "; "))
 		}
 		return nil
 	})
@@ -73,7 +94,9 @@ func WithProtoRegistry(files *protoregistry.Files) Option {
 // WithRetryCodes replaces the status codes that calls safe to repeat are
 // retried after (default: see [RetryableCode]). RESOURCE_EXHAUSTED with
 // server pushback is retried whatever the set; listing it retries it
-// without. OK and codes outside gRPC's 0-16 are errors.
+// without (and a breaker given to the executor then counts it as a
+// failure: without pushback it is not marked [resilient.Throttled]). OK and
+// codes outside gRPC's 0-16 are errors (naming every such code).
 func WithRetryCodes(cs ...codes.Code) Option {
 	return optionFunc(func(c *config) error {
 		s, err := codeSetOf("WithRetryCodes", cs)
@@ -86,7 +109,9 @@ func WithRetryCodes(cs ...codes.Code) Option {
 // upstream for every breaker of the interceptor (default: see
 // [FailureCode]). A code that is neither retried nor a failure is a
 // success for the upstream's health, and its status goes to the caller as
-// it is. OK and codes outside gRPC's 0-16 are errors.
+// it is. A failure the server sent pushback with may still count neither
+// way: a RESOURCE_EXHAUSTED with pushback always does (see [Classify]). OK
+// and codes outside gRPC's 0-16 are errors (naming every such code).
 func WithFailureCodes(cs ...codes.Code) Option {
 	return optionFunc(func(c *config) error {
 		s, err := codeSetOf("WithFailureCodes", cs)
@@ -96,10 +121,14 @@ func WithFailureCodes(cs ...codes.Code) Option {
 }
 
 func codeSetOf(opt string, cs []codes.Code) (codeSet, error) {
+	var bad []string
 	for _, c := range cs {
 		if c == codes.OK || c > codes.Unauthenticated {
-			return 0, fmt.Errorf("resilient/grpc: %s: invalid code %v", opt, c)
+			bad = append(bad, fmt.Sprintf("invalid code %v", c))
 		}
+	}
+	if bad != nil {
+		return 0, optionError(opt, "%s", strings.Join(bad, "; "))
 	}
 	return setOf(cs...), nil
 }
@@ -108,7 +137,10 @@ func codeSetOf(opt string, cs []codes.Code) (codeSet, error) {
 // "dns:///users:443") with its own breaker from set, and WithMethodBreakers
 // each full method name. Each attempt is counted: a status of
 // [FailureCode] (or [WithFailureCodes]) is a failure, any other answer a
-// success, the caller's own cancellation and a hedge that lost neither. A
+// success, the caller's own cancellation and a hedge that lost neither,
+// nor a failure the server asked for less traffic with (a wait as
+// pushback, unless the set has [resilient.WithOpenFromHint]; any pushback
+// on RESOURCE_EXHAUSTED, see [Classify]). A
 // refusal ends the call at once, before anything is sent, with an error
 // matching [resilient.ErrOpen] and [resilient.ErrRejected]; the call's
 // status is UNAVAILABLE. Build the set with [resilient.NewBreakers]; its
@@ -124,7 +156,7 @@ func codeSetOf(opt string, cs []codes.Code) (codeSet, error) {
 func WithTargetBreakers(set *resilient.Breakers) Option {
 	return optionFunc(func(c *config) error {
 		if set == nil {
-			return errors.New("resilient/grpc: WithTargetBreakers: nil set")
+			return optionError("WithTargetBreakers", "nil set")
 		}
 		c.targets = set
 		return nil
@@ -139,7 +171,7 @@ func WithTargetBreakers(set *resilient.Breakers) Option {
 func WithMethodBreakers(set *resilient.Breakers) Option {
 	return optionFunc(func(c *config) error {
 		if set == nil {
-			return errors.New("resilient/grpc: WithMethodBreakers: nil set")
+			return optionError("WithMethodBreakers", "nil set")
 		}
 		c.methods = set
 		return nil
@@ -191,7 +223,7 @@ func NoRetry() grpc.CallOption { return noRetryOption }
 // context is alive is retried if the call is safe to repeat. For a stream,
 // d bounds the time until the stream is committed (see the package doc),
 // not the stream's whole life. d must be > 0; otherwise the call fails at
-// once with an error that names the option.
+// once, unsent, with a [*resilient.OptionError] that names the option.
 func AttemptTimeout(d time.Duration) grpc.CallOption {
 	return &callOption{kind: kindAttemptTimeout, timeout: d}
 }
@@ -216,8 +248,9 @@ func AttemptTimeout(d time.Duration) grpc.CallOption {
 //
 // The call must still be safe to repeat (see [Idempotent]): without that,
 // a stream is retried only when it could not be opened. A nil fn fails the
-// call at once. Server-streaming calls need no Replay: their request is
-// always sent again.
+// call at once, unsent, with a [*resilient.OptionError] that names the
+// option. Server-streaming calls need no Replay: their request is always
+// sent again.
 func Replay(fn func(ctx context.Context, s grpc.ClientStream, sent []any) error) grpc.CallOption {
 	return &callOption{kind: kindReplay, replay: fn}
 }
@@ -244,6 +277,7 @@ type callSettings struct {
 
 func settingsOf(opts []grpc.CallOption) callSettings {
 	var s callSettings
+	var errs []error // every invalid call option is reported
 	for _, o := range opts {
 		co, ok := o.(*callOption)
 		if !ok {
@@ -256,15 +290,18 @@ func settingsOf(opts []grpc.CallOption) callSettings {
 			s.noRetry = true
 		case kindAttemptTimeout:
 			if co.timeout <= 0 {
-				s.err = fmt.Errorf("resilient/grpc: AttemptTimeout: d must be > 0, got %v", co.timeout)
+				errs = append(errs, optionError("AttemptTimeout", "d must be > 0, got %v", co.timeout))
 			}
 			s.timeout = co.timeout
 		case kindReplay:
 			if co.replay == nil {
-				s.err = errors.New("resilient/grpc: Replay: nil function")
+				errs = append(errs, optionError("Replay", "nil function"))
 			}
 			s.replay = co.replay
 		}
+	}
+	if errs != nil {
+		s.err = join(errs)
 	}
 	return s
 }

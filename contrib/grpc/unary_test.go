@@ -302,6 +302,59 @@ func TestUnaryPushback(t *testing.T) {
 	}
 }
 
+// A RESOURCE_EXHAUSTED with pushback is the server asking for less
+// traffic (resilient.Throttled): no breaker counts it as a failure, a wait
+// of 0 and "do not retry" included, and a Throttle counts it as refused,
+// also when the call is not retried. The caller gets the status as it
+// came, unmarked.
+func TestUnaryResourceExhaustedWithPushbackIsThrottled(t *testing.T) {
+	e := startServer(t, bufTransport)
+	t.Run("the executor's breaker", func(t *testing.T) {
+		br := resilient.MustNewBreaker(resilient.WithConsecutiveFailures(2), resilient.WithOpenDuration(time.Hour))
+		cc := e.client(MustNew(quick(resilient.WithBreaker(br))).DialOptions()...)
+		before := e.srv.count(mGet)
+		for range 4 {
+			e.srv.plan(mGet, step{code: codes.ResourceExhausted, pushback: []string{"0"}})
+		}
+		_, err := call(testCtx(t), cc, mGet, "x")
+		assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+		assert.ErrorIs(t, err, resilient.ErrExhausted, "every attempt was made: the breaker never opened")
+		assert.Equal(t, 4, e.srv.count(mGet)-before)
+		assert.Equal(t, resilient.StateClosed, br.State())
+		assert.Zero(t, br.Metrics().TotalFailures)
+	})
+	t.Run("the interceptor's breakers, RESOURCE_EXHAUSTED a failure code", func(t *testing.T) {
+		set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Hour))
+		cc := e.client(MustNew(quick(), WithMethodBreakers(set),
+			WithFailureCodes(codes.ResourceExhausted, codes.Internal)).DialOptions()...)
+		for _, pb := range []string{"-1", "soon"} {
+			e.srv.plan(mGet, step{code: codes.ResourceExhausted, pushback: []string{pb}})
+			_, err := call(testCtx(t), cc, mGet, "x")
+			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+		}
+		assert.Equal(t, resilient.StateClosed, set.Get(mGet).State(), "pushback: counted neither way")
+		e.srv.plan(mGet, step{code: codes.ResourceExhausted})
+		_, err := call(testCtx(t), cc, mGet, "x")
+		assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+		assert.Equal(t, resilient.StateOpen, set.Get(mGet).State(), "without pushback, a failure code is a failure")
+	})
+	t.Run("a throttle, for a call not retried", func(t *testing.T) {
+		th := resilient.MustNewThrottle(resilient.WithAcceptMultiplier(1),
+			resilient.WithThrottleRandom(func() float64 { return 0.999 })) // never refuses
+		cc := e.client(MustNew(quick(resilient.WithThrottle(th))).DialOptions()...)
+		for range 3 {
+			e.srv.plan(mCreate, step{code: codes.ResourceExhausted, pushback: []string{"50"}})
+			before := e.srv.count(mCreate)
+			_, err := call(testCtx(t), cc, mCreate, "x")
+			assert.Equal(t, 1, e.srv.count(mCreate)-before, "Create is not safe to repeat")
+			_, bare := err.(interface{ GRPCStatus() *status.Status })
+			assert.True(t, bare, "the server's status as it came, unmarked: %T", err)
+			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+		}
+		assert.InDelta(t, 0.75, th.Probability(), 1e-9, "3 requests, no accept: (3-0)/(3+1)")
+	})
+}
+
 func TestUnaryRetryCodesOption(t *testing.T) {
 	e := startServer(t, bufTransport)
 	cc := e.client(MustNew(quick(), WithRetryCodes(codes.ResourceExhausted, codes.Internal)).DialOptions()...)
@@ -537,28 +590,70 @@ func TestUnaryHedgingRetriesARound(t *testing.T) {
 	assert.Equal(t, 3, e.srv.count(mGet))
 }
 
+// optionNames lists the options named by the *resilient.OptionErrors err
+// joins, in order.
+func optionNames(t *testing.T, err error) []string {
+	t.Helper()
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var names []string
+	for _, e := range errs {
+		var oe *resilient.OptionError
+		if assert.True(t, errors.As(e, &oe), "not an *OptionError: %v", e) {
+			names = append(names, oe.Option)
+		}
+	}
+	return names
+}
+
+// Each invalid argument or option of New is a *resilient.OptionError that
+// names it ("grpc.WithRetryCodes"), matching resilient.ErrInvalidOption,
+// with the exact message; several are all reported. The interceptors made
+// by UnaryClientInterceptor and StreamClientInterceptor fail every call
+// with it, unsent.
 func TestInvalidOptions(t *testing.T) {
 	ex := quick()
 	for _, c := range []struct {
-		name string
-		ex   *resilient.Executor
-		opts []Option
-		want string
+		name    string
+		ex      *resilient.Executor
+		opts    []Option
+		options []string
+		want    string
 	}{
-		{"nil executor", nil, nil, "resilient/grpc: New: nil executor"},
-		{"nil option", ex, []Option{nil}, "resilient/grpc: New: nil option"},
-		{"method name", ex, []Option{WithIdempotentMethods("Get")}, "resilient/grpc: WithIdempotentMethods"},
-		{"method name without a method", ex, []Option{WithIdempotentMethods("/svc/")}, "resilient/grpc: WithIdempotentMethods"},
-		{"method name with three parts", ex, []Option{WithIdempotentMethods("/a/b/c")}, "resilient/grpc: WithIdempotentMethods"},
-		{"retry code OK", ex, []Option{WithRetryCodes(codes.OK)}, "resilient/grpc: WithRetryCodes"},
-		{"failure code out of range", ex, []Option{WithFailureCodes(codes.Code(17))}, "resilient/grpc: WithFailureCodes"},
-		{"nil target set", ex, []Option{WithTargetBreakers(nil)}, "resilient/grpc: WithTargetBreakers"},
-		{"nil method set", ex, []Option{WithMethodBreakers(nil)}, "resilient/grpc: WithMethodBreakers"},
+		{"nil executor", nil, nil, []string{"grpc.New"}, "resilient: grpc.New: nil executor"},
+		{"nil option", ex, []Option{nil}, []string{"grpc.New"}, "resilient: grpc.New: nil option"},
+		{"method name", ex, []Option{WithIdempotentMethods("Get")}, []string{"grpc.WithIdempotentMethods"},
+			`resilient: grpc.WithIdempotentMethods: "Get" is not a full method name (/package.Service/Method)`},
+		{"method name without a method", ex, []Option{WithIdempotentMethods("/svc/")}, []string{"grpc.WithIdempotentMethods"},
+			`resilient: grpc.WithIdempotentMethods: "/svc/" is not a full method name (/package.Service/Method)`},
+		{"method name with three parts", ex, []Option{WithIdempotentMethods("/a/b/c")}, []string{"grpc.WithIdempotentMethods"},
+			`resilient: grpc.WithIdempotentMethods: "/a/b/c" is not a full method name (/package.Service/Method)`},
+		{"every bad method name", ex, []Option{WithIdempotentMethods("Get", "/pkg.Svc/Get", "/a/b/c")}, []string{"grpc.WithIdempotentMethods"},
+			`resilient: grpc.WithIdempotentMethods: "Get" is not a full method name (/package.Service/Method); ` +
+				`"/a/b/c" is not a full method name (/package.Service/Method)`},
+		{"retry code OK", ex, []Option{WithRetryCodes(codes.OK)}, []string{"grpc.WithRetryCodes"},
+			"resilient: grpc.WithRetryCodes: invalid code OK"},
+		{"failure code out of range", ex, []Option{WithFailureCodes(codes.Code(17))}, []string{"grpc.WithFailureCodes"},
+			"resilient: grpc.WithFailureCodes: invalid code Code(17)"},
+		{"every bad code", ex, []Option{WithFailureCodes(codes.OK, codes.Internal, codes.Code(99))}, []string{"grpc.WithFailureCodes"},
+			"resilient: grpc.WithFailureCodes: invalid code OK; invalid code Code(99)"},
+		{"nil target set", ex, []Option{WithTargetBreakers(nil)}, []string{"grpc.WithTargetBreakers"},
+			"resilient: grpc.WithTargetBreakers: nil set"},
+		{"nil method set", ex, []Option{WithMethodBreakers(nil)}, []string{"grpc.WithMethodBreakers"},
+			"resilient: grpc.WithMethodBreakers: nil set"},
+		{"several", nil, []Option{WithRetryCodes(codes.OK), nil, WithIdempotentMethods("/pkg.Svc/Get"), WithMethodBreakers(nil)},
+			[]string{"grpc.New", "grpc.WithRetryCodes", "grpc.New", "grpc.WithMethodBreakers"},
+			"resilient: grpc.New: nil executor\nresilient: grpc.WithRetryCodes: invalid code OK\n" +
+				"resilient: grpc.New: nil option\nresilient: grpc.WithMethodBreakers: nil set"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := New(c.ex, c.opts...)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), c.want)
+			ic, err := New(c.ex, c.opts...)
+			assert.Nil(t, ic)
+			require.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.Equal(t, c.options, optionNames(t, err))
+			assert.EqualError(t, err, c.want)
 			assert.Panics(t, func() { MustNew(c.ex, c.opts...) })
 
 			called := false
@@ -567,28 +662,37 @@ func TestInvalidOptions(t *testing.T) {
 				return nil
 			}
 			err = UnaryClientInterceptor(c.ex, c.opts...)(context.Background(), mGet, nil, nil, nil, invoker)
-			assert.ErrorContains(t, err, c.want)
+			assert.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.EqualError(t, err, c.want)
 			_, err = StreamClientInterceptor(c.ex, c.opts...)(context.Background(), listDesc, nil, mList,
 				func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, ...grpc.CallOption) (grpc.ClientStream, error) {
 					called = true
 					return nil, nil
 				})
-			assert.ErrorContains(t, err, c.want)
+			assert.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.EqualError(t, err, c.want)
 			assert.False(t, called)
 		})
 	}
 }
 
+// An invalid call option fails the call at once, unsent, with a
+// *resilient.OptionError that names it; several are all reported.
 func TestInvalidCallOptions(t *testing.T) {
 	ic := MustNew(quick())
 	for _, c := range []struct {
-		name string
-		opt  grpc.CallOption
-		want string
+		name    string
+		opts    []grpc.CallOption
+		options []string
+		want    string
 	}{
-		{"zero attempt timeout", AttemptTimeout(0), "resilient/grpc: AttemptTimeout"},
-		{"negative attempt timeout", AttemptTimeout(-time.Second), "resilient/grpc: AttemptTimeout"},
-		{"nil replay", Replay(nil), "resilient/grpc: Replay"},
+		{"zero attempt timeout", []grpc.CallOption{AttemptTimeout(0)}, []string{"grpc.AttemptTimeout"},
+			"resilient: grpc.AttemptTimeout: d must be > 0, got 0s"},
+		{"negative attempt timeout", []grpc.CallOption{AttemptTimeout(-time.Second)}, []string{"grpc.AttemptTimeout"},
+			"resilient: grpc.AttemptTimeout: d must be > 0, got -1s"},
+		{"nil replay", []grpc.CallOption{Replay(nil)}, []string{"grpc.Replay"}, "resilient: grpc.Replay: nil function"},
+		{"several", []grpc.CallOption{Replay(nil), Idempotent(), AttemptTimeout(0)}, []string{"grpc.Replay", "grpc.AttemptTimeout"},
+			"resilient: grpc.Replay: nil function\nresilient: grpc.AttemptTimeout: d must be > 0, got 0s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			called := false
@@ -596,14 +700,17 @@ func TestInvalidCallOptions(t *testing.T) {
 				func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 					called = true
 					return nil
-				}, c.opt)
-			assert.ErrorContains(t, err, c.want)
+				}, c.opts...)
+			require.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.Equal(t, c.options, optionNames(t, err))
+			assert.EqualError(t, err, c.want)
 			_, err = ic.Stream(context.Background(), chatDesc, nil, mChat,
 				func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, ...grpc.CallOption) (grpc.ClientStream, error) {
 					called = true
 					return nil, nil
-				}, c.opt)
-			assert.ErrorContains(t, err, c.want)
+				}, c.opts...)
+			assert.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.EqualError(t, err, c.want)
 			assert.False(t, called)
 		})
 	}

@@ -63,12 +63,21 @@
 //
 // Measurements are made with context.Background(): the executor's hooks
 // carry no context, so exemplars are not linked to traces.
+//
+// # Errors
+//
+// An invalid option is a [*resilient.OptionError] that names it with this
+// package's name, such as "resilient: otel.WithMaxNames: n must be >= 1,
+// got 0" (Option "otel.WithMaxNames"), and matches
+// [resilient.ErrInvalidOption]. [New] reports every invalid option,
+// joined (errors.As finds the first).
 package otel
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	otelglobal "go.opentelemetry.io/otel"
@@ -158,6 +167,13 @@ func newMeasure(kvs ...attribute.KeyValue) measure {
 // Option configures [New].
 type Option func(*config) error
 
+// optionError is the error of an invalid option of this package: a
+// *resilient.OptionError that names the option with the package's name,
+// "otel.WithBuckets".
+func optionError(option, format string, args ...any) error {
+	return &resilient.OptionError{Option: "otel." + option, Err: fmt.Errorf(format, args...)}
+}
+
 type config struct {
 	provider metric.MeterProvider
 	buckets  []float64
@@ -170,7 +186,7 @@ type config struct {
 func WithMeterProvider(p metric.MeterProvider) Option {
 	return func(c *config) error {
 		if p == nil {
-			return errors.New("resilient: otel.WithMeterProvider: nil provider")
+			return optionError("WithMeterProvider", "nil provider")
 		}
 		c.provider = p
 		return nil
@@ -184,11 +200,14 @@ func WithMeterProvider(p metric.MeterProvider) Option {
 func WithBuckets(bounds ...float64) Option {
 	return func(c *config) error {
 		if len(bounds) == 0 {
-			return errors.New("resilient: otel.WithBuckets: no bounds")
+			return optionError("WithBuckets", "no bounds")
+		}
+		if math.IsNaN(bounds[0]) {
+			return optionError("WithBuckets", "bounds must be numbers, got NaN")
 		}
 		for i := 1; i < len(bounds); i++ {
-			if !(bounds[i] > bounds[i-1]) {
-				return fmt.Errorf("resilient: otel.WithBuckets: bounds must increase, got %v after %v", bounds[i], bounds[i-1])
+			if !(bounds[i] > bounds[i-1]) { // also refuses NaN
+				return optionError("WithBuckets", "bounds must increase, got %v after %v", bounds[i], bounds[i-1])
 			}
 		}
 		c.buckets = append([]float64(nil), bounds...)
@@ -203,7 +222,7 @@ func WithBuckets(bounds ...float64) Option {
 func WithMaxNames(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: otel.WithMaxNames: n must be >= 1, got %d", n)
+			return optionError("WithMaxNames", "n must be >= 1, got %d", n)
 		}
 		c.maxNames = n
 		return nil
@@ -212,17 +231,24 @@ func WithMaxNames(n int) Option {
 
 // New makes the instruments; give [Metrics.Hooks] to the executors to be
 // measured and [Metrics.OnTransition] to the breakers. An invalid option
-// is an error that names it, and so is a provider that fails to make an
-// instrument.
+// is an error that names it, every one reported (see the package doc's
+// Errors), and so is a provider that fails to make an instrument.
 func New(opts ...Option) (*Metrics, error) {
 	c := config{buckets: append([]float64(nil), defaultBuckets[:]...), maxNames: resilient.DefaultMaxNames}
+	var invalid []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: otel.New: nil option")
+			invalid = append(invalid, optionError("New", "nil option"))
+		} else if err := o(&c); err != nil {
+			invalid = append(invalid, err)
 		}
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	}
+	switch len(invalid) {
+	case 0:
+	case 1:
+		return nil, invalid[0]
+	default:
+		return nil, errors.Join(invalid...)
 	}
 	if c.provider == nil {
 		c.provider = otelglobal.GetMeterProvider()

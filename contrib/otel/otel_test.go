@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -460,34 +461,71 @@ func TestMetricsMatchTextMetrics(t *testing.T) {
 	})
 }
 
+// optionNames lists the options named by the *resilient.OptionErrors err
+// joins, in order.
+func optionNames(t *testing.T, err error) []string {
+	t.Helper()
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var names []string
+	for _, e := range errs {
+		var oe *resilient.OptionError
+		if assert.True(t, errors.As(e, &oe), "not an *OptionError: %v", e) {
+			names = append(names, oe.Option)
+		}
+	}
+	return names
+}
+
+// Each invalid option of New is a *resilient.OptionError that names it
+// ("otel.WithBuckets"), matching resilient.ErrInvalidOption, with the exact
+// message; several are all reported.
 func TestMetricsOptions(t *testing.T) {
+	nan := math.NaN()
 	cases := []struct {
-		name string
-		opt  resilientotel.Option
-		want string // "" valid; otherwise part of the error message
+		name   string
+		opt    resilientotel.Option
+		option string // "" valid
+		want   string
 	}{
-		{"buckets", resilientotel.WithBuckets(0.1, 1), ""},
-		{"no buckets", resilientotel.WithBuckets(), "resilient: otel.WithBuckets: no bounds"},
-		{"buckets not increasing", resilientotel.WithBuckets(1, 0.5), "resilient: otel.WithBuckets: bounds must increase"},
-		{"max names", resilientotel.WithMaxNames(1), ""},
-		{"negative max names", resilientotel.WithMaxNames(-1), "resilient: otel.WithMaxNames: n must be >= 1, got -1"},
-		{"nil provider", resilientotel.WithMeterProvider(nil), "resilient: otel.WithMeterProvider: nil provider"},
-		{"nil option", nil, "resilient: otel.New: nil option"},
+		{"buckets", resilientotel.WithBuckets(0.1, 1), "", ""},
+		{"no buckets", resilientotel.WithBuckets(), "otel.WithBuckets", "resilient: otel.WithBuckets: no bounds"},
+		{"buckets not increasing", resilientotel.WithBuckets(1, 0.5), "otel.WithBuckets",
+			"resilient: otel.WithBuckets: bounds must increase, got 0.5 after 1"},
+		{"NaN bucket", resilientotel.WithBuckets(0.1, nan), "otel.WithBuckets",
+			"resilient: otel.WithBuckets: bounds must increase, got NaN after 0.1"},
+		{"NaN bucket alone", resilientotel.WithBuckets(nan), "otel.WithBuckets",
+			"resilient: otel.WithBuckets: bounds must be numbers, got NaN"},
+		{"max names", resilientotel.WithMaxNames(1), "", ""},
+		{"negative max names", resilientotel.WithMaxNames(-1), "otel.WithMaxNames",
+			"resilient: otel.WithMaxNames: n must be >= 1, got -1"},
+		{"nil provider", resilientotel.WithMeterProvider(nil), "otel.WithMeterProvider",
+			"resilient: otel.WithMeterProvider: nil provider"},
+		{"nil option", nil, "otel.New", "resilient: otel.New: nil option"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := resilientotel.New(tc.opt)
-			if tc.want == "" {
+			if tc.option == "" {
 				require.NoError(t, err)
 				assert.NotNil(t, m)
 				return
 			}
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.want)
 			assert.Nil(t, m)
+			require.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.Equal(t, []string{tc.option}, optionNames(t, err))
+			assert.EqualError(t, err, tc.want)
 			assert.Panics(t, func() { resilientotel.MustNew(tc.opt) })
 		})
 	}
+	t.Run("several", func(t *testing.T) {
+		m, err := resilientotel.New(resilientotel.WithMaxNames(0), nil, resilientotel.WithBuckets(0.1, 1), resilientotel.WithMeterProvider(nil))
+		assert.Nil(t, m)
+		require.ErrorIs(t, err, resilient.ErrInvalidOption)
+		assert.Equal(t, []string{"otel.WithMaxNames", "otel.New", "otel.WithMeterProvider"}, optionNames(t, err))
+	})
 }
 
 func TestMetricsConcurrent(t *testing.T) {

@@ -45,14 +45,26 @@
 // [WithMaxNames]): events of names beyond the bound are counted under
 // [resilient.OverflowName], which exports breaker transitions but no
 // breaker state.
+//
+// # Errors
+//
+// An invalid option is a [*resilient.OptionError] that names it with this
+// package's name, such as "resilient: prometheus.WithMaxNames: n must be
+// >= 1, got 0" (Option "prometheus.WithMaxNames"), and matches
+// [resilient.ErrInvalidOption]. [New] reports every invalid option,
+// joined (errors.As finds the first).
 package prometheus
 
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	prom "github.com/prometheus/client_golang/prometheus"
 
@@ -124,6 +136,13 @@ func (l *lazy[M]) get(make func() M) M {
 // Option configures [New].
 type Option func(*config) error
 
+// optionError is the error of an invalid option of this package: a
+// *resilient.OptionError that names the option with the package's name,
+// "prometheus.WithBuckets".
+func optionError(option, format string, args ...any) error {
+	return &resilient.OptionError{Option: "prometheus." + option, Err: fmt.Errorf(format, args...)}
+}
+
 type config struct {
 	namespace string
 	buckets   []float64
@@ -141,7 +160,7 @@ const DefaultNamespace = "resilient"
 func WithNamespace(ns string) Option {
 	return func(c *config) error {
 		if !validName(ns) {
-			return fmt.Errorf("resilient: prometheus.WithNamespace: %q is not a valid metric name prefix", ns)
+			return optionError("WithNamespace", "%q is not a valid metric name prefix", ns)
 		}
 		c.namespace = ns
 		return nil
@@ -154,11 +173,14 @@ func WithNamespace(ns string) Option {
 func WithBuckets(bounds ...float64) Option {
 	return func(c *config) error {
 		if len(bounds) == 0 {
-			return errors.New("resilient: prometheus.WithBuckets: no bounds")
+			return optionError("WithBuckets", "no bounds")
+		}
+		if math.IsNaN(bounds[0]) {
+			return optionError("WithBuckets", "bounds must be numbers, got NaN")
 		}
 		for i := 1; i < len(bounds); i++ {
-			if !(bounds[i] > bounds[i-1]) {
-				return fmt.Errorf("resilient: prometheus.WithBuckets: bounds must increase, got %v after %v", bounds[i], bounds[i-1])
+			if !(bounds[i] > bounds[i-1]) { // also refuses NaN
+				return optionError("WithBuckets", "bounds must increase, got %v after %v", bounds[i], bounds[i-1])
 			}
 		}
 		c.buckets = append([]float64(nil), bounds...)
@@ -167,18 +189,41 @@ func WithBuckets(bounds ...float64) Option {
 }
 
 // WithConstLabels adds labels with fixed values to every metric, such as
-// {"service": "checkout"}. Default: none.
+// {"service": "checkout"}. Names must be valid label names, not reserved
+// ("__…", and "le", which histograms use) and not one of the metrics' own
+// labels (executor, reason, outcome, source, policy, breaker, state);
+// values must be valid UTF-8. Every label that is not is named in the
+// error. Default: none.
+//
+// Decision: these are refused here because the client would refuse them
+// late: a clash with the metrics' labels when they are registered, and an
+// "le" with a panic at the first observation of a duration, in the
+// caller's goroutine.
 func WithConstLabels(labels prom.Labels) Option {
 	return func(c *config) error {
-		for k := range labels {
-			if !validName(k) || strings.HasPrefix(k, "__") {
-				return fmt.Errorf("resilient: prometheus.WithConstLabels: %q is not a valid label name", k)
+		var bad []string
+		for _, k := range slices.Sorted(maps.Keys(labels)) {
+			switch {
+			case !validName(k) || strings.HasPrefix(k, "__"):
+				bad = append(bad, fmt.Sprintf("%q is not a valid label name", k))
+			case k == "le":
+				bad = append(bad, `"le" is the histograms' bucket label`)
+			case slices.Contains(ownLabels[:], k):
+				bad = append(bad, fmt.Sprintf("%q is a label of the metrics' own", k))
+			case !utf8.ValidString(labels[k]):
+				bad = append(bad, fmt.Sprintf("the value of %q is not valid UTF-8", k))
 			}
+		}
+		if bad != nil {
+			return optionError("WithConstLabels", "%s", strings.Join(bad, "; "))
 		}
 		c.labels = labels
 		return nil
 	}
 }
+
+// ownLabels are the labels of the metrics New makes.
+var ownLabels = [...]string{"executor", "reason", "outcome", "source", "policy", "breaker", "state"}
 
 // WithMaxNames bounds how many executor names get series of their own:
 // n >= 1. Events of further names are counted under
@@ -186,7 +231,7 @@ func WithConstLabels(labels prom.Labels) Option {
 func WithMaxNames(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("resilient: prometheus.WithMaxNames: n must be >= 1, got %d", n)
+			return optionError("WithMaxNames", "n must be >= 1, got %d", n)
 		}
 		c.maxNames = n
 		return nil
@@ -208,16 +253,23 @@ func validName(s string) bool {
 
 // New builds the metrics; register them with a [prom.Registerer] and give
 // [Metrics.Hooks] to the executors to be measured. An invalid option is an
-// error that names it.
+// error that names it, every one reported (see the package doc's Errors).
 func New(opts ...Option) (*Metrics, error) {
 	c := config{namespace: DefaultNamespace, buckets: prom.DefBuckets, maxNames: resilient.DefaultMaxNames}
+	var errs []error // every invalid option is reported, not only the first
 	for _, o := range opts {
 		if o == nil {
-			return nil, errors.New("resilient: prometheus.New: nil option")
+			errs = append(errs, optionError("New", "nil option"))
+		} else if err := o(&c); err != nil {
+			errs = append(errs, err)
 		}
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	}
+	switch len(errs) {
+	case 0:
+	case 1:
+		return nil, errs[0]
+	default:
+		return nil, errors.Join(errs...)
 	}
 	counter := func(name, help, label string) *prom.CounterVec {
 		return prom.NewCounterVec(prom.CounterOpts{

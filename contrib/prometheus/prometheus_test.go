@@ -420,40 +420,112 @@ resilient_calls_total{executor="b",reason="success"} 1
 	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "resilient_calls_total"))
 }
 
+// optionNames lists the options named by the *resilient.OptionErrors err
+// joins, in order.
+func optionNames(t *testing.T, err error) []string {
+	t.Helper()
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var names []string
+	for _, e := range errs {
+		var oe *resilient.OptionError
+		if assert.True(t, errors.As(e, &oe), "not an *OptionError: %v", e) {
+			names = append(names, oe.Option)
+		}
+	}
+	return names
+}
+
+// Each invalid option of New is a *resilient.OptionError that names it
+// ("prometheus.WithBuckets"), matching resilient.ErrInvalidOption, with the
+// exact message; several are all reported, and so is every invalid label
+// of WithConstLabels, in order of their names.
 func TestMetricsOptions(t *testing.T) {
 	cases := []struct {
-		name string
-		opt  resilientprom.Option
-		want string // "" valid; otherwise part of the error message
+		name   string
+		opt    resilientprom.Option
+		option string // "" valid
+		want   string
 	}{
-		{"namespace", resilientprom.WithNamespace("svc"), ""},
-		{"empty namespace", resilientprom.WithNamespace(""), "resilient: prometheus.WithNamespace:"},
-		{"namespace with a dash", resilientprom.WithNamespace("my-svc"), "resilient: prometheus.WithNamespace:"},
-		{"namespace with a leading digit", resilientprom.WithNamespace("1svc"), "resilient: prometheus.WithNamespace:"},
-		{"buckets", resilientprom.WithBuckets(0.1, 1), ""},
-		{"no buckets", resilientprom.WithBuckets(), "resilient: prometheus.WithBuckets: no bounds"},
-		{"buckets not increasing", resilientprom.WithBuckets(1, 1), "resilient: prometheus.WithBuckets: bounds must increase"},
-		{"NaN bucket", resilientprom.WithBuckets(0.1, nan()), "resilient: prometheus.WithBuckets: bounds must increase"},
-		{"const labels", resilientprom.WithConstLabels(prom.Labels{"service": "x"}), ""},
-		{"reserved label", resilientprom.WithConstLabels(prom.Labels{"__name": "x"}), "resilient: prometheus.WithConstLabels:"},
-		{"max names", resilientprom.WithMaxNames(1), ""},
-		{"zero max names", resilientprom.WithMaxNames(0), "resilient: prometheus.WithMaxNames: n must be >= 1, got 0"},
-		{"nil option", nil, "resilient: prometheus.New: nil option"},
+		{"namespace", resilientprom.WithNamespace("svc"), "", ""},
+		{"empty namespace", resilientprom.WithNamespace(""), "prometheus.WithNamespace",
+			`resilient: prometheus.WithNamespace: "" is not a valid metric name prefix`},
+		{"namespace with a dash", resilientprom.WithNamespace("my-svc"), "prometheus.WithNamespace",
+			`resilient: prometheus.WithNamespace: "my-svc" is not a valid metric name prefix`},
+		{"namespace with a leading digit", resilientprom.WithNamespace("1svc"), "prometheus.WithNamespace",
+			`resilient: prometheus.WithNamespace: "1svc" is not a valid metric name prefix`},
+		{"buckets", resilientprom.WithBuckets(0.1, 1), "", ""},
+		{"no buckets", resilientprom.WithBuckets(), "prometheus.WithBuckets", "resilient: prometheus.WithBuckets: no bounds"},
+		{"buckets not increasing", resilientprom.WithBuckets(1, 1), "prometheus.WithBuckets",
+			"resilient: prometheus.WithBuckets: bounds must increase, got 1 after 1"},
+		{"NaN bucket", resilientprom.WithBuckets(0.1, nan()), "prometheus.WithBuckets",
+			"resilient: prometheus.WithBuckets: bounds must increase, got NaN after 0.1"},
+		{"NaN bucket alone", resilientprom.WithBuckets(nan()), "prometheus.WithBuckets",
+			"resilient: prometheus.WithBuckets: bounds must be numbers, got NaN"},
+		{"const labels", resilientprom.WithConstLabels(prom.Labels{"service": "x"}), "", ""},
+		{"reserved label", resilientprom.WithConstLabels(prom.Labels{"__name": "x"}), "prometheus.WithConstLabels",
+			`resilient: prometheus.WithConstLabels: "__name" is not a valid label name`},
+		{"bucket label", resilientprom.WithConstLabels(prom.Labels{"le": "x"}), "prometheus.WithConstLabels",
+			`resilient: prometheus.WithConstLabels: "le" is the histograms' bucket label`},
+		{"a label of the metrics", resilientprom.WithConstLabels(prom.Labels{"executor": "x"}), "prometheus.WithConstLabels",
+			`resilient: prometheus.WithConstLabels: "executor" is a label of the metrics' own`},
+		{"value not UTF-8", resilientprom.WithConstLabels(prom.Labels{"service": "a\xffb"}), "prometheus.WithConstLabels",
+			`resilient: prometheus.WithConstLabels: the value of "service" is not valid UTF-8`},
+		{"every bad label", resilientprom.WithConstLabels(prom.Labels{"state": "x", "ok": "y", "1x": "z", "le": "w"}), "prometheus.WithConstLabels",
+			`resilient: prometheus.WithConstLabels: "1x" is not a valid label name; "le" is the histograms' bucket label; ` +
+				`"state" is a label of the metrics' own`},
+		{"max names", resilientprom.WithMaxNames(1), "", ""},
+		{"zero max names", resilientprom.WithMaxNames(0), "prometheus.WithMaxNames",
+			"resilient: prometheus.WithMaxNames: n must be >= 1, got 0"},
+		{"nil option", nil, "prometheus.New", "resilient: prometheus.New: nil option"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := resilientprom.New(tc.opt)
-			if tc.want == "" {
+			if tc.option == "" {
 				require.NoError(t, err)
 				assert.NotNil(t, m)
 				return
 			}
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.want)
 			assert.Nil(t, m)
+			require.ErrorIs(t, err, resilient.ErrInvalidOption)
+			assert.Equal(t, []string{tc.option}, optionNames(t, err))
+			assert.EqualError(t, err, tc.want)
 			assert.Panics(t, func() { resilientprom.MustNew(tc.opt) })
 		})
 	}
+	t.Run("several", func(t *testing.T) {
+		m, err := resilientprom.New(resilientprom.WithNamespace("a-b"), resilientprom.WithMaxNames(3), nil,
+			resilientprom.WithConstLabels(prom.Labels{"le": "1"}))
+		assert.Nil(t, m)
+		require.ErrorIs(t, err, resilient.ErrInvalidOption)
+		assert.Equal(t, []string{"prometheus.WithNamespace", "prometheus.New", "prometheus.WithConstLabels"}, optionNames(t, err))
+	})
+}
+
+// TestConstLabelsTheClientWouldRefuse pins a bug: a const label the client
+// refuses only later (a clash with the metrics' own labels when they are
+// registered, "le" with a panic at the first observation of a duration,
+// in the caller's call) was accepted. Every label the option accepts
+// registers and records.
+func TestConstLabelsTheClientWouldRefuse(t *testing.T) {
+	for _, name := range []string{"le", "executor", "reason", "outcome", "source", "policy", "breaker", "state"} {
+		_, err := resilientprom.New(resilientprom.WithConstLabels(prom.Labels{name: "x"}))
+		assert.ErrorIs(t, err, resilient.ErrInvalidOption, name)
+	}
+	m, err := resilientprom.New(resilientprom.WithConstLabels(prom.Labels{"service": "checkout", "lee": "x"}))
+	require.NoError(t, err)
+	reg := prom.NewRegistry()
+	require.NoError(t, reg.Register(m))
+	br := resilient.MustNewBreaker(resilient.WithBreakerName("b"), resilient.WithStateListener(m.OnTransition))
+	assert.NotPanics(t, func() {
+		_, _ = resilient.Do(t.Context(), script(0, errFlaky), resilient.WithName("a"), resilient.WithHooks(m.Hooks()),
+			resilient.WithBreaker(br), resilient.WithBackoff(resilient.Constant(0)))
+	})
+	_, err = reg.Gather()
+	assert.NoError(t, err)
 }
 
 func nan() float64 { z := 0.0; return z / z }
