@@ -348,25 +348,27 @@ func newBreakerConfig(opts []BreakerOption) (*breakerConfig, error) {
 			errs = append(errs, err)
 		}
 	}
-	if errs != nil {
-		return nil, joinErrors(errs)
-	}
+	// Options are also checked against each other, with the values the
+	// valid ones set, and every problem is reported together.
 	if c.minCalls == 0 {
 		c.minCalls = DefaultMinCalls
 		if c.countN > 0 {
 			c.minCalls = min(c.minCalls, c.countN)
 		}
 	} else if c.countN > 0 && c.minCalls > c.countN {
-		return nil, optionError("WithMinCalls", "n must not exceed the count window (%d), got %d", c.countN, c.minCalls)
+		errs = append(errs, optionError("WithMinCalls", "n must not exceed the count window (%d), got %d", c.countN, c.minCalls))
 	}
 	if c.backoffMax > 0 && c.backoffMax < c.openDur {
-		return nil, optionError("WithOpenBackoff", "max must be >= the open duration (%v), got %v", c.openDur, c.backoffMax)
+		errs = append(errs, optionError("WithOpenBackoff", "max must be >= the open duration (%v), got %v", c.openDur, c.backoffMax))
 	}
 	if c.successes == 0 {
 		c.successes = c.probes
 	}
 	if c.store != nil && c.name == "" {
-		return nil, optionError("WithStore", "the breaker needs a name (WithBreakerName) to be stored under")
+		errs = append(errs, optionError("WithStore", "the breaker needs a name (WithBreakerName) to be stored under"))
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	c.listeners = c.listeners[:len(c.listeners):len(c.listeners)]
 	return c, nil

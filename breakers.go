@@ -68,11 +68,12 @@ type keyedBreaker struct {
 // with [WithBreakerName]). An invalid argument or option is an error that
 // names it.
 func NewBreakers(max int, idle time.Duration, opts ...BreakerOption) (*Breakers, error) {
+	var errs []error // every invalid argument and option is reported
 	if max < 1 {
-		return nil, optionError("NewBreakers", "max must be >= 1, got %d", max)
+		errs = append(errs, optionError("NewBreakers", "max must be >= 1, got %d", max))
 	}
 	if idle <= 0 {
-		return nil, optionError("NewBreakers", "idle must be > 0, got %v", idle)
+		errs = append(errs, optionError("NewBreakers", "idle must be > 0, got %v", idle))
 	}
 	// The store needs a name; keys provide it, so validate with one.
 	c, err := newBreakerConfig(append(opts[:len(opts):len(opts)], breakerOptionFunc(func(c *breakerConfig) error {
@@ -82,7 +83,10 @@ func NewBreakers(max int, idle time.Duration, opts ...BreakerOption) (*Breakers,
 		return nil
 	})))
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
+	}
+	if errs != nil {
+		return nil, joinErrors(errs)
 	}
 	if c.name == "key" {
 		c.name = ""

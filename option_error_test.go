@@ -3,6 +3,7 @@ package resilient_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -41,4 +42,15 @@ func optionNames(t *testing.T, err error) []string {
 	}
 	assert.NotEmpty(t, oe.Err.Error(), "it says what is wrong")
 	return []string{oe.Option}
+}
+
+// TestBreakerOptionsAllReported: NewBreaker and NewBreakers report every
+// problem together, those of options checked against each other included.
+func TestBreakerOptionsAllReported(t *testing.T) {
+	_, err := resilient.NewBreaker(resilient.WithFailureRate(2), resilient.WithCountWindow(10),
+		resilient.WithMinCalls(20), resilient.WithOpenDuration(time.Minute),
+		resilient.WithOpenBackoff(time.Second, resilient.FullJitter))
+	requireOptionErrors(t, err, "WithFailureRate", "WithMinCalls", "WithOpenBackoff")
+	_, err = resilient.NewBreakers(0, 0, resilient.WithHalfOpenProbes(0))
+	requireOptionErrors(t, err, "NewBreakers", "NewBreakers", "WithHalfOpenProbes")
 }
