@@ -30,7 +30,7 @@ const (
 )
 
 // targetIDs lists the targets in the order they are printed. They are
-// issue 16's targets for httpx's defaults (outage amplification, brownout,
+// the targets of httpx's defaults (outage amplification, brownout,
 // throttling, recovery, duplicate POSTs), the recommended breaker's (once
 // open, refusals, recovery) and the lab's own (429s returned at once,
 // connections).
@@ -41,12 +41,12 @@ var targetIDs = []string{
 }
 
 // maxOutageAmplification is the most upstream requests per logical request
-// a library client may send during an outage (issue 16): retries may add a
+// a library client may send during an outage: retries may add a
 // fifth, where 4 attempts into a dead upstream would make 4.
 const maxOutageAmplification = 1.2
 
 // recoveryBound is how soon after the outage's end a client without a
-// breaker must serve a success (issue 16). A client with one may take its
+// breaker must serve a success. A client with one may take its
 // open duration: its probe waits it out.
 const recoveryBound = time.Second
 
