@@ -899,11 +899,16 @@ func (b *Breaker) Record(p Permit, err error) {
 // twice would free another probe's slot (a report that finds no probe in
 // flight is ignored).
 func (b *Breaker) Done(p Permit, r Report) {
-	r.Outcome = b.counts(r)
 	var fail bool
 	switch r.Outcome {
 	case Success:
 	case Retry, Fail:
+		if r.Outcome = b.counts(r); r.Outcome == Ignore { // the upstream asking for less
+			if p.Token&tokenProbe != 0 {
+				b.probeDone(p.Token>>1, r)
+			}
+			return
+		}
 		fail = true
 	default:
 		if p.Token&tokenProbe != 0 {
@@ -992,8 +997,9 @@ func (b *Breaker) judge(win *window, gen uint64, f failure) {
 	b.transition(gen, StateClosed, StateOpen, f.err, f.hint)
 }
 
-// counts returns how the breaker takes a report's outcome: as it is, or
-// Ignore for a failure that is the upstream asking for less traffic.
+// counts returns how the breaker takes a failure's outcome (Retry or
+// Fail): as it is, or Ignore when it is the upstream asking for less
+// traffic.
 //
 // Decision (see Throttled): a throttled attempt counts neither way, in the
 // window, the failure run and a probe round alike (a probe answered with a
@@ -1004,7 +1010,7 @@ func (b *Breaker) judge(win *window, gen uint64, f failure) {
 // A throttled error without a hint has no duration to give, so it stays
 // neutral even then.
 func (b *Breaker) counts(r Report) Outcome {
-	if (r.Outcome != Retry && r.Outcome != Fail) || r.Err == nil {
+	if r.Err == nil {
 		return r.Outcome
 	}
 	if hintOf(r.Err) > 0 {
