@@ -854,6 +854,32 @@ func TestBreakerHotPathAllocs(t *testing.T) {
 	tex := MustNew(WithBreaker(tb))
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = Do(ctx, fn, tex) }), "through Do, time window")
 	tb.Reset()
+
+	// Regression: each failure kept itself as the window's last failure,
+	// which made it escape: two allocations for two failures then a
+	// success. Failures are counted without allocating, in both windows.
+	flaky := func(ex *Executor) func() {
+		return func() {
+			n := 0
+			_, _ = Do(ctx, func(context.Context) (int, error) {
+				if n++; n < 3 {
+					return 0, errBrBoom
+				}
+				return 1, nil
+			}, ex)
+		}
+	}
+	for name, br := range map[string]*Breaker{
+		"count": MustNewBreaker(WithCountWindow(100), WithMinCalls(10), WithFailureRate(1)),
+		"time":  MustNewBreaker(WithTimeWindow(time.Hour, 10), WithMinCalls(10), WithFailureRate(1)),
+	} {
+		rex := MustNew(WithBreaker(br), WithAttempts(3), WithBackoff(Constant(0)))
+		for range 20 {
+			flaky(rex)()
+		}
+		assert.Zero(t, testing.AllocsPerRun(1000, flaky(rex)), "two failures then a success, %s window", name)
+		br.stop()
+	}
 }
 
 // TestBreakerStaleSuccessIgnored checks Do's direct success path: a success

@@ -69,6 +69,7 @@ type bucket struct {
 type failure struct {
 	err  error
 	hint time.Duration
+	head uint32 // a time window's bucket when kept as lastFail
 }
 
 // retiredGen is the generation of a window whose period has ended: no
@@ -152,12 +153,31 @@ func stripeOf() int {
 
 // record records a call that failed, was slow, or both; f is the failure,
 // if it failed, and minCalls the breaker's minimum number of calls.
+// keepFailure keeps f as lastFail when a judgment without a failure at hand
+// may need it: a count window until it holds its minimum, a time window
+// once per bucket. Decision: not on every failure, because keeping one
+// allocates (f escapes), and a failure path that allocates on every
+// attempt would cost the retries of every call.
+func (w *window) keepFailure(f failure, minCalls int) {
+	if w.ring != nil {
+		if w.next.Load() < uint64(minCalls) {
+			kept := f
+			w.lastFail.Store(&kept)
+		}
+		return
+	}
+	head := w.head.Load()
+	if last := w.lastFail.Load(); last == nil || last.head != head {
+		kept := f
+		kept.head = head
+		w.lastFail.Store(&kept)
+	}
+}
+
 func (w *window) record(fail, slow bool, f failure, minCalls int) {
 	if fail {
 		w.consec.Add(1)
-		if w.ring == nil || w.next.Load() < uint64(minCalls) {
-			w.lastFail.Store(&f)
-		}
+		w.keepFailure(f, minCalls)
 	} else if w.consec.Load() != 0 {
 		w.consec.Store(0)
 	}
