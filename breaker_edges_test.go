@@ -39,7 +39,7 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup) {
 	}
 }
 
-// TestBreakerResetDropsEarlierResults (issue 14 item 1): results of calls
+// TestBreakerResetDropsEarlierResults: results of calls
 // admitted before a Reset never reach the window the Reset starts, however
 // their reports interleave with it. Workers report failures (or, for the
 // executor's path, successes on a time window) with permits of the current
@@ -110,7 +110,7 @@ func TestBreakerResetDropsEarlierResults(t *testing.T) {
 	}
 }
 
-// TestBreakerProbeSuccessesSaturate (issue 14 item 2): successes that land
+// TestBreakerProbeSuccessesSaturate: successes that land
 // between the one that reaches the number needed and the transition it
 // makes never carry out of their field into the generation: the breaker
 // closes once, in the next generation, reporting exactly that many.
@@ -154,7 +154,7 @@ func TestBreakerProbeSuccessesSaturate(t *testing.T) {
 	assert.Equal(t, MaxProbes, events[2].Metrics.ProbeSuccesses)
 }
 
-// TestBreakerIgnoredProbeIsNotPunished (issue 14 item 3): a probe whose
+// TestBreakerIgnoredProbeIsNotPunished: a probe whose
 // caller cancelled (or that the upstream throttled) leaves the round as if
 // it never started: no max-wait reopening, no longer open time. A probe
 // still in flight keeps the round's timer.
@@ -200,7 +200,7 @@ func TestBreakerIgnoredProbeIsNotPunished(t *testing.T) {
 	}
 }
 
-// TestBreakerRateJudgedWhenSuccessesFillTheMinimum (issue 14 item 4):
+// TestBreakerRateJudgedWhenSuccessesFillTheMinimum:
 // three failures then two successes is 60% of five calls; with a minimum of
 // five and a 50% rate the breaker opens on the fifth call (a count window),
 // or at the next tick (a time window), without waiting for another
@@ -238,7 +238,7 @@ func TestBreakerRateJudgedWhenSuccessesFillTheMinimum(t *testing.T) {
 	}
 }
 
-// TestBreakerTotals (issue 14 item 5): totals since creation count every
+// TestBreakerTotals: totals since creation count every
 // result that counted and every refusal, across states and generations,
 // exactly, under many goroutines.
 func TestBreakerTotals(t *testing.T) {

@@ -802,7 +802,7 @@ func TestDoHintSpreadAboveNeverBelow(t *testing.T) {
 	}
 }
 
-// TestHintThatEndsTheCallIsKept (issue 14 item 6): a hint beyond the cap,
+// TestHintThatEndsTheCallIsKept: a hint beyond the cap,
 // or past the deadline, ends the call at once, and the error and the
 // attempt's record keep it, so that the caller can pass it on.
 func TestHintThatEndsTheCallIsKept(t *testing.T) {
@@ -830,7 +830,7 @@ func TestHintThatEndsTheCallIsKept(t *testing.T) {
 	})
 }
 
-// TestHooksSeeTheWait (issue 14 item 7): OnAttempt tells of the wait that
+// TestHooksSeeTheWait: OnAttempt tells of the wait that
 // follows the attempt and where it came from, a server's hint included,
 // with or without hedging.
 func TestHooksSeeTheWait(t *testing.T) {
@@ -858,7 +858,7 @@ func TestHooksSeeTheWait(t *testing.T) {
 	}
 }
 
-// TestBadRandom (issue 14 item 9): a jitter source out of [0, 1) ends the
+// TestBadRandom: a jitter source out of [0, 1) ends the
 // call with ErrBadRandom instead of silently waiting nothing.
 func TestBadRandom(t *testing.T) {
 	for _, u := range []float64{1, 1.5, -0.1, nan()} {
@@ -884,7 +884,7 @@ func TestBadRandom(t *testing.T) {
 	assert.NoError(t, err, "without jitter the source is never asked")
 }
 
-// TestErrorText (issue 14 item 8): the text of a call's error says each
+// TestErrorText: the text of a call's error says each
 // thing once.
 func TestErrorText(t *testing.T) {
 	errBoom := errors.New("boom")
@@ -973,7 +973,7 @@ func TestErrorText(t *testing.T) {
 	}
 }
 
-// TestOptionErrors (issue 14 item 9): invalid options can be told apart by
+// TestOptionErrors: invalid options can be told apart by
 // code: an *OptionError names the option and matches ErrInvalidOption, and
 // a constructor given several reports every one.
 func TestOptionErrors(t *testing.T) {
@@ -1024,7 +1024,7 @@ func TestOptionErrors(t *testing.T) {
 	named(t, err, "NewBreakers")
 }
 
-// TestNilExecutorOption (issue 13 item 10, the core's half): a nil
+// TestNilExecutorOption: a nil
 // *Executor given as an option is an error, never a panic, and nothing is
 // called.
 func TestNilExecutorOption(t *testing.T) {

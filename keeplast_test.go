@@ -66,7 +66,7 @@ var err503 = errors.New("status 503")
 // TestRefusedRetryKeepsLastValue: a retry refused after its wait (a policy,
 // a breaker that opened meanwhile, the function's own Reject) ends the call
 // with the last attempt's value and error, never released; the refusal is
-// the cause (issue 13 item 9: the 429 was lost, ErrOpen returned alone).
+// the cause (the 429 was once lost, ErrOpen returned alone).
 func TestRefusedRetryKeepsLastValue(t *testing.T) {
 	refusal := errors.New("no more")
 	for name, tc := range map[string]struct {

@@ -85,7 +85,7 @@ func TestObserveDeliversEveryEventInOrder(t *testing.T) {
 
 		want := []resilient.Event{
 			// An attempt is told of with the wait that follows it, and the
-			// hint its error carried (issue 14 item 7).
+			// hint its error carried.
 			resilient.AttemptEvent{Name: "users", Attempt: resilient.Attempt{Number: 1, Duration: time.Millisecond, Err: errObsFlaky, Outcome: resilient.Retry,
 				Delay: 10 * time.Millisecond, Source: resilient.FromBackoff}},
 			resilient.RetryEvent{Name: "users", Attempt: 1, Err: errObsFlaky, Delay: 10 * time.Millisecond, Source: resilient.FromBackoff},

@@ -378,7 +378,7 @@ func TestChaosDefaultScenario(t *testing.T) {
 	checkTargets(t, cfg, demoLoad, targets{allVsNaive: true, safe: 0.99})
 }
 
-// TestChaosIssueScenario is the measurement issue 16 reported: 32 callers
+// TestChaosIssueScenario is the harsher scenario, first measured by hand: 32 callers
 // at 400 requests a second, a brownout of 30% 503s, throttling with 429s
 // and a Retry-After of 1s, an outage of 503s. The defaults sent 3.68
 // requests per logical request in that outage, and the README's advice of

@@ -113,7 +113,7 @@ func seeded() func() float64 {
 
 // TestHooksKeepTheDefaults: adding hooks (or a name) to an httpx client
 // keeps every default: NewClient() and NewClient with hooks only send the
-// same requests at the same times (issue 16: a hooks-only client used to
+// same requests at the same times (a hooks-only client once used to
 // make 3 attempts, not 4, and wait 53s on a 45s Retry-After, past the 30s
 // cap). With one source of jitter for both, the two scripts are identical
 // to the nanosecond; with the default random jitter, they send the same

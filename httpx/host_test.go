@@ -183,7 +183,7 @@ func TestZeroTransportsDoNotShareBudgets(t *testing.T) {
 }
 
 // TestHostConcurrencyLimit: a concurrency limiter per host, through
-// WithHostPolicies (issue 20): a host at its limit refuses more attempts at
+// WithHostPolicies: a host at its limit refuses more attempts at
 // once, as a rejection naming the limiter, while another host is served.
 func TestHostConcurrencyLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -86,7 +86,7 @@ func inMemoryScenario(t *testing.T, args ...string) *Figures {
 // TestDefaultScenarioInMemory runs the demo's default scenario, whole, in
 // memory and on fake time: the figures do not depend on the machine's load,
 // so the targets are checked exactly. httpx is httpx.NewClient() and tuned
-// httpx.Recommended(), as they are: these are issue 16's targets for them.
+// httpx.Recommended(), as they are: these are the targets of their defaults.
 //
 // With -v it logs what the command prints, as the README quotes it.
 func TestDefaultScenarioInMemory(t *testing.T) {
@@ -189,8 +189,8 @@ func TestSameSeedSameFigures(t *testing.T) {
 }
 
 // TestBudgetFlag runs the default scenario, and one with 30% of the
-// brownout's requests answered 503 (-brownout 0.3, the brownout issue 16
-// measured), with each -budget in the httpx client's place: a budget that
+// brownout's requests answered 503 (-brownout 0.3, as in httpx's harsher
+// chaos scenario), with each -budget in the httpx client's place: a budget that
 // stops an outage's retries may starve a brownout's, one that feeds a
 // brownout's may let an outage's through; the adaptive one (the default)
 // does both. Run with -v for the table in cmd/resilient-demo/README.md.
@@ -249,7 +249,7 @@ func TestBudgetFlag(t *testing.T) {
 				assert.Contains(t, page.String(), `<th>httpx<div class="legend">-budget `+tt.budget+`: not httpx&#39;s default budget</div></th>`)
 			}
 			if tt.budget == budgetAdaptive {
-				// Issue 16's brownout targets in its brownout: 99% of the
+				// The defaults' brownout targets there: 99% of the
 				// requests safe to retry; all requests trail the naive loop,
 				// which sends POSTs without a key again, and the target
 				// says so.
