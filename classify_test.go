@@ -65,6 +65,12 @@ func TestMarkers(t *testing.T) {
 	assert.Equal(t, 2*time.Second, hintOf(wrapf(hinted{2 * time.Second})), "other packages' errors can carry hints")
 	assert.Zero(t, hintOf(RetryAfter(errFlaky, -time.Second)))
 	assert.Zero(t, hintOf(errFlaky))
+	// A joined error is searched depth first, as errors.As does: the first
+	// hint found wins, also when it is not positive.
+	assert.Equal(t, 3*time.Second, hintOf(errors.Join(errFlaky, wrapf(RetryAfter(errFlaky, 3*time.Second)))))
+	assert.Equal(t, time.Second, hintOf(wrapf(errors.Join(hinted{time.Second}, hinted{2 * time.Second}))))
+	assert.Zero(t, hintOf(errors.Join(hinted{-time.Second}, hinted{2 * time.Second})), "the first hint found is the one")
+	assert.Zero(t, hintOf(errors.Join(errFlaky, wrapf(errFlaky))))
 }
 
 func TestOutcomeAndReasonNames(t *testing.T) {
