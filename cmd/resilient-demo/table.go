@@ -222,8 +222,12 @@ func pct(rate float64, n int) string {
 	return fmt.Sprintf("%.2f%%", 100*rate)
 }
 
+// msStr formats a latency in milliseconds as the tables print it. The
+// figures are rounded to 10µs, so what rounds to 0 prints as "<10µs".
 func msStr(v float64) string {
 	switch {
+	case v < 0.01:
+		return "<10µs"
 	case v >= 1000:
 		return fmt.Sprintf("%.2fs", v/1000)
 	case v >= 10:
