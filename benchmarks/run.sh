@@ -4,9 +4,9 @@
 # scenarios with a column per library, each compared with this library's
 # column (the base); for the growth set, one per part, each by size.
 #
-#   ./run.sh                                  # everything (about 35 minutes)
-#   ./run.sh peers                            # the side-by-side scenarios 1-8 (about 20 minutes)
-#   ./run.sh growth                           # the growth set alone (about 15 minutes)
+#   ./run.sh                                  # everything (about 45 minutes)
+#   ./run.sh peers                            # the side-by-side scenarios 1-8 (about 25 minutes)
+#   ./run.sh growth                           # the growth set alone (about 20 minutes)
 #   COUNT=3 BENCHTIME=200ms ./run.sh growth   # a quicker look
 #   SERIAL='^BenchmarkRetryHappy$' PARALLEL=- ./run.sh peers   # a subset
 #   GROWTH='Group HTTP' GROWTH_PARALLEL=- ./run.sh growth        # a subset
