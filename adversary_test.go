@@ -695,10 +695,16 @@ func TestAdversaryBreakerStress(t *testing.T) {
 	var inflight sync.Map // generation → *atomic.Int32
 	var over, admitted atomic.Int32
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(300 * time.Millisecond)
+	// At least 300ms, and on until probes were admitted a few times (a
+	// busy machine may not schedule the half-open timer soon), within 20s.
+	deadline, limit := time.Now().Add(300*time.Millisecond), time.Now().Add(20*time.Second)
+	running := func() bool {
+		now := time.Now()
+		return now.Before(deadline) || admitted.Load() < 5 && now.Before(limit)
+	}
 	for g := range 64 {
 		wg.Go(func() {
-			for i := 0; time.Now().Before(deadline); i++ {
+			for i := 0; running(); i++ {
 				switch {
 				case g == 0 && i%200 == 199:
 					br.Reset()
@@ -739,7 +745,7 @@ func TestAdversaryBreakerStress(t *testing.T) {
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("stress goroutines did not finish")
 	}
 	br.Reset()
@@ -833,7 +839,11 @@ func TestAdversaryBudgetKeepsTokenOfRefusedHedge(t *testing.T) {
 		require.Equal(t, StateHalfOpen, br.State())
 		before := budget.Available()
 		v, err := DoHedged(t.Context(), func(context.Context) (int, error) {
-			time.Sleep(100 * time.Millisecond) // the probe is slow: hedges are tried, and refused
+			// The probe is slow: hedges are tried, and refused. 90ms, not a
+			// multiple of the hedge delay: a hedge due at the very moment
+			// the probe returns may be admitted by the breaker it just
+			// closed, and run, and a hedge that runs is paid for.
+			time.Sleep(90 * time.Millisecond)
 			return 1, nil
 		}, ex)
 		require.NoError(t, err)

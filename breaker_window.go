@@ -54,6 +54,7 @@ type window struct {
 	buckets []bucket
 	pending []stripe
 	head    atomic.Uint32
+	ticks   atomic.Uint64 // ticks so far: the epoch of the bucket at head
 	tick    time.Duration
 	ticking atomic.Bool
 	mu      sync.Mutex // guards timer and retired
@@ -69,7 +70,12 @@ type bucket struct {
 type failure struct {
 	err  error
 	hint time.Duration
-	head uint32 // a time window's bucket when kept as lastFail
+	// epoch is the tick of a time window's bucket the failure was kept
+	// in. Decision: the epoch, not the bucket's index, which comes round
+	// again: a failure kept in a bucket since cleared would stand in the
+	// way of the new ones and be named the cause of an opening it had no
+	// part in.
+	epoch uint64
 }
 
 // retiredGen is the generation of a window whose period has ended: no
@@ -166,10 +172,10 @@ func (w *window) keepFailure(f failure, minCalls int) {
 		}
 		return
 	}
-	head := w.head.Load()
-	if last := w.lastFail.Load(); last == nil || last.head != head {
+	epoch := w.ticks.Load()
+	if last := w.lastFail.Load(); last == nil || last.epoch != epoch {
 		kept := f
-		kept.head = head
+		kept.epoch = epoch
 		w.lastFail.Store(&kept)
 	}
 }
@@ -286,6 +292,7 @@ func (w *window) advance() bool {
 	bk.calls.Store(0)
 	bk.fails.Store(0)
 	bk.slows.Store(0)
+	w.ticks.Add(1)
 	w.head.Store(h)
 	if c, _, _ := w.counts(); c > 0 {
 		w.timer.Reset(w.tick)

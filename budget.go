@@ -348,14 +348,33 @@ func (b *Budget) earn() {
 // share is spent. An adaptive budget allows the retry while its balance
 // holds a whole retry, withdrawing nothing (a retry that fails pays in
 // [Budget.Done]), or else spends one of the floor. The executor calls it
-// before each wait for a retry, and before each hedged attempt.
+// before each wait for a retry, and before each hedged attempt; a retry it
+// allowed that is then not made (another gate refuses it, a breaker opens
+// during its wait, a policy refuses its admission, the caller's context
+// ends) is given back.
 func (b *Budget) AllowRetry(attempt int) error {
+	_, err := b.allowRetry(attempt)
+	return err
+}
+
+// retryCharge says what a budget took to allow a retry, so that a retry
+// that is then never made can be given back (see Budget.refund).
+type retryCharge uint8
+
+const (
+	chargeNone    retryCharge = iota // nothing: attempt 1, or an adaptive budget's balance (it charges in Done)
+	chargeBalance                    // one retry from a fixed budget's balance
+	chargeFloor                      // one retry from the floor
+)
+
+// allowRetry is AllowRetry, saying what it took.
+func (b *Budget) allowRetry(attempt int) (retryCharge, error) {
 	if attempt <= 1 {
-		return nil
+		return chargeNone, nil
 	}
 	if b.adaptive {
 		if b.balance.Load() >= tokenUnit {
-			return nil
+			return chargeNone, nil
 		}
 	} else {
 		for {
@@ -364,7 +383,7 @@ func (b *Budget) AllowRetry(attempt int) error {
 				break
 			}
 			if b.balance.CompareAndSwap(old, old-tokenUnit) {
-				return nil
+				return chargeBalance, nil
 			}
 		}
 	}
@@ -372,9 +391,36 @@ func (b *Budget) AllowRetry(attempt int) error {
 		if b.adaptive {
 			b.floorPaid.Add(1)
 		}
-		return nil
+		return chargeFloor, nil
 	}
-	return ErrBudgetExhausted
+	return chargeNone, ErrBudgetExhausted
+}
+
+// refund gives back what allowRetry took for a retry that was never made:
+// another gate refused it, a breaker opened during its wait, a policy
+// refused its admission, or the caller's context ended first.
+//
+// Decision: a retry that is never made costs the budget nothing, whatever
+// the order of the executor's policies; a budget that paid for retries a
+// breaker then refused would be drained by an outage the breaker already
+// stopped, and be empty for the recovery.
+func (b *Budget) refund(c retryCharge) {
+	switch c {
+	case chargeBalance:
+		for {
+			old := b.balance.Load()
+			if old >= b.burst || b.balance.CompareAndSwap(old, min(old+tokenUnit, b.burst)) {
+				return
+			}
+		}
+	case chargeFloor:
+		b.mu.Lock()
+		b.floor = min(b.floor+1, b.floorCap())
+		b.mu.Unlock()
+		if b.adaptive {
+			b.settleFloor() // the retry it counted in floorPaid will never settle
+		}
+	}
 }
 
 func (b *Budget) floorCap() float64 { return max(b.rate, 1) }

@@ -190,13 +190,15 @@ func throttled(err error) bool {
 // jitter never takes the delay below it, but spreads callers over up to a
 // fifth of the hint above it (unless [NoJitter]). It is never clamped: a
 // hint beyond [WithMaxDelay] or past the context's deadline ends the call at
-// once with err. A d <= 0 adds no hint. RetryAfter(nil, d) is nil.
+// once with err. A d <= 0 adds no hint: RetryAfter returns err as it is,
+// so that a hint further down err's chain still holds. RetryAfter(nil, d)
+// is nil.
 //
 // Any error in the chain that has a method RetryAfter() time.Duration gives
 // a hint the same way, so errors of other packages can carry one too.
 func RetryAfter(err error, d time.Duration) error {
-	if err == nil {
-		return nil
+	if err == nil || d <= 0 {
+		return err
 	}
 	return &hintError{err: err, after: d}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
+	"reflect"
 	"sync/atomic"
 	"time"
 )
@@ -506,6 +508,36 @@ type call struct {
 	// rec is the attempt after plans for: its number, duration and whether
 	// it was a hedge. Its record is made once its wait is known.
 	rec pending
+	// charges are what the budgets took for the retry allowRetry last
+	// allowed, until it is made; given back if it never is.
+	charges charges
+}
+
+// charges are what the budgets among an executor's gates took to allow
+// one retry (see Budget.refund): bit i of balance (of floor) is set when
+// gate i, a *Budget, took the retry from its balance (from its floor).
+// Four bytes, so that the call's state, zeroed on every slow call, stays
+// small; gates after the 16th are not recorded.
+type charges struct{ balance, floor uint16 }
+
+// refund gives every charge back to the gates it was taken from, once.
+func (cs *charges) refund(gates []RetryGate) {
+	for m := cs.balance | cs.floor; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros16(m)
+		ch := chargeBalance
+		if cs.floor&(1<<i) != 0 {
+			ch = chargeFloor
+		}
+		gates[i].(*Budget).refund(ch)
+	}
+	*cs = charges{}
+}
+
+// take hands the charges over to the attempt that will be made with them.
+func (cs *charges) take() charges {
+	out := *cs
+	*cs = charges{}
+	return out
 }
 
 // pending is what after needs, besides the error and outcome, to record
@@ -709,11 +741,16 @@ func slow[T any](ctx context.Context, ex *Executor, res *Result[T], f *first[T],
 			}
 			c.rec = pending{n: c.n}
 		case c.ctx.Err() != nil:
+			c.charges.refund(c.ex.gates)
 			r, cause := c.ctxReason()
 			h.drop(ex)
 			return done(&c, res, v, c.fail(r, cause), r)
 		default:
 			v, err, o, rejected = attempt(&c, fn)
+			if rejected != nil {
+				c.charges.refund(c.ex.gates) // refused: the retry was not made
+			}
+			c.charges = charges{}
 		}
 		v = h.next(ex, v, rejected)
 		v, r, stop, err := after(&c, v, err, o, rejected)
@@ -865,6 +902,9 @@ func after[T any](c *call, v T, err error, o Outcome, rejected error) (T, Reason
 		h(RetryEvent{Name: ex.name, Attempt: c.n, Err: c.last, Delay: delay, Source: src})
 	}
 	refused, ok := c.wait(delay)
+	if refused != nil || !ok {
+		c.charges.refund(c.ex.gates) // the retry will not be made
+	}
 	switch {
 	case refused != nil:
 		// A breaker opened during the wait: the retry would be refused,
@@ -1017,9 +1057,33 @@ func (c *call) record(p pending, err error, o Outcome, delay time.Duration, src 
 }
 
 // allowRetry asks every retry gate whether attempt c.n+1 may happen.
+//
+// What budgets take is kept in c.charges until the retry is made, and given
+// back when it is not: here, when a later gate refuses it.
 func (c *call) allowRetry() error {
-	for _, g := range c.ex.gates {
-		if err := g.AllowRetry(c.n + 1); err != nil {
+	if len(c.ex.gates) == 0 { // small enough to inline: no call without gates
+		return nil
+	}
+	return c.askGates()
+}
+
+func (c *call) askGates() error {
+	c.charges = charges{}
+	for i, g := range c.ex.gates {
+		var err error
+		if b, ok := g.(*Budget); ok && i < 16 {
+			var ch retryCharge
+			switch ch, err = b.allowRetry(c.n + 1); ch {
+			case chargeBalance:
+				c.charges.balance |= 1 << i
+			case chargeFloor:
+				c.charges.floor |= 1 << i
+			}
+		} else {
+			err = g.AllowRetry(c.n + 1)
+		}
+		if err != nil {
+			c.charges.refund(c.ex.gates)
 			return err
 		}
 	}
@@ -1104,7 +1168,12 @@ func (c *call) plan() (time.Duration, DelaySource, Reason, error) {
 			// resolution of one second) would come back in one burst: unless
 			// jitter is off, spread them over up to a fifth of the hint
 			// above it, never below it.
-			delay, src = min(hint+time.Duration(u*float64(hint/5)), ex.maxDelay), FromHint
+			// hint <= maxDelay, so the sum saturates at the cap, never
+			// overflowing past it (a cap of MaxInt64 is allowed).
+			delay, src = ex.maxDelay, FromHint
+			if spread := time.Duration(u * float64(hint/5)); spread < ex.maxDelay-hint {
+				delay = hint + spread
+			}
 		}
 	}
 	// Decision (DESIGN 8): never sleep into a wait the next attempt could
@@ -1112,7 +1181,7 @@ func (c *call) plan() (time.Duration, DelaySource, Reason, error) {
 	if dl, ok := c.parent.Deadline(); ok && time.Until(dl) <= delay {
 		return 0, src, ReasonDeadline, nil
 	}
-	if ex.maxElapsed > 0 && time.Since(c.start)+delay >= ex.maxElapsed {
+	if ex.maxElapsed > 0 && delay >= ex.maxElapsed-time.Since(c.start) { // no sum to overflow
 		return 0, src, ReasonMaxElapsed, nil
 	}
 	return delay, src, ReasonSuccess, nil
@@ -1132,13 +1201,14 @@ func (c *call) wait(d time.Duration) (refused error, ok bool) {
 	} else {
 		c.timer.Reset(d)
 	}
+	if len(c.ex.watch) > 2 {
+		return c.waitMany()
+	}
 	for {
 		// The channels are taken before the gates are asked, so that a
-		// change between the two still wakes the wait. Two are watched;
-		// a gate beyond them is asked when the next attempt is admitted,
-		// as every policy is: later, but as truthfully.
+		// change between the two still wakes the wait.
 		var changed [2]<-chan struct{}
-		for i, w := range c.ex.watch[:min(len(c.ex.watch), len(changed))] {
+		for i, w := range c.ex.watch {
 			changed[i] = w.changed()
 			if err := w.AllowRetry(c.n + 1); err != nil {
 				return err, true
@@ -1151,6 +1221,30 @@ func (c *call) wait(d time.Duration) (refused error, ok bool) {
 			return nil, false
 		case <-changed[0]:
 		case <-changed[1]:
+		}
+	}
+}
+
+// waitMany is wait's loop for an executor that watches more than two
+// gates (three breakers or more): a select over as many channels as there
+// are gates, built with reflect. It allocates, which only such executors
+// pay, and only when they wait.
+func (c *call) waitMany() (refused error, ok bool) {
+	cases := make([]reflect.SelectCase, 2+len(c.ex.watch))
+	cases[0] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c.timer.C)}
+	cases[1] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c.ctx.Done())}
+	for {
+		for i, w := range c.ex.watch {
+			cases[2+i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.changed())}
+			if err := w.AllowRetry(c.n + 1); err != nil {
+				return err, true
+			}
+		}
+		switch chosen, _, _ := reflect.Select(cases); chosen {
+		case 0:
+			return nil, true
+		case 1:
+			return nil, false
 		}
 	}
 }

@@ -48,6 +48,7 @@ func slowHedged[T any](ctx context.Context, ex *Executor, res *Result[T], fn fun
 	var h held[T]
 	for {
 		if c.ctx.Err() != nil {
+			c.charges.refund(c.ex.gates)
 			r, cause := c.ctxReason()
 			h.drop(ex)
 			return done(&c, res, *new(T), c.fail(r, cause), r)
@@ -208,7 +209,7 @@ func hedged[T any](c *call, fn func(context.Context) (T, error)) (v T, err error
 	launch := func() {
 		c.n++
 		inflight++
-		go hedgeAttempt(ctx, c, fn, c.n, c.n != first, results)
+		go hedgeAttempt(ctx, c, fn, c.n, c.n != first, c.charges.take(), results)
 	}
 	// settle waits for every attempt still running, releasing their values.
 	settle := func() {
@@ -314,12 +315,13 @@ func (r *hedgeResult[T]) pending() pending { return pending{n: r.n, d: r.d, hedg
 // hedgeAttempt runs attempt n on its own goroutine and context, under the
 // executor's policies, and sends its result; a panic is caught here and
 // re-raised by the caller's goroutine (see hedged).
-func hedgeAttempt[T any](ctx context.Context, c *call, fn func(context.Context) (T, error), n int, hedged bool, out chan<- hedgeResult[T]) {
+func hedgeAttempt[T any](ctx context.Context, c *call, fn func(context.Context) (T, error), n int, hedged bool, paid charges, out chan<- hedgeResult[T]) {
 	ex := c.ex
 	r := hedgeResult[T]{n: n, hedged: hedged}
 	var buf [maxFastPolicies]Permit
 	ps, _, err := admit(ex, ctx, n, &buf) // a hedging executor has no lone breaker
 	if err != nil {
+		paid.refund(ex.gates) // refused: what the budgets took for it is given back
 		r.rejected = err
 		out <- r
 		return
