@@ -369,3 +369,257 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, d time.Duration) {
 		t.Fatalf("goroutines did not end within %v", d)
 	}
 }
+
+// stalledBody is a response body that gives head, then blocks until it is
+// closed.
+type stalledBody struct {
+	head   *strings.Reader
+	closed chan struct{}
+	once   sync.Once
+	closes atomic.Int32
+}
+
+func newStalledBody(head string) *stalledBody {
+	return &stalledBody{head: strings.NewReader(head), closed: make(chan struct{})}
+}
+
+func (b *stalledBody) Read(p []byte) (int, error) {
+	if b.head.Len() > 0 {
+		return b.head.Read(p)
+	}
+	<-b.closed
+	return 0, net.ErrClosed
+}
+
+func (b *stalledBody) Close() error {
+	b.closes.Add(1)
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+// TestAdversaryThrottledHintsHooksAndDeadline: the default policy with
+// hooks only (NewClient(WithExecutorOptions(WithHooks))) against a server
+// that throttles with a stalled body. A 429 whose Retry-After (2s) fits the
+// caller's deadline (10s) is waited for, its stalled body cut within
+// DrainTimeout and closed, and the hooks see attempt 1 as Retry with the
+// hint as delay and source; a Retry-After (20s) beyond the deadline (10s)
+// but within the 30s cap ends the call at once with the 429, one attempt,
+// its kept body readable.
+// Mutations that fail it: WithExecutorOptions replacing the default policy
+// (a 1 minute cap and 3 attempts); drain without its timer (the bubble
+// deadlocks on the stalled body); retryAfter returning 0 (Source backoff).
+func TestAdversaryThrottledHintsHooksAndDeadline(t *testing.T) {
+	type seen struct {
+		attempts []resilient.AttemptEvent
+		done     []resilient.DoneEvent
+	}
+	run := func(t *testing.T, hint string) (*http.Response, *fakeRT, *stalledBody, *seen, time.Duration) {
+		var s seen
+		var mu sync.Mutex
+		hooks := resilient.WithHooks(resilient.Hooks{
+			OnAttempt: func(e resilient.AttemptEvent) { mu.Lock(); s.attempts = append(s.attempts, e); mu.Unlock() },
+			OnDone:    func(e resilient.DoneEvent) { mu.Lock(); s.done = append(s.done, e); mu.Unlock() },
+		})
+		stalled := newStalledBody("slow down")
+		f := &fakeRT{fn: func(n int, _ *http.Request) (*http.Response, error) {
+			if n == 1 {
+				return &http.Response{StatusCode: 429, Status: "429 Too Many Requests", ProtoMajor: 1, ProtoMinor: 1,
+					Header: http.Header{"Retry-After": {hint}}, Body: stalled, ContentLength: -1}, nil
+			}
+			return respond(200, "ok"), nil
+		}}
+		client := NewClient(WithBase(f), WithExecutorOptions(hooks))
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		t.Cleanup(cancel)
+		start := time.Now()
+		resp, err := client.Do(get(t, ctx, "http://api.test/x"))
+		require.NoError(t, err)
+		return resp, f, stalled, &s, time.Since(start)
+	}
+	t.Run("hint fits the deadline", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			resp, f, stalled, s, took := run(t, "2")
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, "ok", readAll(t, resp.Body))
+			require.NoError(t, resp.Body.Close())
+			assert.Equal(t, 2, f.calls())
+			assert.EqualValues(t, 1, stalled.closes.Load(), "the stalled body was closed once")
+			assert.GreaterOrEqual(t, took, 2*time.Second)
+			assert.Less(t, took, 2*time.Second+2*time.Second/5+10*time.Millisecond, "the hint, jittered up by a fifth at most")
+			require.Len(t, s.attempts, 2)
+			a := s.attempts[0]
+			assert.Equal(t, resilient.Retry, a.Outcome)
+			assert.Equal(t, 2*time.Second, a.Hint)
+			assert.Equal(t, resilient.FromHint, a.Source)
+			assert.GreaterOrEqual(t, a.Delay, 2*time.Second)
+			var se *StatusError
+			assert.ErrorAs(t, a.Err, &se)
+			assert.Equal(t, resilient.Success, s.attempts[1].Outcome)
+			require.Len(t, s.done, 1)
+			assert.Equal(t, resilient.ReasonSuccess, s.done[0].Reason)
+			assert.Equal(t, 2, s.done[0].Attempts)
+		})
+	})
+	t.Run("hint beyond the deadline", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			resp, f, stalled, s, took := run(t, "20")
+			assert.Equal(t, 429, resp.StatusCode)
+			body, err := io.ReadAll(resp.Body)
+			assert.Equal(t, "slow down", string(body), "the part that came is kept")
+			assert.ErrorIs(t, err, ErrBodyTruncated, "and says it was cut")
+			require.NoError(t, resp.Body.Close())
+			assert.Equal(t, 1, f.calls())
+			assert.EqualValues(t, 1, stalled.closes.Load())
+			assert.LessOrEqual(t, took, DrainTimeout, "no wait: the hint does not fit the deadline")
+			require.Len(t, s.done, 1)
+			assert.Equal(t, 1, s.done[0].Attempts)
+			assert.Contains(t, []resilient.Reason{resilient.ReasonDeadline, resilient.ReasonHintTooLong}, s.done[0].Reason)
+			require.Len(t, s.attempts, 1)
+			assert.Equal(t, 20*time.Second, s.attempts[0].Hint)
+		})
+	})
+}
+
+// TestAdversaryLateReplyAfterContextEnded: a hostile base that ignores the
+// request's context and answers 2s after the caller's 1s deadline. The
+// caller gets either that late response (which it then closes) or an error
+// with the late body closed by the Transport: never a body left open, and
+// no second attempt after the caller's end.
+func TestAdversaryLateReplyAfterContextEnded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{fn: func(n int, _ *http.Request) (*http.Response, error) {
+			time.Sleep(2 * time.Second) // the reply comes late, whatever the context says
+			return respond(200, "late"), nil
+		}}
+		tr := newTransport(t, f, WithExecutorOptions(resilient.WithHedge(100*time.Millisecond, 2)))
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		resp, err := tr.RoundTrip(get(t, ctx, "http://api.test/x"))
+		if err == nil {
+			_ = resp.Body.Close()
+		} else {
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+		}
+		synctest.Wait() // every attempt's goroutine is done
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		assert.Len(t, f.bodies, 2, "the first attempt and one hedge, nothing after the deadline")
+		for i, b := range f.bodies {
+			assert.EqualValues(t, 1, b.closes.Load(), "late body %d closed once", i)
+		}
+	})
+}
+
+// resetBody gives head, then a connection reset.
+type resetBody struct {
+	head   *strings.Reader
+	closes atomic.Int32
+}
+
+func (b *resetBody) Read(p []byte) (int, error) {
+	if b.head.Len() > 0 {
+		return b.head.Read(p)
+	}
+	return 0, errReset
+}
+
+func (b *resetBody) Close() error { b.closes.Add(1); return nil }
+
+// TestAdversaryDedupBodyErrorIsAResponse: a 200 whose body fails mid-read
+// (a reset). Without dedup the caller gets the response, reads what came
+// and then the error, as with a plain http.Client; RoundTrip's doc says it
+// returns an error "only when no response came", and then a
+// *resilient.Error. With WithDedup the same request gets no response at
+// all: RoundTrip returns the bare read error (not a *resilient.Error),
+// because the shared execution (dedup.go, roundTripShared: `case err !=
+// nil: return nil, err`) turns a read error into the call's error. What
+// should happen: the response is shared with the bytes that came and ends
+// with the read error (shared.end already carries such an end for
+// ErrBodyTruncated), so dedup changes nothing the caller sees.
+func TestAdversaryDedupBodyErrorIsAResponse(t *testing.T) {
+	for _, dedup := range []bool{false, true} {
+		t.Run("dedup="+strconv.FormatBool(dedup), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				body := &resetBody{head: strings.NewReader("partial")}
+				f := &fakeRT{fn: func(int, *http.Request) (*http.Response, error) {
+					return &http.Response{StatusCode: 200, Status: "200 OK", Header: http.Header{},
+						Body: body, ContentLength: 100, ProtoMajor: 1, ProtoMinor: 1}, nil
+				}}
+				opts := []Option{}
+				if dedup {
+					opts = append(opts, WithDedup(nil))
+				}
+				tr := newTransport(t, f, opts...)
+				resp, err := tr.RoundTrip(get(t, t.Context(), "http://api.test/x"))
+				require.NoError(t, err, "a response came")
+				b, err := io.ReadAll(resp.Body)
+				assert.Equal(t, "partial", string(b))
+				assert.Error(t, err)
+				require.NoError(t, resp.Body.Close())
+				assert.EqualValues(t, 1, body.closes.Load())
+				assert.Equal(t, 1, f.calls())
+			})
+		})
+	}
+}
+
+// TestAdversaryDedupCredentialsUnderHedging: 64 goroutines, four users,
+// one URL, over loopback with Recommended, hedging and dedup: the
+// credential is spelt in each case a client might use (Authorization,
+// authorization, AUTHORIZATION, Cookie, cookie), and the server answers
+// slowly enough that requests pile up on shared executions and hedges.
+// Each caller gets the answer to its own credential, every body is closed
+// and every connection released.
+// Mutation that fails it: the key ignoring the credential
+// (WithDedup(DedupKeyIgnoring("authorization", "cookie"))).
+func TestAdversaryDedupCredentialsUnderHedging(t *testing.T) {
+	srv := newAdvServer(t, func(_ *advServer, n int64, w http.ResponseWriter, r *http.Request) {
+		if n%3 == 0 {
+			time.Sleep(20 * time.Millisecond) // slow: waiters pile up, hedges start
+		}
+		_, _ = io.WriteString(w, "auth="+r.Header.Get("Authorization")+" cookie="+r.Header.Get("Cookie"))
+	})
+	bt := &bodyTracker{base: &http.Transport{MaxIdleConnsPerHost: 16}}
+	tr := newTransport(t, bt, Recommended(), WithDedup(nil),
+		WithExecutorOptions(resilient.WithHedge(5*time.Millisecond, 2)))
+	users := []string{"alice", "bob", "carol", "dave"}
+	spell := []func(h http.Header, who string){
+		func(h http.Header, who string) { h.Set("Authorization", "Bearer "+who) },
+		func(h http.Header, who string) { h["authorization"] = []string{"Bearer " + who} },
+		func(h http.Header, who string) { h["AUTHORIZATION"] = []string{"Bearer " + who} },
+		func(h http.Header, who string) { h.Set("Cookie", "session="+who) },
+		func(h http.Header, who string) { h["cookie"] = []string{"session=" + who} },
+	}
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			for i := range 10 {
+				who := users[(g+i)%len(users)]
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				req := get(t, ctx, srv.URL+"/me")
+				spell[(g*7+i)%len(spell)](req.Header, who)
+				calls.Add(1)
+				resp, err := tr.RoundTrip(req)
+				if assert.NoError(t, err) {
+					b, err := io.ReadAll(resp.Body)
+					assert.NoError(t, err)
+					_ = resp.Body.Close()
+					body := string(b)
+					assert.Contains(t, body, who)
+					for _, other := range users {
+						if other != who {
+							assert.NotContains(t, body, other, "%s got %s's response", who, other)
+						}
+					}
+				}
+				cancel()
+			}
+		})
+	}
+	waitGroup(t, &wg, 60*time.Second)
+	assert.Less(t, srv.requests.Load(), calls.Load()+calls.Load()/2, "hedges are bounded")
+	assert.Equal(t, bt.opened.Load(), bt.closed.Load(), "every body closed")
+	tr.CloseIdleConnections()
+	assert.Eventually(t, func() bool { return srv.busy() == 0 }, 5*time.Second, 5*time.Millisecond)
+}
