@@ -623,3 +623,44 @@ func TestAdversaryDedupCredentialsUnderHedging(t *testing.T) {
 	tr.CloseIdleConnections()
 	assert.Eventually(t, func() bool { return srv.busy() == 0 }, 5*time.Second, 5*time.Millisecond)
 }
+
+// TestAdversaryDedupKeepsTheDeadline: a 429 whose Retry-After (20s) is
+// within the 30s cap but beyond the caller's deadline (10s). Without dedup
+// the call ends at once with the 429 (the executor never sleeps into a
+// wait the next attempt could not start after: DESIGN 8). With WithDedup
+// the shared execution runs on a context without the caller's deadline
+// (resilient.Group detaches it: dedup.go, roundTripShared, through
+// d.group.Do), so it plans the 20s wait; the caller sits 10s until its
+// deadline and gets context.DeadlineExceeded and no response. Turning
+// dedup on changes what the caller gets. What should happen: the shared
+// execution keeps the deadline of the caller that started it (or the
+// latest deadline among its waiters), so the 429 comes back at once.
+func TestAdversaryDedupKeepsTheDeadline(t *testing.T) {
+	for _, dedup := range []bool{false, true} {
+		t.Run("dedup="+strconv.FormatBool(dedup), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeRT{fn: func(n int, _ *http.Request) (*http.Response, error) {
+					if n == 1 {
+						return respond(429, "slow down", "Retry-After", "20"), nil
+					}
+					return respond(200, "ok"), nil
+				}}
+				var opts []Option
+				if dedup {
+					opts = append(opts, WithDedup(nil))
+				}
+				tr := newTransport(t, f, opts...)
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				start := time.Now()
+				resp, err := tr.RoundTrip(get(t, ctx, "http://api.test/x"))
+				require.NoError(t, err, "the 429 that came, at once")
+				assert.Equal(t, 429, resp.StatusCode)
+				assert.Equal(t, "slow down", readAll(t, resp.Body))
+				require.NoError(t, resp.Body.Close())
+				assert.Zero(t, time.Since(start))
+				assert.Equal(t, 1, f.calls())
+			})
+		})
+	}
+}
