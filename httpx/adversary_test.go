@@ -664,3 +664,65 @@ func TestAdversaryDedupKeepsTheDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestAdversaryHooksKeepTheHostBudget: NewClient with hooks only keeps
+// the default per-host adaptive budget: against a host that always answers
+// 503, 50 calls make far fewer than the 200 attempts four each would, the
+// calls the budget stops end as rejected (hooks' OnDone), every attempt
+// the hooks see is a Retry, every wait comes from the backoff (no hint),
+// and another host's budget is untouched by the first one's outage.
+// WithoutHostBudget, the control, makes all 200 attempts: the assertion
+// fails when the budget is lost.
+func TestAdversaryHooksKeepTheHostBudget(t *testing.T) {
+	run := func(t *testing.T, extra ...Option) (attempts int, outcomes map[resilient.Outcome]int, reasons map[resilient.Reason]int, sources map[resilient.DelaySource]int, otherOK int) {
+		outcomes, reasons, sources = map[resilient.Outcome]int{}, map[resilient.Reason]int{}, map[resilient.DelaySource]int{}
+		var mu sync.Mutex
+		hooks := resilient.WithHooks(resilient.Hooks{
+			OnAttempt: func(e resilient.AttemptEvent) { mu.Lock(); outcomes[e.Outcome]++; mu.Unlock() },
+			OnRetry:   func(e resilient.RetryEvent) { mu.Lock(); sources[e.Source]++; mu.Unlock() },
+			OnDone:    func(e resilient.DoneEvent) { mu.Lock(); reasons[e.Reason]++; mu.Unlock() },
+		})
+		f := &fakeRT{fn: func(_ int, req *http.Request) (*http.Response, error) {
+			if req.URL.Host == "down.test" {
+				return respond(503, "down"), nil
+			}
+			return respond(200, "ok"), nil
+		}}
+		client := NewClient(append([]Option{WithBase(f), WithExecutorOptions(hooks)}, extra...)...)
+		for range 50 {
+			resp, err := client.Do(get(t, t.Context(), "http://down.test/"))
+			require.NoError(t, err)
+			assert.Equal(t, 503, resp.StatusCode)
+			readAll(t, resp.Body)
+			require.NoError(t, resp.Body.Close())
+		}
+		attempts = f.calls()
+		resp, err := client.Do(get(t, t.Context(), "http://up.test/"))
+		require.NoError(t, err)
+		readAll(t, resp.Body)
+		require.NoError(t, resp.Body.Close())
+		if resp.StatusCode == 200 {
+			otherOK = 1
+		}
+		return attempts, outcomes, reasons, sources, otherOK
+	}
+	t.Run("hooks keep the budget", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			attempts, outcomes, reasons, sources, otherOK := run(t)
+			t.Logf("attempts %d, outcomes %v, reasons %v, sources %v", attempts, outcomes, reasons, sources)
+			assert.Less(t, attempts, 120, "the host's budget stopped most retries")
+			assert.GreaterOrEqual(t, attempts, 50)
+			assert.Equal(t, attempts, outcomes[resilient.Retry], "each 503 attempt seen as Retry")
+			assert.Positive(t, reasons[resilient.ReasonRejected], "calls the budget stopped end as rejected")
+			assert.Zero(t, sources[resilient.FromHint])
+			assert.Equal(t, 1, otherOK)
+		})
+	})
+	t.Run("control: without the budget", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			attempts, _, reasons, _, _ := run(t, WithoutHostBudget())
+			assert.Equal(t, 200, attempts)
+			assert.Equal(t, 50, reasons[resilient.ReasonExhausted])
+		})
+	})
+}
