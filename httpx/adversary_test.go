@@ -726,3 +726,53 @@ func TestAdversaryHooksKeepTheHostBudget(t *testing.T) {
 		})
 	})
 }
+
+// TestAdversaryBreakerSwapHammer: a breakers set of 2 and a Transport
+// that keeps 2 hosts, 6 hosts in turn under 64 goroutines with hedging:
+// the set forgets breakers and the Transport forgets hosts all the time,
+// so host executors are rebuilt and swapped (replaceBreaker) concurrently
+// with the requests that use them (run under -race). One host's breaker
+// is forced open: the set keeps it over the others, so through every
+// swap and rebuild no request to that host is sent, each is refused with
+// ErrOpen, and every other request gets its answer.
+// Mutation that fails it: the set not keeping open breakers (breakers.go,
+// keep returning false): the open host's breaker is forgotten, rebuilt
+// closed, and requests reach it.
+func TestAdversaryBreakerSwapHammer(t *testing.T) {
+	set := resilient.MustNewBreakers(2, time.Hour, resilient.WithConsecutiveFailures(1000))
+	set.Get("h0.test").ForceOpen()
+	var perHost [6]atomic.Int64
+	base := rtFunc(func(req *http.Request) (*http.Response, error) {
+		i := int(req.URL.Host[1] - '0')
+		perHost[i].Add(1)
+		r := respond(200, req.URL.Host)
+		r.Request = req
+		return r, nil
+	})
+	tr := newTransport(t, base, WithHostBreakers(set), WithMaxHosts(2),
+		WithExecutorOptions(resilient.WithHedge(time.Millisecond, 2), resilient.WithBackoff(resilient.Constant(0))))
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for g := range 64 {
+		wg.Go(func() {
+			for i := range 50 {
+				host := "h" + strconv.Itoa((g+i)%6) + ".test"
+				resp, err := tr.RoundTrip(get(t, context.Background(), "http://"+host+"/"))
+				if host == "h0.test" {
+					if assert.ErrorIs(t, err, resilient.ErrOpen) {
+						refused.Add(1)
+					}
+					continue
+				}
+				if assert.NoError(t, err) {
+					assert.Equal(t, host, readAll(t, resp.Body))
+					_ = resp.Body.Close()
+				}
+			}
+		})
+	}
+	waitGroup(t, &wg, 60*time.Second)
+	assert.Zero(t, perHost[0].Load(), "no request reached the open host")
+	assert.Positive(t, refused.Load())
+	assert.LessOrEqual(t, set.Len(), 2)
+}
