@@ -776,3 +776,57 @@ func TestAdversaryBreakerSwapHammer(t *testing.T) {
 	assert.Positive(t, refused.Load())
 	assert.LessOrEqual(t, set.Len(), 2)
 }
+
+// TestDedupJoinerWithLaterDeadlineGoesOnItsOwn: a shared execution runs
+// under the deadline of the request that started it. A request that joined
+// it with a later deadline, and is still waiting when that first deadline
+// ends the execution, is not cut short by another caller's deadline: it
+// sends its own request and gets the answer. The first request gets its
+// deadline's error, and each upstream request is accounted for.
+func TestDedupJoinerWithLaterDeadlineGoesOnItsOwn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{fn: func(_ int, req *http.Request) (*http.Response, error) {
+			select { // a slow upstream: 2s per answer
+			case <-time.After(2 * time.Second):
+				return respond(200, "ok"), nil
+			case <-req.Context().Done():
+				return nil, req.Context().Err()
+			}
+		}}
+		tr := newTransport(t, f, WithDedup(nil))
+		short, cancelShort := context.WithTimeout(t.Context(), time.Second)
+		defer cancelShort()
+		long, cancelLong := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancelLong()
+
+		type result struct {
+			resp *http.Response
+			err  error
+			at   time.Duration
+		}
+		start := time.Now()
+		first, joiner := make(chan result, 1), make(chan result, 1)
+		go func() {
+			resp, err := tr.RoundTrip(get(t, short, "http://api.test/x"))
+			first <- result{resp, err, time.Since(start)}
+		}()
+		synctest.Wait() // the first request is in flight
+		go func() {
+			resp, err := tr.RoundTrip(get(t, long, "http://api.test/x"))
+			joiner <- result{resp, err, time.Since(start)}
+		}()
+
+		r := <-first
+		require.Error(t, r.err)
+		assert.ErrorIs(t, r.err, context.DeadlineExceeded)
+		assert.Equal(t, time.Second, r.at, "the first request ends at its own deadline")
+
+		r = <-joiner
+		require.NoError(t, r.err, "the joiner had 9s left: not cut short by the first deadline")
+		assert.Equal(t, 200, r.resp.StatusCode)
+		assert.Equal(t, "ok", readAll(t, r.resp.Body))
+		require.NoError(t, r.resp.Body.Close())
+		assert.Equal(t, 3*time.Second, r.at, "its own request, sent when the shared one was cut")
+		assert.Equal(t, 2, f.calls(), "the shared request, cut, and the joiner's own")
+	})
+}

@@ -112,8 +112,13 @@ func headerKey(req *http.Request, ignore []string) string {
 //
 // Each waiter waits on its own request's context and may leave at any time
 // without disturbing the others; the shared execution runs with the values
-// of the first request's context but not its cancellation, and is
-// cancelled once no waiter is left (see [resilient.Group]).
+// and the deadline of the first request's context but not its
+// cancellation, and is cancelled once no waiter is left (see
+// [resilient.Group]). Its deadline bounds its waits as a lone request's
+// does (a Retry-After that cannot fit it ends the call at once, with the
+// response). A waiter that joined with a later deadline and is still
+// waiting when that first deadline ends the execution sends its own
+// request instead: the deadline of one caller never cuts another short.
 //
 // Requests share an execution only when their method, URL (user
 // information included) and key(req) are equal. Nil means
@@ -150,6 +155,16 @@ type shared struct {
 // errTooLong ends a shared execution whose body was too long to share.
 var errTooLong = errors.New("resilient/httpx: response too long to share")
 
+// endedByDeadline reports whether a shared execution ended because its
+// deadline (the first request's) passed.
+func endedByDeadline(err error) bool {
+	var rerr *resilient.Error
+	if errors.As(err, &rerr) {
+		return rerr.Reason == resilient.ReasonDeadline
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}
+
 func dedupable(req *http.Request) bool {
 	return (req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == "") &&
 		(req.Body == nil || req.Body == http.NoBody)
@@ -165,6 +180,11 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 	}
 	key := method + " " + req.URL.String() + "\x00" + d.key(req)
 	s, err := d.group.Do(req.Context(), key, func(ctx context.Context) (*shared, error) {
+		if dl, ok := req.Context().Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, dl)
+			defer cancel()
+		}
 		resp, err := t.roundTrip(req.WithContext(ctx), cfg)
 		if err != nil {
 			return nil, err
@@ -178,7 +198,7 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 			// answer all the same, shared as it is, cut and saying so.
 			end = err
 		case err != nil:
-			return nil, err
+			end = err
 		}
 		if len(body) > DedupMaxBody {
 			return &shared{tooLong: true}, errTooLong
@@ -188,6 +208,11 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 		return &shared{resp: &r, body: body, end: end}, nil
 	})
 	if errors.Is(err, errTooLong) && s != nil && s.tooLong {
+		return t.roundTrip(req, cfg)
+	}
+	if err != nil && req.Context().Err() == nil && endedByDeadline(err) {
+		// The first request's deadline ended the execution, and this one
+		// has time left: it goes on its own.
 		return t.roundTrip(req, cfg)
 	}
 	if err != nil {

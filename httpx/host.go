@@ -161,6 +161,8 @@ func (c *config) buildHost(host string) *hostPolicy {
 		br = c.breakers.Get(host)
 	}
 	p := new(hostPolicy)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	p.cur.Store(c.executors(host, br))
 	return p
 }

@@ -82,6 +82,14 @@ func isDigits(s string) bool {
 func retryAfter(h http.Header) time.Duration {
 	v := h.Get("Retry-After")
 	if v == "" {
+		for k, vv := range h {
+			if len(vv) > 0 && strings.EqualFold(k, "Retry-After") {
+				v = vv[0]
+				break
+			}
+		}
+	}
+	if v == "" {
 		return 0
 	}
 	var now time.Time
