@@ -21,9 +21,9 @@ import (
 // budgets, server hints in odd error chains, and the breaker's windows.
 
 var (
-	advErr     = errors.New("adversary: upstream failed")
-	advTrip    = errors.New("adversary: the failure that tripped the breaker")
-	advOldFail = errors.New("adversary: a failure long gone from the window")
+	errAdv        = errors.New("adversary: upstream failed")
+	errAdvTrip    = errors.New("adversary: the failure that tripped the breaker")
+	errAdvOldFail = errors.New("adversary: a failure long gone from the window")
 )
 
 // advEvents records what the hooks of one executor saw.
@@ -65,7 +65,7 @@ func TestAdversaryWaitEndsWhenBreakerOpensWithOtherPolicies(t *testing.T) {
 			return setup{opts: []Option{WithBreaker(br)}, open: func() {
 				p, err := br.Allow()
 				if err == nil {
-					br.Record(p, advTrip)
+					br.Record(p, errAdvTrip)
 				}
 			}}
 		},
@@ -96,7 +96,7 @@ func TestAdversaryWaitEndsWhenBreakerOpensWithOtherPolicies(t *testing.T) {
 					ex := MustNew(opts...)
 					time.AfterFunc(300*time.Millisecond, s.open)
 					start := time.Now()
-					fn := func(context.Context) (int, error) { return 429, RetryAfter(advErr, 5*time.Second) }
+					fn := func(context.Context) (int, error) { return 429, RetryAfter(errAdv, 5*time.Second) }
 					var (
 						v   int
 						err error
@@ -114,8 +114,8 @@ func TestAdversaryWaitEndsWhenBreakerOpensWithOtherPolicies(t *testing.T) {
 					require.ErrorAs(t, err, &rerr)
 					assert.Equal(t, ReasonRejected, rerr.Reason)
 					assert.Equal(t, 1, rerr.Attempts)
-					assert.Same(t, advErr, rerr.Last, "the real last error, not the refusal alone")
-					assert.ErrorIs(t, err, advErr)
+					assert.Same(t, errAdv, rerr.Last, "the real last error, not the refusal alone")
+					assert.ErrorIs(t, err, errAdv)
 					assert.ErrorIs(t, err, ErrOpen)
 					assert.Equal(t, 5*time.Second, rerr.Hint, "the hint is kept")
 					assert.Equal(t, PolicyBreaker, RejectedBy(err))
@@ -160,24 +160,24 @@ func TestAdversaryWaitEndsWhenBreakerGoesHalfOpenBeforeTheWaitEnds(t *testing.T)
 		time.AfterFunc(300*time.Millisecond, func() {
 			p, err := br.Allow()
 			if err == nil {
-				br.Record(p, advTrip)
+				br.Record(p, errAdvTrip)
 			}
 		})
 		calls := 0
 		start := time.Now()
 		v, err := Do(t.Context(), func(context.Context) (int, error) {
 			calls++
-			return calls, RetryAfter(advErr, time.Second)
+			return calls, RetryAfter(errAdv, time.Second)
 		}, ex)
 		assert.Equal(t, 300*time.Millisecond, time.Since(start))
 		assert.Equal(t, 1, calls, "no probe is spent on a call that decided to stop")
 		assert.Equal(t, 1, v)
 		var rerr *Error
 		require.ErrorAs(t, err, &rerr)
-		assert.Same(t, advErr, rerr.Last)
+		assert.Same(t, errAdv, rerr.Last)
 		var oerr *OpenError
 		require.ErrorAs(t, err, &oerr)
-		assert.Same(t, advTrip, oerr.Cause)
+		assert.Same(t, errAdvTrip, oerr.Cause)
 		time.Sleep(time.Second) // the breaker goes half-open on its own, and stays so
 		assert.Equal(t, StateHalfOpen, br.State())
 		mu.Lock()
@@ -217,7 +217,7 @@ func TestAdversaryWaitIsNotEndedByOthers(t *testing.T) {
 				start := time.Now()
 				v, err := Do(t.Context(), func(context.Context) (int, error) {
 					calls++
-					return calls, RetryAfter(advErr, 2*time.Second)
+					return calls, RetryAfter(errAdv, 2*time.Second)
 				}, ex)
 				assert.Equal(t, 2*time.Second, time.Since(start))
 				assert.Equal(t, 2, calls)
@@ -251,7 +251,7 @@ func TestAdversaryWaitEndsWhenThirdBreakerOpens(t *testing.T) {
 		time.AfterFunc(300*time.Millisecond, c.ForceOpen)
 		start := time.Now()
 		_, err := Do(t.Context(), func(context.Context) (int, error) {
-			return 0, RetryAfter(advErr, 5*time.Second)
+			return 0, RetryAfter(errAdv, 5*time.Second)
 		}, ex)
 		assert.ErrorIs(t, err, ErrOpen)
 		assert.Equal(t, 300*time.Millisecond, time.Since(start),
@@ -290,9 +290,9 @@ func TestAdversaryBudgetKeepsTokenOfRetryNeverMade(t *testing.T) {
 				require.Equal(t, 1.0, before)
 				_, err := Do(t.Context(), func(context.Context) (int, error) {
 					if tc.hint > 0 {
-						return 0, RetryAfter(advErr, tc.hint)
+						return 0, RetryAfter(errAdv, tc.hint)
 					}
-					return 0, advErr
+					return 0, errAdv
 				}, ex)
 				require.ErrorIs(t, err, ErrOpen)
 				var rerr *Error
@@ -322,7 +322,7 @@ func TestAdversaryHugeHintWithHugeMaxDelayOverflows(t *testing.T) {
 		start := time.Now()
 		_, err := Do(ctx, func(context.Context) (int, error) {
 			calls++
-			return 0, RetryAfter(advErr, hint)
+			return 0, RetryAfter(errAdv, hint)
 		}, ex)
 		assert.Zero(t, time.Since(start))
 		assert.Equal(t, 1, calls, "a hint of centuries is never retried at once")
@@ -352,12 +352,12 @@ func (m advMulti) Unwrap() []error { return m }
 // errors, that "the first hint found is the one", even a negative one:
 // that decision would have to be revisited for the general fix).
 func TestAdversaryHintBehindZeroHinter(t *testing.T) {
-	hinted := RetryAfter(advErr, 2*time.Second)
+	hinted := RetryAfter(errAdv, 2*time.Second)
 	for name, err := range map[string]error{
 		"RetryAfter(hinted, 0)":             RetryAfter(hinted, 0),
 		"RetryAfter(hinted, -1s)":           RetryAfter(hinted, -time.Second),
 		"wrapped RetryAfter(hinted, 0)":     advWrap{RetryAfter(hinted, 0)},
-		"joined with RetryAfter(hinted, 0)": errors.Join(advErr, RetryAfter(hinted, 0)),
+		"joined with RetryAfter(hinted, 0)": errors.Join(errAdv, RetryAfter(hinted, 0)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -384,7 +384,7 @@ func TestAdversaryHintBehindZeroHinter(t *testing.T) {
 // Join and multi cases fail); call.fail leaving Hint out (every case with
 // a hint fails).
 func TestAdversaryHintChains(t *testing.T) {
-	deep := RetryAfter(advErr, 3*time.Second)
+	deep := RetryAfter(errAdv, 3*time.Second)
 	for range 1000 {
 		deep = advWrap{deep}
 	}
@@ -396,13 +396,13 @@ func TestAdversaryHintChains(t *testing.T) {
 		took   time.Duration
 	}{
 		"deep chain, exhausted":       {err: deep, reason: ReasonExhausted, hint: 3 * time.Second, took: 3 * time.Second},
-		"joined, exhausted":           {err: errors.Join(advErr, RetryAfter(advErr, time.Second)), reason: ReasonExhausted, hint: time.Second, took: time.Second},
-		"multi with nils":             {err: advMulti{nil, advErr, nil, RetryAfter(advErr, time.Second), nil}, reason: ReasonExhausted, hint: time.Second, took: time.Second},
-		"beyond the cap":              {err: RetryAfter(advErr, 2*time.Minute), reason: ReasonHintTooLong, hint: 2 * time.Minute},
-		"max duration, default cap":   {err: RetryAfter(advErr, math.MaxInt64), reason: ReasonHintTooLong, hint: math.MaxInt64},
-		"past the deadline":           {err: RetryAfter(advErr, 30*time.Second), ctx: 10 * time.Second, reason: ReasonDeadline, hint: 30 * time.Second},
-		"zero hint: backoff only":     {err: RetryAfter(advErr, 0), reason: ReasonExhausted, took: 10 * time.Millisecond},
-		"negative hint: backoff only": {err: RetryAfter(advErr, math.MinInt64), reason: ReasonExhausted, took: 10 * time.Millisecond},
+		"joined, exhausted":           {err: errors.Join(errAdv, RetryAfter(errAdv, time.Second)), reason: ReasonExhausted, hint: time.Second, took: time.Second},
+		"multi with nils":             {err: advMulti{nil, errAdv, nil, RetryAfter(errAdv, time.Second), nil}, reason: ReasonExhausted, hint: time.Second, took: time.Second},
+		"beyond the cap":              {err: RetryAfter(errAdv, 2*time.Minute), reason: ReasonHintTooLong, hint: 2 * time.Minute},
+		"max duration, default cap":   {err: RetryAfter(errAdv, math.MaxInt64), reason: ReasonHintTooLong, hint: math.MaxInt64},
+		"past the deadline":           {err: RetryAfter(errAdv, 30*time.Second), ctx: 10 * time.Second, reason: ReasonDeadline, hint: 30 * time.Second},
+		"zero hint: backoff only":     {err: RetryAfter(errAdv, 0), reason: ReasonExhausted, took: 10 * time.Millisecond},
+		"negative hint: backoff only": {err: RetryAfter(errAdv, math.MinInt64), reason: ReasonExhausted, took: 10 * time.Millisecond},
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -423,7 +423,7 @@ func TestAdversaryHintChains(t *testing.T) {
 				assert.Equal(t, 7, res.Value, "the last value is kept")
 				require.NotEmpty(t, res.History)
 				assert.Equal(t, tc.hint, res.History[len(res.History)-1].Hint)
-				assert.ErrorIs(t, res.Err, advErr)
+				assert.ErrorIs(t, res.Err, errAdv)
 			})
 		})
 	}
@@ -482,7 +482,7 @@ func TestAdversaryHalfOpenOneProbeClosesUnderHedging(t *testing.T) {
 		ex := MustNew(WithBreaker(br), WithHedge(20*time.Millisecond, 3), WithAttempts(3),
 			WithJitter(NoJitter), WithBackoff(Constant(time.Millisecond)))
 		p, _ := br.Allow()
-		br.Record(p, advTrip)
+		br.Record(p, errAdvTrip)
 		require.Equal(t, StateOpen, br.State())
 		time.Sleep(1100 * time.Millisecond) // past the open time
 		require.Equal(t, StateHalfOpen, br.State())
@@ -568,7 +568,7 @@ func TestAdversaryCountWindowOpenedBySuccessNamesRealFailure(t *testing.T) {
 	assert.Equal(t, StateClosed, br.State(), "late results never count after a Reset")
 	assert.Zero(t, br.Metrics().Calls)
 
-	for _, e := range []error{advErr, advTrip, advErr} {
+	for _, e := range []error{errAdv, errAdvTrip, errAdv} {
 		p, err := br.Allow()
 		require.NoError(t, err)
 		br.Record(p, e)
@@ -582,11 +582,11 @@ func TestAdversaryCountWindowOpenedBySuccessNamesRealFailure(t *testing.T) {
 	_, err := br.Allow()
 	var oerr *OpenError
 	require.ErrorAs(t, err, &oerr)
-	assert.Same(t, advErr, oerr.Cause, "the last failure of this period")
+	assert.Same(t, errAdv, oerr.Cause, "the last failure of this period")
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, causes, 1)
-	assert.Same(t, advErr, causes[0])
+	assert.Same(t, errAdv, causes[0])
 }
 
 // TestAdversaryTimeWindowTickCauseIsInWindow: DEFECT. A time window opened
@@ -606,20 +606,20 @@ func TestAdversaryTimeWindowTickCauseIsInWindow(t *testing.T) {
 			require.NoError(t, aerr)
 			br.Record(p, err)
 		}
-		rec(advOldFail)                                  // bucket 0, kept as the window's last failure
+		rec(errAdvOldFail)                               // bucket 0, kept as the window's last failure
 		time.Sleep(4*time.Second + 500*time.Millisecond) // the window turns round: bucket 0 again, empty
 		require.Zero(t, br.Metrics().Calls, "the old failure has left the window")
-		rec(advErr)  // bucket 0 again
-		rec(advTrip) // 2 calls: below the minimum
-		rec(nil)     // 3 calls, 2 failed: judged at the next tick
+		rec(errAdv)     // bucket 0 again
+		rec(errAdvTrip) // 2 calls: below the minimum
+		rec(nil)        // 3 calls, 2 failed: judged at the next tick
 		require.Equal(t, StateClosed, br.State())
 		time.Sleep(1100 * time.Millisecond) // past the next tick
 		require.Equal(t, StateOpen, br.State())
 		_, err := br.Allow()
 		var oerr *OpenError
 		require.ErrorAs(t, err, &oerr)
-		assert.NotSame(t, advOldFail, oerr.Cause, "the cause is a failure of the window, not one that left it")
-		assert.Contains(t, []error{advErr, advTrip}, oerr.Cause)
+		assert.NotSame(t, errAdvOldFail, oerr.Cause, "the cause is a failure of the window, not one that left it")
+		assert.Contains(t, []error{errAdv, errAdvTrip}, oerr.Cause)
 	})
 }
 
@@ -637,10 +637,10 @@ func TestAdversaryTimeWindowTickNamesRealFailure(t *testing.T) {
 			require.NoError(t, aerr)
 			br.Record(p, err)
 		}
-		rec(advOldFail)
+		rec(errAdvOldFail)
 		br.Reset()
-		rec(advErr)
-		rec(advTrip)
+		rec(errAdv)
+		rec(errAdvTrip)
 		rec(nil)
 		rec(nil) // 4 calls, 2 failed: judged at the next tick
 		require.Equal(t, StateClosed, br.State())
@@ -649,7 +649,7 @@ func TestAdversaryTimeWindowTickNamesRealFailure(t *testing.T) {
 		_, err := br.Allow()
 		var oerr *OpenError
 		require.ErrorAs(t, err, &oerr)
-		assert.Contains(t, []error{advErr, advTrip}, oerr.Cause)
+		assert.Contains(t, []error{errAdv, errAdvTrip}, oerr.Cause)
 		br.Reset()
 	})
 }
@@ -730,9 +730,9 @@ func TestAdversaryBreakerStress(t *testing.T) {
 				var rerr error
 				switch (g + i) % 5 {
 				case 0, 1:
-					rerr = advErr
+					rerr = errAdv
 				case 2:
-					rerr = Throttled(advErr)
+					rerr = Throttled(errAdv)
 				}
 				if n != nil {
 					n.Add(-1) // before the report frees the slot
@@ -774,7 +774,7 @@ func TestAdversaryHugeHintOverflowsMaxElapsed(t *testing.T) {
 		_, err := Do(t.Context(), func(context.Context) (int, error) {
 			calls++
 			time.Sleep(time.Millisecond)
-			return 0, RetryAfter(advErr, hint)
+			return 0, RetryAfter(errAdv, hint)
 		}, ex)
 		var rerr *Error
 		require.ErrorAs(t, err, &rerr)
@@ -803,7 +803,7 @@ func TestAdversaryHedgedWaitEndsWhenBreakerOpens(t *testing.T) {
 		start := time.Now()
 		res := DoResult(t.Context(), func(context.Context) (int, error) {
 			n := calls.Add(1)
-			return int(n), RetryAfter(advErr, 5*time.Second)
+			return int(n), RetryAfter(errAdv, 5*time.Second)
 		}, ex)
 		assert.Equal(t, 300*time.Millisecond, time.Since(start))
 		assert.Equal(t, int32(1), calls.Load())
@@ -812,7 +812,7 @@ func TestAdversaryHedgedWaitEndsWhenBreakerOpens(t *testing.T) {
 		require.ErrorAs(t, res.Err, &rerr)
 		assert.Equal(t, ReasonRejected, rerr.Reason)
 		assert.Equal(t, 1, rerr.Attempts)
-		assert.Same(t, advErr, rerr.Last)
+		assert.Same(t, errAdv, rerr.Last)
 		assert.Equal(t, 5*time.Second, rerr.Hint)
 		assert.ErrorIs(t, res.Err, ErrOpen)
 		require.Len(t, res.History, 1)
@@ -834,7 +834,7 @@ func TestAdversaryBudgetKeepsTokenOfRefusedHedge(t *testing.T) {
 		br := MustNewBreaker(WithConsecutiveFailures(1), WithOpenDuration(time.Second), WithHalfOpenProbes(1))
 		ex := MustNew(WithBudget(budget), WithBreaker(br), WithHedge(20*time.Millisecond, 2), WithAttempts(3))
 		p, _ := br.Allow()
-		br.Record(p, advTrip)
+		br.Record(p, errAdvTrip)
 		time.Sleep(1100 * time.Millisecond)
 		require.Equal(t, StateHalfOpen, br.State())
 		before := budget.Available()
