@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/resilient-go/resilient"
 )
@@ -165,6 +166,17 @@ func endedByDeadline(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded)
 }
 
+// timeLeft reports whether ctx has not ended and its deadline, if any, is
+// still ahead: the first request itself, whose deadline just passed, has
+// none left even before its context's timer has run.
+func timeLeft(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > 0
+}
+
 func dedupable(req *http.Request) bool {
 	return (req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == "") &&
 		(req.Body == nil || req.Body == http.NoBody)
@@ -210,7 +222,7 @@ func (t *Transport) roundTripShared(req *http.Request, cfg *config) (*http.Respo
 	if errors.Is(err, errTooLong) && s != nil && s.tooLong {
 		return t.roundTrip(req, cfg)
 	}
-	if err != nil && req.Context().Err() == nil && endedByDeadline(err) {
+	if err != nil && endedByDeadline(err) && timeLeft(req.Context()) {
 		// The first request's deadline ended the execution, and this one
 		// has time left: it goes on its own.
 		return t.roundTrip(req, cfg)
