@@ -255,8 +255,8 @@ func MustNewGroup[K comparable, T any](opts ...GroupOption) *Group[K, T] {
 
 // Do calls fn, or joins the execution of fn already in flight for key, and
 // returns its result; see [Group]. It returns early, with ctx's error (and
-// cause), when ctx is done first. A nil ctx or fn is an error, and nothing
-// is called.
+// cause), when ctx is done first. A nil ctx or fn is an error, and so is a
+// key that cannot be compared ([ErrUncomparableKey]): nothing is called.
 func (g *Group[K, T]) Do(ctx context.Context, key K, fn func(context.Context) (T, error)) (T, error) {
 	v, _, err := g.DoShared(ctx, key, fn)
 	return v, err
@@ -274,6 +274,9 @@ func (g *Group[K, T]) DoShared(ctx context.Context, key K, fn func(context.Conte
 	if err := ctx.Err(); err != nil {
 		return v, false, joinCause(err, context.Cause(ctx))
 	}
+	if !comparableKey(key) {
+		return v, false, fmt.Errorf("%w (Group.Do with a key of type %T)", ErrUncomparableKey, key)
+	}
 	g.mu.Lock()
 	f, ok := g.m[key]
 	if ok && f.ctx.Err() == nil {
@@ -286,6 +289,27 @@ func (g *Group[K, T]) DoShared(ctx context.Context, key K, fn func(context.Conte
 		go g.run(key, f, fn)
 	}
 	return g.wait(ctx, key, f)
+}
+
+// ErrUncomparableKey is returned, without calling the function, for a key
+// whose dynamic value cannot be compared (a slice, a map or a func held in
+// an interface-typed key, or in a struct or array of one): Go panics on
+// comparing it, and the group never lets that panic reach its lock.
+var ErrUncomparableKey = errors.New("resilient: Group key is not comparable")
+
+// comparableKey reports whether key can be compared with ==: a comparison
+// of an interface holding an uncomparable value panics, and a map lookup
+// with it too. Decision: checked before the group's lock is taken, at the
+// cost of a deferred recover per call (a few ns of the group's 1µs), so
+// that a bad key is an error for its caller and never wedges the group.
+func comparableKey[K comparable](key K) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	_ = key == key // the comparison is the check
+	return true
 }
 
 // start registers a new execution for key. g.mu is held.

@@ -259,7 +259,10 @@ func TestGroupAdversaryPanicInSharedCallTellsBreaker(t *testing.T) {
 		_, err := Do(t.Context(), func(context.Context) (int, error) { return 0, errGroupAdv }, ex)
 		require.ErrorIs(t, err, errGroupAdv)
 		require.Equal(t, StateOpen, br.State())
-		time.Sleep(time.Second) // fake time: the breaker's open time passes
+		// Fake time: the breaker's open time passes. A millisecond more:
+		// at the very instant it ends, the breaker's own timer and this
+		// goroutine wake together, in either order.
+		time.Sleep(time.Second + time.Millisecond)
 		var g Group[string, int]
 		release := make(chan struct{})
 		boom := errors.New("group adversary: boom")
@@ -273,6 +276,7 @@ func TestGroupAdversaryPanicInSharedCallTellsBreaker(t *testing.T) {
 		close(release)
 		for _, c := range res {
 			r := groupAdvWait(t, c, "a waiter")
+			require.NotNil(t, r.panicked, "every waiter re-panics")
 			var pe *PanicError
 			require.ErrorAs(t, r.panicked.(error), &pe)
 			assert.Same(t, boom, pe.Value)
