@@ -257,10 +257,11 @@ func TestAdversaryGRPCNonIdempotentNeverSentTwiceUnderHedging(t *testing.T) {
 }
 
 // The caller's own deadline ends a call with per-attempt timeouts: the
-// attempt that hit the caller's deadline is not retried, and counted by
-// no breaker, though the attempts before it (their own timeouts) were.
-// Mutation tried: judge ignoring caller.Err() (fails: an extra attempt or
-// a breaker failure).
+// attempts before it (their own timeouts) are retried and counted, and
+// the call ends with DEADLINE_EXCEEDED. (Whether the last attempt is
+// counted is racy end to end; TestAdversaryGRPCCallerDeadlinePassedBeforeItsTimer
+// pins it.) Mutation tried: judge treating every DEADLINE_EXCEEDED as
+// Permanent (fails: one attempt).
 func TestAdversaryGRPCCallerDeadlineWithAttemptTimeout(t *testing.T) {
 	e := startServer(t, bufTransport)
 	set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(10), resilient.WithOpenDuration(time.Hour))
@@ -274,17 +275,64 @@ func TestAdversaryGRPCCallerDeadlineWithAttemptTimeout(t *testing.T) {
 	defer cancel()
 	_, err := call(ctx, cc, mGet, "x", AttemptTimeout(100*time.Millisecond))
 	assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+	assert.ErrorIs(t, err, resilient.ErrDeadline)
 	n := e.srv.count(mGet)
 	assert.GreaterOrEqual(t, n, 2)
 	assert.LessOrEqual(t, n, 3)
 	os := rec.outcomes()
 	require.Len(t, os, n)
-	assert.Equal(t, resilient.Ignore, os[len(os)-1], "the caller's deadline is not counted")
 	for _, o := range os[:len(os)-1] {
 		assert.Equal(t, resilient.Retry, o, "an attempt's own timeout is retried")
 	}
-	assert.Equal(t, n-1, set.Get(mGet).Metrics().Failures, "only the attempts' own timeouts count")
+	assert.GreaterOrEqual(t, set.Get(mGet).Metrics().Failures, n-1, "the attempts' own timeouts count")
 }
+
+// DEFECT. The caller's deadline has passed but its context's timer has not
+// run yet (ctx.Err() is still nil): grpc-go already reports the attempt
+// as DEADLINE_EXCEEDED in that instant (http2_client turns a RST_STREAM
+// CANCEL into DEADLINE_EXCEEDED once the stream's deadline is past, and
+// the server's own deadline timer sends that RST_STREAM). judge
+// (classify.go) asks only caller.Err(), so it takes the caller's own
+// deadline for the attempt's timeout: the attempt is Retry, and the
+// executor's breaker and the keyed breakers count it as a failure of the
+// upstream. Seen end to end under -race in about one run in three of
+// TestAdversaryGRPCCallerDeadlineWithAttemptTimeout's scenario (attempt 3:
+// "stream terminated by RST_STREAM with error code: CANCEL", outcome
+// retry, 3 failures counted); pinned here with a context whose deadline
+// has passed and whose Err is not yet set, which is what every context is
+// between its deadline and its timer. Suggested fix: in judge, treat the
+// caller as done also when its deadline has passed (dl, ok :=
+// caller.Deadline(); ok && !time.Now().Before(dl)) — a clock read on the
+// failure path only — and in final, read such a call as
+// DEADLINE_EXCEEDED; the same check fits the stream's attempt. (httpx made
+// the same fix for deduplicated requests in e7ec0af.)
+func TestAdversaryGRPCCallerDeadlinePassedBeforeItsTimer(t *testing.T) {
+	br := resilient.MustNewBreaker(resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Hour))
+	set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Hour))
+	var rec recorder
+	ic := MustNew(quick(resilient.WithBreaker(br), resilient.WithHooks(rec.hooks())), WithMethodBreakers(set))
+	calls := 0
+	invoker := func(ctx context.Context, _ string, _, _ any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
+		calls++
+		return status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+	}
+	ctx := lateCtx{Context: context.Background(), dl: time.Now().Add(-time.Millisecond)}
+	err := ic.Unary(ctx, mGet, wrapperspb.String("x"), new(wrapperspb.StringValue), nil, invoker)
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+	assert.Equal(t, 1, calls, "the caller's deadline is never retried")
+	assert.Equal(t, []resilient.Outcome{resilient.Ignore}, rec.outcomes(), "nor counted")
+	assert.Equal(t, resilient.StateClosed, br.State(), "the executor's breaker counted the caller's deadline")
+	assert.Equal(t, resilient.StateClosed, set.Get(mGet).State(), "the method breaker counted the caller's deadline")
+}
+
+// lateCtx is a context in the instant after its deadline, before its
+// timer has run: Deadline is past, Err is still nil.
+type lateCtx struct {
+	context.Context
+	dl time.Time
+}
+
+func (c lateCtx) Deadline() (time.Time, bool) { return c.dl, true }
 
 // A server-streaming call under a hedging executor is never hedged: the
 // first stream stalls before its first message, and no second stream
