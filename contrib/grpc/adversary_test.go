@@ -59,7 +59,11 @@ func TestAdversaryGRPCHedgedProbeClosesHalfOpenBreaker(t *testing.T) {
 // With two probes allowed and one success to close, the hedge that wins
 // closes the breaker and the loser (cancelled) is counted neither way: it
 // must not reopen the breaker nor keep a probe slot. Mutation tried:
-// keyedBreaker.outcome turning Ignore into Fail reopens it (fails).
+// keyedBreaker.outcome returning Ignore for a nil error (fails: the
+// breaker stays half-open). (Turning the loser's Ignore into Fail does not
+// fail it: the winner closes the breaker first and the loser's permit is
+// then of an old generation; TestAdversaryGRPCHedgedCallerCancel catches
+// that one.)
 func TestAdversaryGRPCHedgeLoserDoesNotReopenHalfOpenBreaker(t *testing.T) {
 	e := startServer(t, bufTransport)
 	set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(1),
@@ -148,8 +152,8 @@ func TestAdversaryGRPCHedgedPushback(t *testing.T) {
 // "Do not retry" pushback (negative, malformed, two values) on a hedged
 // call: one attempt, the server's status and the attempt count come back,
 // and the caller's trailer option holds the server's trailers, as on a
-// call that is not hedged. Mutation tried: the hedged path setting the
-// caller's trailer only on success (fails for the trailer).
+// call that is not hedged. Mutation tried: passing nil trailers to judge
+// in hedge.attempt (fails: the hedged call is retried).
 func TestAdversaryGRPCHedgedDoNotRetryPushback(t *testing.T) {
 	e := startServer(t, bufTransport)
 	for _, hedged := range []bool{false, true} {
@@ -179,8 +183,10 @@ func TestAdversaryGRPCHedgedDoNotRetryPushback(t *testing.T) {
 
 // A hedged call the caller cancels while both attempts are on the server:
 // nothing is retried, no breaker counts it, and the caller reads CANCELED.
-// Mutation tried: judge ignoring caller.Err() turns the cancelled attempts
-// into retries (fails).
+// Mutation tried: keyedBreaker.outcome turning Ignore into Fail (fails:
+// the method breaker opens). (Removing judge's caller.Err() check does not
+// fail it: the executor itself ignores an attempt once the caller's context
+// is done.)
 func TestAdversaryGRPCHedgedCallerCancel(t *testing.T) {
 	e := startServer(t, bufTransport)
 	methods := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(1))
@@ -367,6 +373,8 @@ func TestAdversaryGRPCStreamNotHedgedAndPushbackBeforeCommit(t *testing.T) {
 // A stream that failed after a message was received is never retried,
 // whatever the status and pushback; one that the caller cancels before it
 // committed ends its interceptor goroutine (goleak at TestMain).
+// Mutation tried: RecvMsg returning a message without committing (fails:
+// the stream is opened again after its first message).
 func TestAdversaryGRPCStreamAfterCommitAndCancelBeforeCommit(t *testing.T) {
 	e := startServer(t, bufTransport)
 	var rec recorder
@@ -422,27 +430,76 @@ func TestAdversaryGRPCStreamAfterCommitAndCancelBeforeCommit(t *testing.T) {
 // with the last status; or give the core a "stop retrying but let the
 // round finish" marker.
 func TestAdversaryGRPCHedgeDoNotRetryPushbackCancelsHealthyAttempt(t *testing.T) {
+	for _, hedge := range []step{
+		{code: codes.Unavailable, pushback: []string{"-1"}},
+		{code: codes.Unavailable, pushback: []string{"1", "2"}},
+		{code: codes.ResourceExhausted, pushback: []string{"soon"}},
+	} {
+		t.Run(hedge.code.String()+" "+hedge.pushback[0], func(t *testing.T) {
+			e := startServer(t, bufTransport)
+			set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Hour))
+			ic := MustNew(quick(resilient.WithHedge(20*time.Millisecond, 2)), WithMethodBreakers(set))
+			cc := e.client(ic.DialOptions()...)
+			e.srv.handled = make(chan struct{}, 10)
+			e.srv.plan(mGet,
+				step{delay: 150 * time.Millisecond}, // the first attempt: healthy, slow
+				hedge)                               // the hedge: do not retry
+			got, err := call(testCtx(t), cc, mGet, "x")
+			for range 2 {
+				select {
+				case <-e.srv.handled:
+				case <-time.After(callTimeout):
+					t.Fatal("an attempt did not end on the server")
+				}
+			}
+			assert.Equal(t, 2, e.srv.count(mGet), "one hedge, then no more")
+			assert.Zero(t, e.srv.canceled.Load(), "the healthy first attempt was cancelled")
+			assert.Equal(t, resilient.StateClosed, set.Get(mGet).State(), "a healthy method's breaker opened")
+			assert.NoError(t, err, "the outstanding attempt's OK is the call's result")
+			assert.Equal(t, "echo: x", got)
+		})
+	}
+}
+
+// A retry budget under pushback and keyed breakers: the server's waits
+// are honoured until the budget refuses a retry; the caller gets the last
+// status, the attempts made and ErrBudgetExhausted, and no breaker counts
+// the hinted failures. A budget with no retry in it starts no hedge.
+// Mutation tried: passing nil trailers to judge in hedge.attempt (fails:
+// the hinted UNAVAILABLE counts, the method breaker opens and ends the
+// call with ErrOpen).
+func TestAdversaryGRPCBudgetPushbackAndHedges(t *testing.T) {
 	e := startServer(t, bufTransport)
 	set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Hour))
-	ic := MustNew(quick(resilient.WithHedge(20*time.Millisecond, 2)), WithMethodBreakers(set))
+	budget := resilient.MustNewBudget(resilient.WithRetryBurst(1), resilient.WithRetryRatio(0.01), resilient.WithMinRetryRate(0))
+	var rec recorder
+	ic := MustNew(quick(resilient.WithBudget(budget), resilient.WithHedge(time.Second, 2), resilient.WithHooks(rec.hooks())),
+		WithMethodBreakers(set))
 	cc := e.client(ic.DialOptions()...)
-	e.srv.handled = make(chan struct{}, 10)
-	e.srv.plan(mGet,
-		step{delay: 150 * time.Millisecond},                     // the first attempt: healthy, slow
-		step{code: codes.Unavailable, pushback: []string{"-1"}}) // the hedge: do not retry
-	got, err := call(testCtx(t), cc, mGet, "x")
 	for range 2 {
-		select {
-		case <-e.srv.handled:
-		case <-time.After(callTimeout):
-			t.Fatal("an attempt did not end on the server")
-		}
+		e.srv.plan(mGet, step{code: codes.Unavailable, pushback: []string{"20"}})
 	}
-	assert.Equal(t, 2, e.srv.count(mGet), "one hedge, then no more")
-	assert.Zero(t, e.srv.canceled.Load(), "the healthy first attempt was cancelled")
-	assert.Equal(t, resilient.StateClosed, set.Get(mGet).State(), "a healthy method's breaker opened")
-	assert.NoError(t, err, "the outstanding attempt's OK is the call's result")
-	assert.Equal(t, "echo: x", got)
+	_, err := call(testCtx(t), cc, mGet, "x")
+	assert.Equal(t, codes.Unavailable, status.Code(err), "the last status")
+	assert.ErrorIs(t, err, resilient.ErrBudgetExhausted)
+	var re *resilient.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, 2, re.Attempts)
+	assert.Equal(t, 2, e.srv.count(mGet))
+	rs := rec.retryEvents()
+	require.Len(t, rs, 1)
+	assert.GreaterOrEqual(t, rs[0].Delay, 20*time.Millisecond)
+	assert.Equal(t, resilient.StateClosed, set.Get(mGet).State())
+
+	// The budget is empty: a slow call gets no hedge.
+	e.srv.plan(mGet, step{delay: 100 * time.Millisecond})
+	hedged := MustNew(quick(resilient.WithBudget(budget), resilient.WithHedge(5*time.Millisecond, 3)))
+	cc2 := e.client(hedged.DialOptions()...)
+	before := e.srv.count(mGet)
+	got, err := call(testCtx(t), cc2, mGet, "y")
+	require.NoError(t, err)
+	assert.Equal(t, "echo: y", got)
+	assert.Equal(t, 1, e.srv.count(mGet)-before, "no hedge without budget")
 }
 
 // A server-streaming call whose first stream fails trailers-only (no
