@@ -253,7 +253,11 @@ func TestAdversaryGRPCNonIdempotentNeverSentTwiceUnderHedging(t *testing.T) {
 	_, err = call(testCtx(t), cc, mCreate, "y")
 	assert.Equal(t, codes.Unavailable, status.Code(err))
 	assert.Equal(t, 2, e.srv.count(mCreate), "pushback does not make it safe to repeat")
-	<-e.srv.handled
+	select {
+	case <-e.srv.handled:
+	case <-time.After(callTimeout):
+		t.Fatal("the call did not end on the server")
+	}
 
 	e.srv.plan(mCreate, step{code: codes.Unavailable})
 	got, err := call(testCtx(t), cc, mCreate, "z", Idempotent())
