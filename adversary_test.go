@@ -852,3 +852,32 @@ func TestAdversaryBudgetKeepsTokenOfRefusedHedge(t *testing.T) {
 		assert.Equal(t, before, budget.Available(), "no hedge ran, so no retry was spent")
 	})
 }
+
+// pastDeadlineCtx is a context in the instant after its deadline, before
+// its timer has run: Deadline is past, Err is still nil.
+type pastDeadlineCtx struct{ context.Context }
+
+func (pastDeadlineCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// TestIgnoreAfterTheDeadlineIsTheDeadline: an attempt that a classifier
+// ignores because the caller's deadline has passed (a transport that
+// reported it before the context's timer ran) ends the call with
+// ReasonDeadline, not as a permanent failure, and is counted by no
+// breaker.
+func TestIgnoreAfterTheDeadlineIsTheDeadline(t *testing.T) {
+	br := MustNewBreaker(WithConsecutiveFailures(1))
+	ex := MustNew(WithBreaker(br), WithAttempts(3), WithClassifier(func(error) Outcome { return Ignore }))
+	calls := 0
+	res := DoResult(pastDeadlineCtx{context.Background()}, func(context.Context) (int, error) {
+		calls++
+		return 0, errAdv
+	}, ex)
+	assert.Equal(t, 1, calls)
+	assert.Equal(t, ReasonDeadline, res.Reason)
+	assert.ErrorIs(t, res.Err, context.DeadlineExceeded)
+	assert.ErrorIs(t, res.Err, errAdv, "the last error is kept")
+	assert.Equal(t, StateClosed, br.State())
+
+	res = DoResult(context.Background(), func(context.Context) (int, error) { return 0, errAdv }, ex)
+	assert.Equal(t, ReasonPermanent, res.Reason, "with no deadline, an Ignore ends the call as before")
+}

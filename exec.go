@@ -1257,9 +1257,16 @@ func (c *call) stopTimer() {
 
 // ctxReason tells why the call's context is done: the caller's cancellation
 // or deadline, or the executor's own time limit. A classifier's Ignore while
-// every context is alive ends the call as a permanent failure would.
+// every context is alive ends the call as a permanent failure would, unless
+// the caller's deadline has passed.
 func (c *call) ctxReason() (Reason, error) {
 	if c.ctx.Err() == nil {
+		// An Ignore in the instant after the caller's deadline, before its
+		// context's timer has run (a transport that reported the deadline
+		// first): the deadline it is.
+		if dl, ok := c.parent.Deadline(); ok && !time.Now().Before(dl) {
+			return ReasonDeadline, context.DeadlineExceeded
+		}
 		return ReasonPermanent, nil
 	}
 	if err := c.parent.Err(); err != nil {

@@ -243,7 +243,27 @@ func classifyMarked(err error) resilient.Outcome {
 	if _, ok := find[*answered](err); ok {
 		return resilient.Success
 	}
+	if _, ok := find[*callerEnded](err); ok {
+		return resilient.Ignore
+	}
 	return resilient.Retry
+}
+
+// callerEnded marks an attempt's error that came once the caller's own
+// deadline had passed, before its context's timer said so (ctx.Err() is
+// still nil in that instant, and grpc-go already reports the stream as
+// DEADLINE_EXCEEDED): the caller's end, which the executor ignores, as it
+// does once ctx.Err() is set, never the upstream's failure.
+type callerEnded struct{ err error }
+
+func (c *callerEnded) Error() string { return c.err.Error() }
+func (c *callerEnded) Unwrap() error { return c.err }
+
+// deadlinePassed reports whether ctx's deadline has passed, whether or not
+// its timer has run. It reads the clock: for failures only.
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // attemptInfo is what an attempt knew besides its error.
@@ -262,6 +282,9 @@ type attemptInfo struct {
 func (t table) judge(caller context.Context, err error, a attemptInfo) error {
 	if caller.Err() != nil {
 		return err
+	}
+	if err != nil && deadlinePassed(caller) {
+		return &callerEnded{err: err}
 	}
 	c, ok := codeOf(err)
 	if !ok && c == codes.Unknown {
