@@ -152,8 +152,12 @@ func TestAdversaryGRPCHedgedPushback(t *testing.T) {
 // "Do not retry" pushback (negative, malformed, two values) on a hedged
 // call: one attempt, the server's status and the attempt count come back,
 // and the caller's trailer option holds the server's trailers, as on a
-// call that is not hedged. Mutation tried: passing nil trailers to judge
-// in hedge.attempt (fails: the hedged call is retried).
+// call that is not hedged. Not hedged, the call ends as a permanent
+// failure; hedged, as a hint beyond the cap (the round's other attempts,
+// none here, would have gone on: see
+// TestAdversaryGRPCHedgeDoNotRetryPushbackCancelsHealthyAttempt).
+// Mutation tried: passing nil trailers to judge in hedge.attempt (fails:
+// the hedged call is retried).
 func TestAdversaryGRPCHedgedDoNotRetryPushback(t *testing.T) {
 	e := startServer(t, bufTransport)
 	for _, hedged := range []bool{false, true} {
@@ -174,7 +178,11 @@ func TestAdversaryGRPCHedgedDoNotRetryPushback(t *testing.T) {
 				var re *resilient.Error
 				require.ErrorAs(t, err, &re)
 				assert.Equal(t, 1, re.Attempts)
-				assert.Equal(t, resilient.ReasonPermanent, re.Reason)
+				want := resilient.ReasonPermanent
+				if hedged {
+					want = resilient.ReasonHintTooLong
+				}
+				assert.Equal(t, want, re.Reason)
 				assert.Equal(t, pb, tr.Get(PushbackKey), "the caller's trailer option is filled")
 			})
 		}
@@ -409,6 +417,40 @@ func TestAdversaryGRPCStreamAfterCommitAndCancelBeforeCommit(t *testing.T) {
 	rec.wait(t, 1)
 	assert.Equal(t, 2, e.srv.count(mList), "the caller's cancellation is not retried")
 	assert.Equal(t, resilient.StateClosed, set.Get(mList).State())
+}
+
+// gRFC A6 (hedging): a hedge answered with pushback that says "do not
+// retry" stops further hedges, but the attempts still outstanding go on;
+// only a fatal status code cancels them. Here the first attempt is
+// healthy (it answers OK after 150ms); the hedge sent at 20ms gets
+// UNAVAILABLE with pushback "-1". The call returns the first attempt's
+// OK. judge (classify.go) used to make the hedge's UNAVAILABLE
+// resilient.Permanent, which the core's hedged round takes for the winner:
+// it cancelled the healthy first attempt, the caller got UNAVAILABLE, and
+// the method breaker opened on a healthy method. In a hedged round it is
+// now a wait longer than any cap: no more hedges, the others finish.
+func TestAdversaryGRPCHedgeDoNotRetryPushbackCancelsHealthyAttempt(t *testing.T) {
+	e := startServer(t, bufTransport)
+	set := resilient.MustNewBreakers(10, time.Minute, resilient.WithConsecutiveFailures(1), resilient.WithOpenDuration(time.Hour))
+	ic := MustNew(quick(resilient.WithHedge(20*time.Millisecond, 2)), WithMethodBreakers(set))
+	cc := e.client(ic.DialOptions()...)
+	e.srv.handled = make(chan struct{}, 10)
+	e.srv.plan(mGet,
+		step{delay: 150 * time.Millisecond},                     // the first attempt: healthy, slow
+		step{code: codes.Unavailable, pushback: []string{"-1"}}) // the hedge: do not retry
+	got, err := call(testCtx(t), cc, mGet, "x")
+	for range 2 {
+		select {
+		case <-e.srv.handled:
+		case <-time.After(callTimeout):
+			t.Fatal("an attempt did not end on the server")
+		}
+	}
+	assert.Equal(t, 2, e.srv.count(mGet), "one hedge, then no more")
+	assert.Zero(t, e.srv.canceled.Load(), "the healthy first attempt was cancelled")
+	assert.Equal(t, resilient.StateClosed, set.Get(mGet).State(), "a healthy method's breaker opened")
+	assert.NoError(t, err, "the outstanding attempt's OK is the call's result")
+	assert.Equal(t, "echo: x", got)
 }
 
 // A retry budget under pushback and keyed breakers: the server's waits

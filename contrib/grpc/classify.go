@@ -271,6 +271,7 @@ type attemptInfo struct {
 	trailers   metadata.MD
 	repeatable bool // the call may be sent again: idempotent, or retries allowed by option
 	neverLeft  bool // the attempt provably never reached a server
+	hedged     bool // one of a hedged round's attempts
 }
 
 // judge turns an attempt's error into what the executor acts on: the error
@@ -302,6 +303,15 @@ func (t table) judge(caller context.Context, err error, a attemptInfo) error {
 		if d > 0 {
 			judged = resilient.RetryAfter(err, d)
 		}
+	case a.hedged && t.retryable(c, present) && (a.repeatable || a.neverLeft):
+		// Decision (gRFC A6): in a hedged round, "do not retry" pushback
+		// stops further hedges and retries, but the attempts already
+		// running go on, and one of them may yet succeed. A wait longer
+		// than any cap says exactly that to the core's round: no attempt
+		// is added, the others finish, and if none succeeds the call ends
+		// at once with this status (ReasonHintTooLong). As a server's
+		// hint, it counts against no breaker.
+		judged = resilient.RetryAfter(err, maxDuration)
 	case t.failure.has(c):
 		judged = resilient.Permanent(err)
 	default:

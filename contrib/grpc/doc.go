@@ -62,7 +62,10 @@
 // attached with [resilient.RetryAfter]; a hint beyond the executor's
 // [resilient.WithMaxDelay], or one that would end past the caller's
 // deadline, ends the call at once with the status that carried it. A
-// negative or malformed value, or more than one, means "do not retry".
+// negative or malformed value, or more than one, means "do not retry"; in
+// a hedged call it stops further hedges and retries while the attempts
+// already running go on (gRFC A6), and if none of them succeeds the call
+// ends with that status, as a hint beyond the cap, counted by no breaker.
 // Pushback also makes RESOURCE_EXHAUSTED retryable, and marks it
 // [resilient.Throttled], whatever its value and whether the call is
 // retried or not: the server asking for less traffic, as an HTTP 429 is,

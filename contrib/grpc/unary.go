@@ -192,5 +192,5 @@ func (h *hedge) attempt(ctx context.Context) (*hedgeAttempt, error) {
 	if err == nil {
 		return a, nil
 	}
-	return a, u.table.judge(u.caller, err, attemptInfo{trailers: a.trailer, repeatable: true})
+	return a, u.table.judge(u.caller, err, attemptInfo{trailers: a.trailer, repeatable: true, hedged: true})
 }
