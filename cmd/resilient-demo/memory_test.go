@@ -205,7 +205,10 @@ func TestBudgetFlag(t *testing.T) {
 		{"adaptive", 0.99, 1, 1, 1.2},
 		{"ratio", 0.9, 0.97, 1.2, 1.5},
 		{"grpc", 0.6, 0.8, 1, 1.02},
-		{"none", 0.99, 1, 3.5, 4},
+		// Without a budget every request makes its 4 attempts; retries of
+		// requests started just before the outage land in it too, so the
+		// figure may pass 4 by a little (4.01 seen).
+		{"none", 0.99, 1, 3.5, 4.1},
 	} {
 		t.Run(tt.budget, func(t *testing.T) {
 			mild := inMemoryScenario(t, "-clients", "plain,naive,httpx", "-budget", tt.budget)
