@@ -226,21 +226,7 @@ func BenchmarkGrowthBreakersChurn(b *testing.B) {
 	for _, n := range growthKeySizes {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			s := resilient.MustNewBreakers(n, idleForever)
-			for _, k := range shuffledKeys(n) {
-				s.Get(k)
-			}
-			runtime.GC()
-			b.ReportAllocs()
-			b.ResetTimer()
-			i := 0
-			for b.Loop() {
-				s.Get("new-" + strconv.Itoa(i) + ".example.com")
-				i++
-			}
-			b.StopTimer()
-			if s.Len() != n {
-				b.Fatalf("the set holds %d breakers, want %d", s.Len(), n)
-			}
+			churn(b, n, func(k string) { s.Get(k) }, s.Len)
 		})
 	}
 }
@@ -253,21 +239,27 @@ func BenchmarkGrowthKeyedChurn(b *testing.B) {
 			s := resilient.MustNewKeyed(n, func(string) *resilient.Budget {
 				return resilient.MustNewAdaptiveBudget()
 			})
-			for _, k := range shuffledKeys(n) {
-				s.Get(k)
-			}
-			runtime.GC()
-			b.ReportAllocs()
-			b.ResetTimer()
-			i := 0
-			for b.Loop() {
-				s.Get("new-" + strconv.Itoa(i) + ".example.com")
-				i++
-			}
-			b.StopTimer()
-			if s.Len() != n {
-				b.Fatalf("the set holds %d values, want %d", s.Len(), n)
-			}
+			churn(b, n, func(k string) { s.Get(k) }, s.Len)
 		})
+	}
+}
+
+// churn fills a set of n keys through get, then times get of a key never
+// seen, over and over, and checks that the set still holds n.
+func churn(b *testing.B, n int, get func(string), length func() int) {
+	for _, k := range shuffledKeys(n) {
+		get(k)
+	}
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		get("new-" + strconv.Itoa(i) + ".example.com")
+		i++
+	}
+	b.StopTimer()
+	if got := length(); got != n {
+		b.Fatalf("the set holds %d, want %d", got, n)
 	}
 }
